@@ -1,0 +1,1 @@
+"""devhost: runs function_app locally with the Functions host's semantics (no `func` here)."""

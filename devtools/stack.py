@@ -1,0 +1,215 @@
+"""The local stack: Azurite (https, OAuth), the simulated tenant and devhost, on loopback.
+
+Storage is reached exactly as in production: with bearer tokens from a managed identity
+endpoint (the simulator's), over https, with a locally generated certificate authority
+trusted through SSL_CERT_FILE / REQUESTS_CA_BUNDLE (never by turning verification off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import certifi
+import trustme
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
+ACCOUNT = "devstoreaccount1"  # Azurite's built-in account name
+
+
+class StackError(RuntimeError):
+    """A part of the local stack did not start; the message says which and how to fix it."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A local CA, a server certificate for 127.0.0.1/localhost, and a CA bundle trusting both
+    the local CA and the usual public roots."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, bundle = folder / "cert.pem", folder / "key.pem", folder / "ca-bundle.pem"
+    server.private_key_pem.write_to_path(str(key))
+    cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.cert_pem.bytes())
+    return cert, key, bundle
+
+
+@dataclass
+class LocalStack:
+    """Starts the parts; `env` holds the app settings that point the app (or a test) at them."""
+
+    users: int = 1000
+    seed: int = 1
+    tenant_file: Path | None = None
+    sim_args: list[str] = field(default_factory=list)
+    app_env: dict[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
+    log_dir: Path | None = None
+    env: dict[str, str] = field(default_factory=dict, init=False)
+    api_url: str = field(default="", init=False)
+    sim: dict[str, str] = field(default_factory=dict, init=False)
+    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        if not AZURITE.exists():
+            raise StackError(f"Azurite is not installed at {AZURITE}; run `make install` (npm ci).")
+        work = self.workdir or Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
+        work.mkdir(parents=True, exist_ok=True)
+        logs = self.log_dir or work
+        logs.mkdir(parents=True, exist_ok=True)
+        cert, key, bundle = write_certificates(work)
+
+        sim_cmd = [
+            sys.executable,
+            "-m",
+            "devtools.tenantsim",
+            "--port",
+            "0",
+            "--seed",
+            str(self.seed),
+        ]
+        sim_cmd += (
+            ["--tenant", str(self.tenant_file)]
+            if self.tenant_file
+            else ["--users", str(self.users)]
+        )
+        self.sim = self._start_reading_line(
+            "tenantsim", sim_cmd + self.sim_args, logs, os.environ.copy()
+        )
+
+        ports = {kind: free_port() for kind in ("blob", "queue", "table")}
+        azurite_dir = work / "azurite"
+        azurite_dir.mkdir(exist_ok=True)
+        self._spawn(
+            "azurite",
+            [
+                str(AZURITE),
+                "--silent",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--location",
+                str(azurite_dir),
+                "--oauth",
+                "basic",
+                "--cert",
+                str(cert),
+                "--key",
+                str(key),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(ports["blob"]),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(ports["queue"]),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(ports["table"]),
+            ],
+            logs,
+            os.environ.copy(),
+        )
+        for kind, port in ports.items():
+            _wait_for_port(port, f"Azurite {kind} service", self._processes[-1])
+
+        self.env = {
+            "SSL_CERT_FILE": str(bundle),
+            "REQUESTS_CA_BUNDLE": str(bundle),
+            "IDENTITY_ENDPOINT": self.sim["identity"],
+            "IDENTITY_HEADER": self.sim["identityHeader"],
+            "USEREXPORT_GRAPH_BASE_URL": self.sim["graph"],
+            "USEREXPORT_CREDENTIAL": "managedidentity",
+            "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            **{
+                f"AzureWebJobsStorage__{kind}ServiceUri": f"https://127.0.0.1:{port}/{ACCOUNT}"
+                for kind, port in ports.items()
+            },
+            **self.app_env,
+        }
+        host_env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        devhost = self._start_reading_line(
+            "devhost", [sys.executable, "-m", "devtools.devhost", "--port", "0"], logs, host_env
+        )
+        self.api_url = devhost["url"]
+
+    def _spawn(
+        self, name: str, cmd: list[str], logs: Path, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        log = self._stack.enter_context(open(logs / f"{name}.log", "ab"))
+        process = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True
+        )
+        self._processes.append(process)
+        return process
+
+    def _start_reading_line(
+        self, name: str, cmd: list[str], logs: Path, env: dict[str, str]
+    ) -> dict[str, str]:
+        process = self._spawn(name, cmd, logs, env)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            process.wait(timeout=10)
+            raise StackError(
+                f"{name} exited ({process.returncode}) before it was ready; "
+                f"see {logs / (name + '.log')}."
+            )
+        return json.loads(line)
+
+    def close(self) -> None:
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self._processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._processes.clear()
+        self._stack.close()
+
+
+def _wait_for_port(
+    port: int, what: str, process: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"{what} exited ({process.returncode}) while starting.")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise StackError(f"{what} did not listen on port {port} within {timeout:.0f} s.")

@@ -1,0 +1,54 @@
+"""POST /api/exports bodies: defaults, and a 400 naming the field for anything wrong."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from userexport.columns import DEFAULT_COLUMN_NAMES
+from userexport.exportrequest import InvalidRequest, parse_export_request
+
+NOW = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
+
+
+def test_empty_body_means_all_users_and_the_25_columns():
+    for body in (b"", b"  ", b"{}"):
+        request = parse_export_request(body, now=NOW)
+        assert request == {
+            "columns": list(DEFAULT_COLUMN_NAMES),
+            "fileName": "exportUsers_2026-11-27_14-05-09Z.csv",
+            "formulaGuard": True,
+        }
+
+
+def test_columns_and_file_name_are_kept():
+    request = parse_export_request(
+        b'{"columns": ["objectId", "employeeId"], "fileName": "staff 2026.csv", '
+        b'"formulaGuard": false}',
+        now=NOW,
+    )
+    assert request["columns"] == ["objectId", "employeeId"]
+    assert request["fileName"] == "staff 2026.csv"
+    assert request["formulaGuard"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b"[1, 2]", "body"),
+        (b'{"colums": []}', "colums"),
+        (b'{"columns": "objectId"}', "columns"),
+        (b'{"columns": []}', "columns"),
+        (b'{"columns": ["objectId", "shoeSize"]}', "columns[1]"),
+        (b'{"columns": ["objectId", "objectId"]}', "columns"),
+        (b'{"fileName": "../../etc/passwd"}', "fileName"),
+        (b'{"fileName": "report.exe"}', "fileName"),
+        (b'{"fileName": "a\\"b.csv"}', "fileName"),
+        (b'{"formulaGuard": "no"}', "formulaGuard"),
+    ],
+)
+def test_bad_requests_name_the_field(body, field):
+    with pytest.raises(InvalidRequest) as caught:
+        parse_export_request(body, now=NOW)
+    assert caught.value.field == field
+    assert caught.value.detail

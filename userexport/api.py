@@ -1,0 +1,149 @@
+"""The HTTP API's logic, free of azure.functions: requests in, (status, headers, body) out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .clients import Clients
+from .exporter import queue_message
+from .exportrequest import InvalidRequest, parse_export_request
+from .jobs import Job, Status, new_job_id, utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return "application/problem+json" if self.status >= 400 else "application/json"
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+def problem(status: int, title: str, detail: str, *, field: str | None = None) -> ApiResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    return ApiResponse(status, body)
+
+
+async def create_export(
+    clients: Clients, *, body: bytes, trigger: str, base_url: str
+) -> ApiResponse:
+    """Records a queued job, then queues its message: a job never runs without a record."""
+    now = utcnow()
+    try:
+        request = parse_export_request(body, now=now)
+    except InvalidRequest as error:
+        return problem(400, "Invalid export request", error.detail, field=error.field)
+    job = Job(
+        id=new_job_id(now), status=Status.QUEUED, trigger=trigger, created_at=now, request=request
+    )
+    job = await clients.jobs.create(job)
+    await clients.queue.send_message(queue_message(job.id))
+    log.info("Export job %s queued by %s.", job.id, trigger)
+    status_url = f"{base_url}/api/exports/{job.id}"
+    return ApiResponse(
+        202,
+        {"id": job.id, "status": job.status.value, "statusUrl": status_url},
+        {"Location": status_url, "Retry-After": str(clients.settings.status_retry_after_seconds)},
+    )
+
+
+async def get_export(clients: Clients, job_id: str, *, base_url: str) -> ApiResponse:
+    job = await clients.jobs.get(job_id) if _plausible_id(job_id) else None
+    if job is None:
+        return problem(404, "Export not found", f"There is no export with id {job_id!r}.")
+    status_url = f"{base_url}/api/exports/{job.id}"
+    body = _describe(job)
+    if not job.status.finished:
+        headers = {
+            "Location": status_url,
+            "Retry-After": str(clients.settings.status_retry_after_seconds),
+        }
+        return ApiResponse(202, body, headers)
+    if job.status is not Status.FAILED:
+        now = utcnow()
+        file_name = job.request["fileName"]
+        exports = clients.exports
+        body["downloadUrl"] = await clients.sas.read_url(
+            exports.get_blob_client(job.blob_name), now=now, file_name=file_name
+        )
+        body["errorsUrl"] = await clients.sas.read_url(
+            exports.get_blob_client(job.errors_blob_name),
+            now=now,
+            file_name=f"{file_name.removesuffix('.csv')}-errors.csv",
+        )
+        body["urlsExpireAt"] = _iso(now + clients.settings.sas_lifetime)
+    return ApiResponse(200, body)
+
+
+async def list_exports(clients: Clients, *, params: dict[str, str], base_url: str) -> ApiResponse:
+    raw_size = params.get("pageSize", str(DEFAULT_PAGE_SIZE))
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+        return problem(
+            400,
+            "Invalid query",
+            f"pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}.",
+            field="pageSize",
+        )
+    try:
+        jobs, cursor = await clients.jobs.list(page_size=int(raw_size), cursor=params.get("cursor"))
+    except (ValueError, TypeError):
+        return problem(
+            400, "Invalid query", "cursor is not one this API handed out.", field="cursor"
+        )
+    body: dict[str, Any] = {"value": [_describe(job) for job in jobs]}
+    if cursor:
+        body["nextLink"] = f"{base_url}/api/exports?pageSize={raw_size}&cursor={cursor}"
+    return ApiResponse(200, body)
+
+
+def _describe(job: Job) -> dict[str, Any]:
+    progress = job.checkpoint
+    body: dict[str, Any] = {
+        "id": job.id,
+        "status": job.status.value,
+        "trigger": job.trigger,
+        "createdAt": _iso(job.created_at),
+        "startedAt": _iso(job.started_at),
+        "finishedAt": _iso(job.finished_at),
+        "usersWritten": progress.users,
+        "userCount": job.user_count,
+        "errorCount": job.error_count if job.error_count is not None else progress.errors,
+        "columns": job.request["columns"],
+        "fileName": job.request["fileName"],
+        "formulaGuard": job.request["formulaGuard"],
+    }
+    if job.reason:
+        body["reason"] = job.reason
+    return body
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _plausible_id(job_id: str) -> bool:
+    # Keeps odd characters out of the table lookup; every real id has this shape.
+    head, _, tail = job_id.partition("-")
+    return len(head) == 13 and head.isdigit() and len(tail) == 8 and tail.isalnum()

@@ -1,0 +1,88 @@
+"""Blob output: block blobs assembled from staged blocks, and read-only SAS URLs for them.
+
+Staged blocks stay invisible until the block list is committed, so a half-written export
+never looks like a finished one. Block ids are derived from their position, so staging the
+same block again after a crash or a duplicate delivery overwrites it instead of adding one.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+
+from azure.storage.blob import (
+    BlobBlock,
+    BlobSasPermissions,
+    ContentSettings,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+from azure.storage.blob.aio import BlobClient, BlobServiceClient
+
+CSV_CONTENT = "text/csv; charset=utf-8"
+
+
+def block_id(index: int) -> str:
+    return base64.b64encode(f"block-{index:08d}".encode()).decode()
+
+
+class StagedBlob:
+    """Stages numbered blocks into one blob; commit() makes the first `count` of them the blob."""
+
+    def __init__(self, blob: BlobClient, *, count: int = 0) -> None:
+        self._blob = blob
+        self.count = count
+
+    async def stage(self, data: bytes) -> None:
+        if data:
+            await self._blob.stage_block(block_id(self.count), data, length=len(data))
+            self.count += 1
+
+    async def commit(self, *, file_name: str) -> None:
+        await self._blob.commit_block_list(
+            [BlobBlock(block_id(i)) for i in range(self.count)],
+            content_settings=ContentSettings(
+                content_type=CSV_CONTENT,
+                content_disposition=f'attachment; filename="{file_name}"',
+            ),
+        )
+
+
+class SasMinter:
+    """Mints read-only SAS URLs: from a user delegation key with a token credential (no
+    account key anywhere), from the account key only for local connection strings."""
+
+    def __init__(self, service: BlobServiceClient, *, lifetime: timedelta) -> None:
+        self._service = service
+        self._lifetime = lifetime
+        self._key: UserDelegationKey | None = None
+        self._key_expiry: datetime | None = None
+
+    async def read_url(self, blob: BlobClient, *, now: datetime, file_name: str) -> str:
+        expiry = now + self._lifetime
+        account_key = getattr(self._service.credential, "account_key", None)
+        delegation_key = None if account_key else await self._delegation_key(now, expiry)
+        sas = generate_blob_sas(
+            account_name=blob.account_name or "",
+            container_name=blob.container_name,
+            blob_name=blob.blob_name,
+            account_key=account_key,
+            user_delegation_key=delegation_key,
+            permission=BlobSasPermissions(read=True),
+            start=now - timedelta(minutes=5),  # tolerate clock skew
+            expiry=expiry,
+            content_disposition=f'attachment; filename="{file_name}"',
+            protocol="https" if delegation_key else None,
+        )
+        return f"{blob.url}?{sas}"
+
+    async def _delegation_key(self, now: datetime, expiry: datetime) -> UserDelegationKey:
+        # A SAS may not outlive its key; one key (up to 7 days) serves many SAS.
+        if self._key is None or self._key_expiry is None or self._key_expiry < expiry:
+            key_expiry = now + max(self._lifetime, timedelta(hours=1)) + timedelta(hours=1)
+            key_expiry = min(key_expiry, now + timedelta(days=7))
+            self._key = await self._service.get_user_delegation_key(
+                key_start_time=now - timedelta(minutes=5), key_expiry_time=key_expiry
+            )
+            self._key_expiry = key_expiry
+        return self._key

@@ -1,0 +1,219 @@
+"""The worker's core: one queue message runs (or continues) one export job.
+
+The way of the data: Graph pages -> CSV rows -> staged blocks -> committed blob. After every
+staged block the job row records a checkpoint (the next page's link, the block count, the
+counts), so a crash, a redelivery or a time budget running out resumes from there without
+losing or repeating a user.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from enum import StrEnum
+
+import orjson
+
+from .blobsink import StagedBlob
+from .clients import Clients
+from .columns import resolve
+from .csvfile import CsvEncoder, encode_rows
+from .graph import GraphError
+from .jobs import Checkpoint, Job, JobConflict, Status, utcnow
+
+log = logging.getLogger(__name__)
+
+BLOCK_BYTES = 4 * 1024 * 1024  # stage a block once this much CSV is buffered
+PROGRESS_SECONDS = 5.0  # ... or this long after the last checkpoint, so progress shows
+LEASE_GRACE = timedelta(minutes=2)  # a lease outlives its invocation's budget by this much
+
+ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
+
+
+class Outcome(StrEnum):
+    FINISHED = "finished"  # the job reached a final state in this invocation
+    CONTINUED = "continued"  # the time budget ran out; a new message carries on
+    SKIPPED = "skipped"  # nothing to do: unknown, already finished, or another invocation has it
+
+
+def queue_message(job_id: str) -> str:
+    return orjson.dumps({"jobId": job_id}).decode()
+
+
+async def run_job(clients: Clients, job_id: str, *, message_id: str) -> Outcome:
+    job = await clients.jobs.get(job_id)
+    if job is None:
+        log.warning("Export job %s does not exist; message %s dropped.", job_id, message_id)
+        return Outcome.SKIPPED
+    now = utcnow()
+    if job.status.finished:
+        return Outcome.SKIPPED
+    held = job.lease_owner not in (None, message_id) and job.lease_until and job.lease_until > now
+    if held:
+        log.info(
+            "Job %s is being exported by message %s; %s skipped.",
+            job_id,
+            job.lease_owner,
+            message_id,
+        )
+        return Outcome.SKIPPED
+    budget = clients.settings.time_budget_seconds
+    job.lease_owner, job.lease_until = message_id, now + timedelta(seconds=budget) + LEASE_GRACE
+    job.attempts += 1
+    if job.status is Status.QUEUED:
+        job.status, job.started_at = Status.RUNNING, now
+    try:
+        job = await clients.jobs.save(job)
+    except JobConflict:
+        log.info("Job %s was claimed by another invocation; %s skipped.", job_id, message_id)
+        return Outcome.SKIPPED
+    try:
+        return await _Export(clients, job, deadline=time.monotonic() + budget).run()
+    except JobConflict:
+        log.info("Job %s was taken over by another invocation; %s stops.", job_id, message_id)
+        return Outcome.SKIPPED
+    except GraphError as error:
+        if error.transient:
+            await _record_error(clients, job_id, str(error))
+            raise
+        await fail_job(clients, job_id, reason=_graph_reason(error))
+        return Outcome.FINISHED
+    except Exception as error:
+        await _record_error(clients, job_id, f"{type(error).__name__}: {error}")
+        raise
+
+
+async def fail_job(clients: Clients, job_id: str, *, reason: str) -> None:
+    """Marks a job failed, whatever its state, unless it already finished."""
+    for _ in range(5):
+        job = await clients.jobs.get(job_id)
+        if job is None or job.status.finished:
+            return
+        job.status, job.reason, job.finished_at = Status.FAILED, reason, utcnow()
+        job.lease_owner = job.lease_until = None
+        try:
+            await clients.jobs.save(job)
+            log.error("Export job %s failed: %s", job_id, reason)
+            return
+        except JobConflict:
+            continue
+
+
+async def _record_error(clients: Clients, job_id: str, message: str) -> None:
+    """Keeps the last error on the job, so the poison handler can say why it gave up."""
+    try:
+        job = await clients.jobs.get(job_id)
+        if job is not None and not job.status.finished:
+            job.last_error = message[:2000]
+            await clients.jobs.save(job)
+    except Exception:
+        log.exception("Could not record the last error of job %s.", job_id)
+
+
+def _graph_reason(error: GraphError) -> str:
+    if error.status == 403:
+        return (
+            f"Microsoft Graph refused to list users ({error.status} {error.code}). Grant the "
+            "app's managed identity the User.Read.All application permission (admin consent)."
+        )
+    if error.status == 401:
+        return (
+            f"Microsoft Graph did not accept the app's token ({error.status} {error.code}). "
+            "Check the managed identity (AZURE_CLIENT_ID) and the tenant."
+        )
+    return f"Microsoft Graph rejected the request ({error.status} {error.code}): {error.message}"
+
+
+@dataclass
+class _Export:
+    clients: Clients
+    job: Job
+    deadline: float
+
+    async def run(self) -> Outcome:
+        job, clients = self.job, self.clients
+        columns = resolve(job.request["columns"])
+        encoder = CsvEncoder(columns, formula_guard=job.request["formulaGuard"])
+        select = sorted({"id", *(p for c in columns for p in c.select)})
+        progress = job.checkpoint
+        users_blob = StagedBlob(
+            clients.exports.get_blob_client(job.blob_name), count=progress.blocks
+        )
+        errors_blob = StagedBlob(
+            clients.exports.get_blob_client(job.errors_blob_name), count=progress.error_blocks
+        )
+        buffer = bytearray(encoder.header() if progress.blocks == 0 else b"")
+        error_rows: list[list[str]] = []
+        last_checkpoint = time.monotonic()
+
+        async def checkpoint() -> None:
+            nonlocal buffer, error_rows, last_checkpoint
+            await users_blob.stage(bytes(buffer))
+            await errors_blob.stage(
+                encode_rows(ERRORS_HEADER, error_rows, with_header=errors_blob.count == 0)
+                if error_rows
+                else b""
+            )
+            buffer, error_rows = bytearray(), []
+            self.job.checkpoint = replace(
+                progress, blocks=users_blob.count, error_blocks=errors_blob.count
+            )
+            self.job.lease_until = (
+                utcnow() + timedelta(seconds=clients.settings.time_budget_seconds) + LEASE_GRACE
+            )
+            self.job = await clients.jobs.save(self.job)
+            last_checkpoint = time.monotonic()
+
+        while not progress.started or progress.next_link:
+            page = await clients.graph.users_page(next_link=progress.next_link, select=select)
+            buffer += encoder.rows(page.users, {})
+            progress = replace(
+                progress,
+                started=True,
+                next_link=page.next_link,
+                users=progress.users + len(page.users),
+            )
+            out_of_time = time.monotonic() >= self.deadline
+            if (
+                len(buffer) >= BLOCK_BYTES
+                or time.monotonic() - last_checkpoint >= PROGRESS_SECONDS
+                or (out_of_time and progress.next_link)
+            ):
+                await checkpoint()
+            if out_of_time and progress.next_link:
+                return await self._continue()
+
+        await checkpoint()
+        if errors_blob.count == 0:  # the errors file always exists, if only as its header
+            await errors_blob.stage(encode_rows(ERRORS_HEADER, [], with_header=True))
+        file_name = self.job.request["fileName"]
+        await users_blob.commit(file_name=file_name)
+        await errors_blob.commit(file_name=f"{file_name.removesuffix('.csv')}-errors.csv")
+        job = self.job
+        job.checkpoint = replace(job.checkpoint, error_blocks=errors_blob.count)
+        job.user_count, job.error_count = progress.users, progress.errors
+        job.status = Status.COMPLETED_WITH_ERRORS if progress.errors else Status.SUCCEEDED
+        job.finished_at, job.lease_owner, job.lease_until = utcnow(), None, None
+        await clients.jobs.save(job)
+        log.info(
+            "Export job %s finished: %d users, %d errors.", job.id, job.user_count, job.error_count
+        )
+        return Outcome.FINISHED
+
+    async def _continue(self) -> Outcome:
+        # Release first, then enqueue: the next message must find the job free. A crash in
+        # between leaves this message undeleted, so it comes back and carries on itself.
+        self.job.lease_owner = self.job.lease_until = None
+        self.job = await self.clients.jobs.save(self.job)
+        await self.clients.queue.send_message(queue_message(self.job.id))
+        log.info(
+            "Export job %s continues in a new message (%d users so far).",
+            self.job.id,
+            self.job.checkpoint.users,
+        )
+        return Outcome.CONTINUED
+
+
+__all__ = ["Checkpoint", "Outcome", "fail_job", "queue_message", "run_job"]

@@ -1,0 +1,83 @@
+"""The body of POST /api/exports: parsed, validated and given its defaults."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES
+
+FIELDS = ("columns", "fileName", "formulaGuard")
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
+
+
+class InvalidRequest(ValueError):
+    """The request is wrong in one field; `field` names it (a JSON path like columns[2])."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.detail = detail
+
+
+def default_file_name(now: datetime) -> str:
+    return f"exportUsers_{now:%Y-%m-%d_%H-%M-%S}Z.csv"
+
+
+def parse_export_request(body: bytes, *, now: datetime) -> dict[str, Any]:
+    """The export request a job records: columns, fileName and formulaGuard, all filled in."""
+    data: Any = {}
+    if body.strip():
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise InvalidRequest("body", f"The body is not valid JSON: {error}.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body", "The body must be a JSON object (or empty).")
+    for name in data:
+        if name not in FIELDS:
+            raise InvalidRequest(
+                name, f"Unknown field {name!r}; known fields: {', '.join(FIELDS)}."
+            )
+    return {
+        "columns": _columns(data.get("columns")),
+        "fileName": _file_name(data.get("fileName"), now),
+        "formulaGuard": _boolean(data.get("formulaGuard", True), "formulaGuard"),
+    }
+
+
+def _columns(value: Any) -> list[str]:
+    if value is None:
+        return list(DEFAULT_COLUMN_NAMES)
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("columns", "columns must be a non-empty list of column names.")
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or name not in CATALOGUE:
+            raise InvalidRequest(
+                f"columns[{index}]",
+                f"Unknown column {name!r}. See the column catalogue in docs/columns.md.",
+            )
+    if len(set(value)) != len(value):
+        raise InvalidRequest("columns", "columns lists a column more than once.")
+    return value
+
+
+def _file_name(value: Any, now: datetime) -> str:
+    if value is None:
+        return default_file_name(now)
+    if not isinstance(value, str) or not _SAFE_FILE_NAME.fullmatch(value):
+        raise InvalidRequest(
+            "fileName",
+            "fileName must end in .csv, start with a letter or digit, and use only letters, "
+            "digits, spaces, dots, dashes and underscores (at most 155 characters).",
+        )
+    return value
+
+
+def _boolean(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(field, f"{field} must be true or false.")
+    return value

@@ -1,0 +1,1 @@
+"""Thin Azure Functions triggers: parse the input, call the core, shape the response."""

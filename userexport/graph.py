@@ -1,0 +1,79 @@
+"""Reads users from Microsoft Graph through msgraph-sdk's request adapter, as raw JSON.
+
+The SDK keeps its auth provider, retry middleware and error mapping; we skip its Kiota models
+(about 4-5 ms per user) and parse the bytes with orjson instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph import GraphServiceClient
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+PAGE_SIZE = 999  # Graph's maximum $top for users
+_ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
+
+
+class GraphError(Exception):
+    """Graph answered with an error after the SDK's retries."""
+
+    def __init__(self, status: int | None, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Worth another attempt later: throttling, timeouts and server errors."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+    @classmethod
+    def from_api_error(cls, error: APIError) -> GraphError:
+        status = getattr(error, "response_status_code", None)
+        code, message = "unknown", str(error.message or error)
+        main = getattr(error, "error", None)
+        if main is not None:
+            code = main.code or code
+            message = main.message or message
+        return cls(status, code, message)
+
+
+@dataclass(frozen=True)
+class UsersPage:
+    users: list[dict[str, Any]]
+    next_link: str | None
+
+
+class GraphReader:
+    """Lists users page by page; a page is addressed by the nextLink of the one before."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self._client = client
+
+    async def users_page(
+        self, *, next_link: str | None, select: list[str], page_size: int = PAGE_SIZE
+    ) -> UsersPage:
+        users = self._client.users
+        if next_link:
+            info = users.with_url(next_link).to_get_request_information()
+        else:
+            query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+                select=select, top=page_size
+            )
+            info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
+        body = await self._send(info)
+        return UsersPage(body.get("value", []), body.get("@odata.nextLink"))
+
+    async def _send(self, info: Any) -> dict[str, Any]:
+        try:
+            raw = await self._client.request_adapter.send_primitive_async(info, "bytes", _ERROR_MAP)
+        except APIError as error:
+            raise GraphError.from_api_error(error) from error
+        return orjson.loads(raw) if raw else {}
