@@ -63,7 +63,8 @@ class SasMinter:
         account_key = getattr(self._service.credential, "account_key", None)
         delegation_key = None if account_key else await self._delegation_key(now, expiry)
         sas = generate_blob_sas(
-            account_name=blob.account_name or "",
+            # The service's name: a blob client on an IP-style URL (Azurite) misreads it.
+            account_name=self._service.account_name or "",
             container_name=blob.container_name,
             blob_name=blob.blob_name,
             account_key=account_key,

@@ -15,6 +15,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 from msgraph import GraphServiceClient
 
+from .authmethods import AuthMethodsReader
 from .blobsink import SasMinter
 from .graph import GraphReader
 from .jobs import JobStore
@@ -37,6 +38,7 @@ class Clients:
     queue: QueueClient
     poison_queue: QueueClient
     graph: GraphReader
+    auth_methods: AuthMethodsReader
     tables: TableServiceClient
 
     async def ensure_resources(self) -> None:
@@ -79,8 +81,9 @@ def build_clients(settings: Settings) -> Clients:
     else:
         blobs = BlobServiceClient(storage.blob_uri or "", credential=credential)
         tables = TableServiceClient(storage.table_uri or "", credential=credential)
-    graph = GraphServiceClient(credentials=credential, scopes=[GRAPH_SCOPE])
-    graph.request_adapter.base_url = settings.graph_base_url
+    graph_client = GraphServiceClient(credentials=credential, scopes=[GRAPH_SCOPE])
+    graph_client.request_adapter.base_url = settings.graph_base_url
+    graph = GraphReader(graph_client)
     return Clients(
         settings=settings,
         exports=blobs.get_container_client(EXPORTS_CONTAINER),
@@ -88,7 +91,8 @@ def build_clients(settings: Settings) -> Clients:
         jobs=JobStore(tables.get_table_client(JOBS_TABLE)),
         queue=queue(JOBS_QUEUE),
         poison_queue=queue(POISON_QUEUE),
-        graph=GraphReader(graph),
+        graph=graph,
+        auth_methods=AuthMethodsReader(graph),
         tables=tables,
     )
 

@@ -16,9 +16,10 @@ from enum import StrEnum
 
 import orjson
 
+from .authmethods import LookupFailure, LookupResult
 from .blobsink import StagedBlob
 from .clients import Clients
-from .columns import resolve
+from .columns import graph_select, lookups, resolve
 from .csvfile import CsvEncoder, encode_rows
 from .graph import GraphError
 from .jobs import Checkpoint, Job, JobConflict, Status, utcnow
@@ -126,6 +127,53 @@ def _graph_reason(error: GraphError) -> str:
     return f"Microsoft Graph rejected the request ({error.status} {error.code}): {error.message}"
 
 
+_LOOKUP_ADVICE = {
+    403: "Graph refused this lookup: check the UserAuthenticationMethod.Read.All permission and "
+    "any policy that restricts this user.",
+    404: "The user was deleted after it was listed; its row holds what the listing returned.",
+    429: "Graph kept throttling this lookup after every retry; export again later.",
+}
+
+
+def _error_rows(failures: list[LookupFailure], users: list[dict]) -> list[list[str]]:
+    names = {u["id"]: u.get("userPrincipalName") or "" for u in users} if failures else {}
+    return [
+        [
+            f.user_id,
+            names.get(f.user_id, ""),
+            f"authentication/{f.lookup}",
+            str(f.status),
+            f.code,
+            _LOOKUP_ADVICE.get(
+                f.status,
+                f"Graph failed on this lookup ({f.message or 'no message'}); the user's "
+                "authentication columns are empty. Export again to retry.",
+            ),
+        ]
+        for f in failures
+    ]
+
+
+def _everything_denied(found: LookupResult, progress: Checkpoint) -> list[str] | None:
+    """One error row for the whole tenant when no lookup has ever been allowed."""
+    if progress.lookups_succeeded or found.succeeded or not found.failures:
+        return None
+    if any(f.status != 403 for f in found.failures):
+        return None
+    lookups_ = sorted({f.lookup for f in found.failures})
+    return [
+        "",
+        "",
+        "authentication/" + ",".join(lookups_),
+        "403",
+        found.failures[0].code,
+        "Graph refused every authentication-method lookup, so the columns "
+        "authenticationAlternativePhoneNumber and authenticationEmail are empty for all users. "
+        "Grant the app's managed identity the Microsoft Graph application permission "
+        "UserAuthenticationMethod.Read.All (admin consent), then export again.",
+    ]
+
+
 @dataclass
 class _Export:
     clients: Clients
@@ -136,7 +184,8 @@ class _Export:
         job, clients = self.job, self.clients
         columns = resolve(job.request["columns"])
         encoder = CsvEncoder(columns, formula_guard=job.request["formulaGuard"])
-        select = sorted({"id", *(p for c in columns for p in c.select)})
+        select = graph_select(columns)
+        wanted_lookups = lookups(columns)
         progress = job.checkpoint
         users_blob = StagedBlob(
             clients.exports.get_blob_client(job.blob_name), count=progress.blocks
@@ -168,12 +217,23 @@ class _Export:
 
         while not progress.started or progress.next_link:
             page = await clients.graph.users_page(next_link=progress.next_link, select=select)
-            buffer += encoder.rows(page.users, {})
+            found = LookupResult()
+            if wanted_lookups and not progress.lookups_denied:
+                found = await clients.auth_methods.read(
+                    [u["id"] for u in page.users], wanted_lookups
+                )
+            denied = _everything_denied(found, progress)
+            new_errors = [denied] if denied else _error_rows(found.failures, page.users)
+            buffer += encoder.rows(page.users, found.methods)
+            error_rows += new_errors
             progress = replace(
                 progress,
                 started=True,
                 next_link=page.next_link,
                 users=progress.users + len(page.users),
+                errors=progress.errors + len(new_errors),
+                lookups_succeeded=progress.lookups_succeeded + found.succeeded,
+                lookups_denied=denied[-1] if denied else progress.lookups_denied,
             )
             out_of_time = time.monotonic() >= self.deadline
             if (
@@ -195,6 +255,7 @@ class _Export:
         job.checkpoint = replace(job.checkpoint, error_blocks=errors_blob.count)
         job.user_count, job.error_count = progress.users, progress.errors
         job.status = Status.COMPLETED_WITH_ERRORS if progress.errors else Status.SUCCEEDED
+        job.reason = progress.lookups_denied
         job.finished_at, job.lease_owner, job.lease_until = utcnow(), None, None
         await clients.jobs.save(job)
         log.info(

@@ -68,10 +68,11 @@ class GraphReader:
                 select=select, top=page_size
             )
             info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
-        body = await self._send(info)
+        body = await self.send(info)
         return UsersPage(body.get("value", []), body.get("@odata.nextLink"))
 
-    async def _send(self, info: Any) -> dict[str, Any]:
+    async def send(self, info: Any) -> dict[str, Any]:
+        """Sends a request through the SDK's pipeline; the JSON answer as a dict."""
         try:
             raw = await self._client.request_adapter.send_primitive_async(info, "bytes", _ERROR_MAP)
         except APIError as error:

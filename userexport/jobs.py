@@ -49,6 +49,8 @@ class Checkpoint:
     error_blocks: int = 0
     users: int = 0
     errors: int = 0
+    lookups_succeeded: int = 0
+    lookups_denied: str | None = None  # set once every lookup was refused: no more are made
 
 
 @dataclass

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import azure.functions as func
+from azure.functions.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from .hostjson import HostSettings
@@ -78,7 +78,7 @@ class QueuePump:
                 log.error("Message %s is not base64; moving it to the poison queue.", message.id)
                 await self._to_poison(message)
                 return
-        msg = func.QueueMessage(
+        msg = QueueMessage(
             id=message.id,
             body=body,
             dequeue_count=message.dequeue_count,

@@ -1,0 +1,191 @@
+"""aiohttp wiring: routes, bearer-token checks, connection resets, the /_sim endpoints."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .config import SimConfig
+from .faults import FaultInjector
+from .graphapi import GraphApi, Headers
+from .identity import IDENTITY_PATH, identity_answer
+from .responses import JSON_PLAIN, Answer, error_answer
+from .stats import Stats
+from .tenant import Tenant
+from .throttle import Throttle
+from .tokens import GRAPH_AUDIENCES, TokenError, TokenIssuer
+
+log = logging.getLogger("tenantsim")
+
+
+class SimState:
+    """Everything one simulator instance shares between requests."""
+
+    def __init__(self, config: SimConfig, tenant: Tenant) -> None:
+        self.config = config
+        self.tenant = tenant
+        self.stats = Stats()
+        self.issuer = TokenIssuer(tenant.tenant_id, config.roles, config.token_lifetime)
+        self.graph = GraphApi(
+            config,
+            tenant,
+            self.stats,
+            Throttle(config.budget, config.auth_budget),
+            FaultInjector(config),
+        )
+
+
+STATE_KEY = web.AppKey("tenantsim", SimState)
+
+
+def _state(request: web.Request) -> SimState:
+    return request.app[STATE_KEY]
+
+
+def _to_response(request: web.Request, ans: Answer, label: str) -> web.StreamResponse:
+    state = _state(request)
+    if ans.reset:
+        # Drop the connection without a status line, like a reset in the field.
+        if request.transport is not None:
+            request.transport.abort()
+        log.info("graph %s -> connection reset", label)
+        return web.Response(status=500)  # never written: the transport is gone
+    state.stats.statuses[str(ans.status)] += 1
+    headers = dict(ans.headers)
+    crid = request.headers.get("client-request-id")
+    if crid:
+        headers["client-request-id"] = crid
+    if isinstance(ans.body, str):
+        body = ans.body.encode()
+    else:
+        body = orjson.dumps(ans.body)
+    log.info("graph %s -> %d", label, ans.status)
+    return web.Response(status=ans.status, body=body, headers=headers)
+
+
+def _roles(request: web.Request) -> frozenset[str] | Answer:
+    state = _state(request)
+    crid = request.headers.get("client-request-id")
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if not token or scheme.lower() != "bearer":
+        state.stats.unauthorized += 1
+        return _unauthorized("Access token is empty.", crid)
+    try:
+        claims = state.issuer.verify(token.strip(), GRAPH_AUDIENCES)
+    except TokenError as exc:
+        state.stats.unauthorized += 1
+        return _unauthorized(str(exc), crid)
+    roles = claims.get("roles") or []
+    return frozenset(r for r in roles if isinstance(r, str))
+
+
+def _unauthorized(message: str, crid: str | None) -> Answer:
+    ans = error_answer(401, "InvalidAuthenticationToken", message, crid)
+    ans.headers["WWW-Authenticate"] = (
+        'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
+        'authorize", client_id="00000003-0000-0000-c000-000000000000"'
+    )
+    return ans
+
+
+def _graph_tail(request: web.Request) -> str:
+    # The raw path keeps %23 (#) and %2F inside user keys intact until we split segments.
+    raw = request.rel_url.raw_path
+    prefix = "/v1.0"
+    return raw[len(prefix) :] if raw.startswith(prefix) else raw
+
+
+async def graph_get(request: web.Request) -> web.StreamResponse:
+    state = _state(request)
+    tail = _graph_tail(request)
+    label = tail.strip("/").split("/", 1)[0] or "root"
+    roles = _roles(request)
+    if isinstance(roles, Answer):
+        return _to_response(request, roles, label)
+    if tail.strip("/") == "$batch":
+        return _to_response(
+            request,
+            error_answer(
+                405,
+                "Request_BadRequest",
+                "Specified HTTP method is not allowed for the request target.",
+                request.headers.get("client-request-id"),
+            ),
+            "batch",
+        )
+    ans = await state.graph.handle(
+        request.method,
+        tail,
+        request.rel_url.raw_query_string,
+        Headers(request.headers),
+        roles,
+    )
+    return _to_response(request, ans, _endpoint_label(tail))
+
+
+def _endpoint_label(tail: str) -> str:
+    # No user keys (UPNs are PII) in logs: only the shape of the path.
+    parts = tail.strip("/").split("/")
+    if len(parts) >= 3:
+        return f"users/{{id}}/{'/'.join(parts[2:])}"
+    if len(parts) == 2 and parts[1] != "$count":
+        return "users/{id}"
+    return "/".join(parts)
+
+
+async def graph_batch(request: web.Request) -> web.StreamResponse:
+    state = _state(request)
+    roles = _roles(request)
+    if isinstance(roles, Answer):
+        return _to_response(request, roles, "$batch")
+    try:
+        payload: Any = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        payload = None
+    ans = await state.graph.batch(payload, Headers(request.headers), roles)
+    return _to_response(request, ans, "$batch")
+
+
+async def identity(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.stats.requests["identity"] += 1
+    status, body = identity_answer(
+        request.query,
+        request.headers,
+        state.config.identity_header,
+        state.issuer,
+        state.config.client_id,
+    )
+    log.info("identity -> %d", status)
+    return web.Response(
+        status=status, body=orjson.dumps(body), headers={"Content-Type": JSON_PLAIN}
+    )
+
+
+async def stats_get(request: web.Request) -> web.Response:
+    state = _state(request)
+    return web.Response(
+        body=orjson.dumps(state.stats.as_json()), headers={"Content-Type": JSON_PLAIN}
+    )
+
+
+async def stats_reset(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.stats.reset()
+    return web.Response(status=204)
+
+
+def build_app(state: SimState) -> web.Application:
+    """The aiohttp application serving one simulated tenant."""
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app[STATE_KEY] = state
+    app.router.add_get(IDENTITY_PATH, identity)
+    app.router.add_get("/_sim/stats", stats_get)
+    app.router.add_post("/_sim/stats/reset", stats_reset)
+    app.router.add_post("/v1.0/$batch", graph_batch)
+    app.router.add_route("*", "/v1.0/{tail:.*}", graph_get)
+    return app

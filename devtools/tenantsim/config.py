@@ -1,0 +1,132 @@
+"""SimConfig: every knob of the simulator, one field per command-line option."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ROLES: tuple[str, ...] = ("User.Read.All", "UserAuthenticationMethod.Read.All")
+FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth"})
+
+
+@dataclass
+class SimConfig:
+    """Configuration of one simulated tenant; `python -m devtools.tenantsim -h` lists it."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    users: int = 100
+    seed: int = 1
+    tenant: Path | None = None
+    dump: Path | None = None
+    # Identity
+    identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    tenant_id: str | None = None  # None: derived from the seed
+    client_id: str = "8c3d6f52-7a1e-4c55-9a3e-3f1b1c6e2d90"
+    roles: tuple[str, ...] = DEFAULT_ROLES
+    token_lifetime: int = 3600
+    # Throttling: resource units per 10 s
+    budget: float = 8000.0
+    auth_budget: float = 8000.0
+    no_retry_after: bool = False
+    # Latency in milliseconds
+    latency_ms: float = 0.0
+    latency_per_user_ms: float = 0.0
+    # Faults
+    fault_seed: int | None = None  # None: the tenant seed
+    rate_503: float = 0.0
+    rate_504: float = 0.0
+    rate_reset: float = 0.0
+    retry_after_503: int = 0  # seconds; 0 omits Retry-After
+    retry_after_504: int = 0
+    fault_targets: frozenset[str] = FAULT_TARGETS
+    page_token_ttl: float = 0.0  # seconds; 0 never expires
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        for name in ("rate_503", "rate_504", "rate_reset"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {v}")
+        if self.rate_503 + self.rate_504 + self.rate_reset > 1.0:
+            raise ValueError("the fault rates must add up to at most 1")
+        if self.users < 0:
+            raise ValueError("users must be >= 0")
+        if self.budget <= 0 or self.auth_budget <= 0:
+            raise ValueError("budgets must be > 0")
+        unknown = set(self.fault_targets) - FAULT_TARGETS
+        if unknown:
+            raise ValueError(f"unknown fault targets: {sorted(unknown)}")
+        self.fault_targets = frozenset(self.fault_targets)
+        self.roles = tuple(self.roles)
+        if self.tenant is not None:
+            self.tenant = Path(self.tenant)
+        if self.dump is not None:
+            self.dump = Path(self.dump)
+
+    @property
+    def effective_fault_seed(self) -> int:
+        return self.seed if self.fault_seed is None else self.fault_seed
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser; option names mirror SimConfig's fields."""
+    d = SimConfig(identity_header="")
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.tenantsim",
+        description="Simulated Entra tenant: Graph v1.0 users, auth methods, $batch, "
+        "throttling, faults and a managed identity endpoint, on loopback.",
+    )
+    a = p.add_argument
+    a("--host", default=d.host, help="bind address (default %(default)s)")
+    a("--port", type=int, default=d.port, help="0 picks a free port (default)")
+    a("--users", type=int, default=d.users, help="generated tenant size (default %(default)s)")
+    a("--seed", type=int, default=d.seed, help="tenant seed (default %(default)s)")
+    a("--tenant", type=Path, help="serve the users of this JSON Lines file instead")
+    a("--dump", type=Path, help="write the tenant as JSON Lines to this file and exit")
+    a("--identity-header", help="secret the identity endpoint expects (default: random)")
+    a("--tenant-id", help="tenant id in tokens (default: derived from the seed)")
+    a("--client-id", default=d.client_id, help="managed identity client id")
+    a("--roles", type=_csv, default=d.roles, help="comma-separated app roles in tokens")
+    a("--token-lifetime", type=int, default=d.token_lifetime, help="seconds (default 3600)")
+    a("--budget", type=float, default=d.budget, help="RU per 10 s for app+tenant")
+    a("--auth-budget", type=float, default=d.auth_budget, help="RU per 10 s, auth methods")
+    a("--no-retry-after", action="store_true", help="send 429s without Retry-After")
+    a("--latency-ms", type=float, default=0.0, help="added to every Graph request")
+    a("--latency-per-user-ms", type=float, default=0.0, help="added per returned user")
+    a("--fault-seed", type=int, help="seed of the fault streams (default: --seed)")
+    a("--rate-503", type=float, default=0.0, help="share of requests answered 503")
+    a("--rate-504", type=float, default=0.0, help="share of requests answered 504")
+    a("--rate-reset", type=float, default=0.0, help="share of connections reset unanswered")
+    a("--retry-after-503", type=int, default=0, help="Retry-After on 503s (0: none)")
+    a("--retry-after-504", type=int, default=0, help="Retry-After on 504s (0: none)")
+    a(
+        "--fault-targets",
+        type=lambda v: frozenset(_csv(v)),
+        default=FAULT_TARGETS,
+        help="comma list of users,auth: which endpoints get faults (default both)",
+    )
+    a("--page-token-ttl", type=float, default=0.0, help="skiptoken lifetime in s (0: forever)")
+    a("--log-level", default=d.log_level, help="logging level on stderr")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> SimConfig:
+    """Parse a command line into a SimConfig (argparse exits 2 on bad options)."""
+    parser = build_parser()
+    ns = vars(parser.parse_args(argv))
+    if ns["identity_header"] is None:
+        del ns["identity_header"]
+    names = {f.name for f in dataclasses.fields(SimConfig)}
+    try:
+        return SimConfig(**{k: v for k, v in ns.items() if k in names})
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits

@@ -1,0 +1,449 @@
+"""Deterministic synthetic tenant: each user is a pure function of (seed, index).
+
+Nothing is materialised: one keyed BLAKE2b digest per user supplies every random choice,
+and the values come from small precomputed pools, so a million-user tenant costs no memory
+and generation stays fast (no random.Random per user).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+TENANT_DOMAIN = "fabrikam.onmicrosoft.com"
+VANITY_DOMAIN = "fabrikam.com"
+B2C_DOMAIN = "fabrikamb2c.onmicrosoft.com"
+
+# Fixed ids Graph uses for the three phone method types (phoneauthenticationmethod.md).
+PHONE_METHOD_IDS = {
+    "mobile": "3179e48a-750b-4051-897c-87b9720928f7",
+    "alternateMobile": "b6332ec1-7057-4abe-9331-3d72feddfe41",
+    "office": "e37fc753-ff3b-4958-9484-eaa9425c82bc",
+}
+EMAIL_METHOD_ID = "3ddfcfc8-9383-446f-83cc-3ab9be4be18f"
+
+# (display form, ASCII alias form): UPNs and mail must not contain accents.
+FIRST_NAMES: tuple[tuple[str, str], ...] = (
+    ("Adele", "adele"),
+    ("Alex", "alex"),
+    ("Megan", "megan"),
+    ("Lynne", "lynne"),
+    ("Grady", "grady"),
+    ("Diego", "diego"),
+    ("Isaiah", "isaiah"),
+    ("Johanna", "johanna"),
+    ("Lee", "lee"),
+    ("Miriam", "miriam"),
+    ("Nestor", "nestor"),
+    ("Patti", "patti"),
+    ("Pradeep", "pradeep"),
+    ("Zoë", "zoe"),
+    ("José", "jose"),
+    ("François", "francois"),
+    ("Łukasz", "lukasz"),
+    ("Søren", "soren"),
+    ("Rene\u0301e", "renee"),  # combining acute accent, not the precomposed é
+    ("美咲", "misaki"),
+    ("太郎", "taro"),
+    ("지민", "jimin"),
+    ("محمد", "mohammed"),
+    ("فاطمة", "fatima"),
+    ("דוד", "david"),
+    ("Анна", "anna"),
+    ("Siobhán", "siobhan"),
+    ("Jane", "jane"),
+)
+LAST_NAMES: tuple[tuple[str, str], ...] = (
+    ("Vance", "vance"),
+    ("Wilber", "wilber"),
+    ("Bowen", "bowen"),
+    ("Robbins", "robbins"),
+    ("Archie", "archie"),
+    ("Siciliani", "siciliani"),
+    ("Henderson", "henderson"),
+    ("Lauer", "lauer"),
+    ("Gu", "gu"),
+    ("Zimmerman", "zimmerman"),
+    ("Fernandez", "fernandez"),
+    ("Gupta", "gupta"),
+    ("O'Brien", "obrien"),
+    ("Müller", "muller"),
+    ("García", "garcia"),
+    ("Nguyễn", "nguyen"),
+    ("山田", "yamada"),
+    ("김", "kim"),
+    ("الحسن", "alhassan"),
+    ("כהן", "cohen"),
+    ("Иванов", "ivanov"),
+    ("Smith-Jones", "smithjones"),
+    ("van der Berg", "vanderberg"),
+)
+JOB_TITLES: tuple[str | None, ...] = (
+    "Engineer",
+    "Senior Engineer",
+    "-Engineer",
+    "Product Manager",
+    "Designer",
+    "Director, Sales",
+    'Marketing "Guru"',
+    "Accountant",
+    "Support Agent",
+    "@home",
+    "=1+1",
+    "Consultant\nPart-time",
+    "Analyst\r\nLevel 2",
+    "Tech\tLead",
+    "エンジニア",
+    "مهندس",
+    "Chef 👩‍🍳",
+    None,
+    None,
+)
+DEPARTMENTS: tuple[str | None, ...] = (
+    "Sales",
+    "Marketing",
+    "Engineering",
+    "Finance",
+    "Human Resources",
+    "Legal",
+    "Operations",
+    "IT",
+    "Research, Development",
+    'Legal "Compliance"',
+    "=SUM(A1)",
+    "Ops\nNight shift",
+    "Support\r\nTier 2",
+    "Data\tScience",
+    "+Growth",
+    "-Overhead",
+    "@home",
+    "研究開発",
+    "المبيعات",
+    None,
+)
+COMPANIES: tuple[str | None, ...] = (
+    "Fabrikam",
+    "Fabrikam, Inc.",
+    "Contoso Ltd.",
+    'Northwind "Traders"',
+    "Adatum",
+    "株式会社ファブリカム",
+    None,
+)
+OFFICES: tuple[str | None, ...] = (
+    "Building 1",
+    "18/2111",
+    "Remote",
+    "@home",
+    "Tokyo 東京",
+    "Dubai دبي",
+    None,
+)
+# city, state, country, postalCode, usageLocation, phone prefix
+LOCATIONS: tuple[tuple[str | None, str | None, str, str | None, str, str], ...] = (
+    ("Redmond", "WA", "United States", "98052", "US", "+1 425"),
+    ("Seattle", "WA", "United States", "98101", "US", "+1 206"),
+    ("New York", "NY", "United States", "10001", "US", "+1 212"),
+    ("London", None, "United Kingdom", "SW1A 1AA", "GB", "+44 20"),
+    ("Paris", "Île-de-France", "France", "75001", "FR", "+33 1"),
+    ("München", "Bayern", "Germany", "80331", "DE", "+49 89"),
+    ("東京", "東京都", "Japan", "100-0001", "JP", "+81 3"),
+    ("Tel Aviv", "Tel Aviv", "Israel", "6100000", "IL", "+972 3"),
+    ("Dubai", "Dubai", "United Arab Emirates", None, "AE", "+971 4"),
+    ("São Paulo", "SP", "Brazil", "01000-000", "BR", "+55 11"),
+    ("Sydney", "NSW", "Australia", "2000", "AU", "+61 2"),
+    (None, None, "India", "560001", "IN", "+91 80"),
+)
+STREETS: tuple[str, ...] = (
+    "Microsoft Way",
+    "Main St",
+    "1st Ave, Suite 200",
+    '"Old" Mill Rd',
+    "Rue de Rivoli",
+    "Hauptstraße",
+    "中央通り",
+    "Apt 5\nBuilding B",
+)
+EXTERNAL_DOMAINS: tuple[str, ...] = (
+    "contoso.com",
+    "adatum.com",
+    "northwind.example",
+    "outlook.com",
+    "gmail.com",
+)
+LANGUAGES: tuple[str | None, ...] = (
+    "en-US",
+    "en-GB",
+    "fr-FR",
+    "de-DE",
+    "ja-JP",
+    "he-IL",
+    "ar-AE",
+    "pt-BR",
+    None,
+)
+EMPLOYEE_TYPES: tuple[str | None, ...] = ("Employee", "Contractor", "Intern", "Vendor", None)
+SKU_IDS: tuple[str, ...] = (
+    "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46",
+    "06ebc4ee-1bb5-47dd-8120-11324bc54e06",
+    "05e9a617-0261-4cee-bb44-138d3ef5d965",
+    "f30db892-07e9-47e9-837c-80727f46fd3d",
+)
+EXTENSION_VALUES: tuple[str | None, ...] = ("CC-1001", "CC-2002", "=cmd|' /C calc'!A0", "a,b", None)
+AGE_GROUPS: tuple[str | None, ...] = ("Minor", "NotAdult", "Adult", None)
+CONSENTS: tuple[str | None, ...] = ("Granted", "Denied", "NotRequired", None)
+_LEGAL_MINOR = {
+    "Granted": "MinorWithParentalConsent",
+    "Denied": "MinorWithoutParentalConsent",
+    "NotRequired": "MinorNoParentalConsentRequired",
+    None: "MinorWithoutParentalConsent",
+}
+_EXT_KEYS = tuple(f"extensionAttribute{i}" for i in range(1, 16))
+_CREATED_BASE = 1325376000  # 2012-01-01T00:00:00Z
+_CREATED_SPAN = 13 * 365 * 86400
+_INDEX_IN_UPN = re.compile(r"\.(\d+)[@_]")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-([0-9a-f]{12})")
+MANAGER_SHARE = 0.7
+_M48 = (1 << 48) - 1
+_MUL = 0x9E3779B97F4B & _M48 | 1
+_MUL_INV = pow(_MUL, -1, 1 << 48)
+
+
+@dataclass(frozen=True)
+class _SeedContext:
+    key: bytes
+    mask: int
+    tenant_id: str
+
+
+@functools.lru_cache(maxsize=16)
+def _context(seed: int) -> _SeedContext:
+    base = hashlib.blake2b(f"tenantsim:{seed}".encode(), digest_size=32).digest()
+    mask = int.from_bytes(base[16:22], "big")
+    t = base[22:32].hex() + base[0:6].hex()
+    tenant_id = f"{t[0:8]}-{t[8:12]}-4{t[13:16]}-a{t[17:20]}-{t[20:32]}"
+    return _SeedContext(key=base[:16], mask=mask, tenant_id=tenant_id)
+
+
+def tenant_id_for_seed(seed: int) -> str:
+    """The deterministic tenant id of a generated tenant."""
+    return _context(seed).tenant_id
+
+
+def _digest(ctx: _SeedContext, index: int) -> bytes:
+    return hashlib.blake2b(index.to_bytes(8, "little"), digest_size=64, key=ctx.key).digest()
+
+
+def _user_id(ctx: _SeedContext, index: int, d: bytes) -> str:
+    # The index, scrambled by a 48-bit bijection, is the last group: an id maps back to
+    # its user in O(1) without any index of ids.
+    h = d[:11].hex()
+    tail = ((index * _MUL) & _M48) ^ ctx.mask
+    return f"{h[0:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[d[8] & 3]}{h[19:22]}-{tail:012x}"
+
+
+def user_id(seed: int, index: int) -> str:
+    """The id of generated user `index` without generating the rest of it."""
+    ctx = _context(seed)
+    return _user_id(ctx, index, _digest(ctx, index))
+
+
+def candidate_indexes(seed: int, key: str) -> list[int]:
+    """Indexes a user key (id or userPrincipalName) may denote; callers verify the match."""
+    ctx = _context(seed)
+    out: list[int] = []
+    low = key.lower()
+    for m in _GUID.finditer(low):
+        out.append(((int(m.group(1), 16) ^ ctx.mask) * _MUL_INV) & _M48)
+    for m in _INDEX_IN_UPN.finditer(low):
+        out.append(int(m.group(1)))
+    return out
+
+
+def generate_user(seed: int, index: int) -> dict[str, Any]:
+    """The full user `index` of tenant `seed`, with "authentication" and "manager" if any."""
+    ctx = _context(seed)
+    d = _digest(ctx, index)
+    uid = _user_id(ctx, index, d)
+    kind = d[11]
+    first, fa = FIRST_NAMES[d[12] % len(FIRST_NAMES)]
+    last, la = LAST_NAMES[d[13] % len(LAST_NAMES)]
+    nameless = d[14] < 6
+    if nameless:
+        given: str | None = None
+        surname: str | None = None
+        display: str | None = None
+        alias = f"user.{index}"
+    else:
+        given, surname = first, last
+        alias = f"{fa}.{la}.{index}"
+        v = d[14]
+        if v < 14:
+            display = f"{first} {last} 🚀"
+        elif v < 22:
+            display = f"{last}, {first}"
+        elif v < 28:
+            display = f'{first} "{fa[:3]}" {last}'
+        elif v < 31:
+            display = f"{first}\n{last}"
+        elif v < 34:
+            display = f"{first}\t{last}"
+        elif v < 36:
+            display = f"={first}+{last}"
+        else:
+            display = f"{first} {last}"
+
+    loc = LOCATIONS[d[20] % len(LOCATIONS)]
+    prefix = loc[5]
+    if kind < 205:
+        user_type = "Member"
+        domain = VANITY_DOMAIN if d[50] & 1 else TENANT_DOMAIN
+        upn = f"{alias}@{domain}"
+        mail = None if d[56] < 12 else f"{alias}@{VANITY_DOMAIN}"
+        nickname = alias
+        creation_type = None
+        ext_state = None
+        identities = [
+            {"signInType": "userPrincipalName", "issuer": TENANT_DOMAIN, "issuerAssignedId": upn}
+        ]
+        proxies = [f"SMTP:{mail}", f"smtp:{alias}@{TENANT_DOMAIN}"] if mail else []
+        synced = d[36] < 110
+    elif kind < 240:
+        user_type = "Guest"
+        ext = EXTERNAL_DOMAINS[d[50] % len(EXTERNAL_DOMAINS)]
+        mail = f"{alias}@{ext}"
+        nickname = f"{alias}_{ext}#EXT#"
+        upn = f"{nickname}@{TENANT_DOMAIN}"
+        creation_type = "Invitation"
+        ext_state = "PendingAcceptance" if d[51] < 50 else "Accepted"
+        identities = [{"signInType": "federated", "issuer": ext, "issuerAssignedId": None}]
+        proxies = [f"SMTP:{mail}"]
+        synced = False
+    else:
+        # B2C-style local account: objectId@domain UPN, the real address only in identities.
+        user_type = "Member"
+        ext = EXTERNAL_DOMAINS[d[50] % len(EXTERNAL_DOMAINS)]
+        upn = f"{uid}@{B2C_DOMAIN}"
+        mail = None
+        nickname = uid[:8]
+        creation_type = "LocalAccount"
+        ext_state = None
+        identities = [
+            {
+                "signInType": "emailAddress",
+                "issuer": B2C_DOMAIN,
+                "issuerAssignedId": f"{alias}@{ext}",
+            },
+            {"signInType": "userPrincipalName", "issuer": B2C_DOMAIN, "issuerAssignedId": upn},
+        ]
+        proxies = []
+        synced = False
+
+    n_other = d[29] % 5
+    if n_other > 3:
+        n_other = 0
+    other_mails = [f"{alias}.{k}@{EXTERNAL_DOMAINS[(d[50] + k) % 5]}" for k in range(n_other)]
+    if user_type != "Member" or creation_type is not None:
+        other_mails = other_mails or [mail or f"{alias}@outlook.com"]
+
+    ag = d[30]
+    if ag < 10:
+        age_group: str | None = "Minor"
+    elif ag < 18:
+        age_group = "NotAdult"
+    elif ag < 30:
+        age_group = "Adult"
+    else:
+        age_group = None
+    consent = CONSENTS[d[31] % 4] if age_group else None
+    if age_group == "Minor":
+        legal: str | None = _LEGAL_MINOR[consent]
+    else:
+        legal = age_group
+
+    phone_n = int.from_bytes(d[24:26], "little") % 10000
+    mobile_n = int.from_bytes(d[27:29], "little") % 10000
+    created = _CREATED_BASE + int.from_bytes(d[32:36], "little") % _CREATED_SPAN
+    sku = d[38] % len(SKU_IDS)
+    n_lic = d[37] % 3
+    ext_attrs = dict.fromkeys(_EXT_KEYS)
+    if d[39] < 128:
+        ext_attrs["extensionAttribute1"] = EXTENSION_VALUES[d[39] % len(EXTENSION_VALUES)]
+        ext_attrs["extensionAttribute15"] = EXTENSION_VALUES[d[40] % len(EXTENSION_VALUES)]
+    sparse = d[57] < 10  # a few users with nearly everything null
+
+    user: dict[str, Any] = {
+        "id": uid,
+        "userPrincipalName": upn,
+        "displayName": display,
+        "givenName": given,
+        "surname": surname,
+        "mail": mail,
+        "mailNickname": nickname,
+        "userType": user_type,
+        "accountEnabled": d[15] >= 18,
+        "jobTitle": None if sparse else JOB_TITLES[d[16] % len(JOB_TITLES)],
+        "department": None if sparse else DEPARTMENTS[d[17] % len(DEPARTMENTS)],
+        "companyName": COMPANIES[d[18] % len(COMPANIES)],
+        "officeLocation": None if sparse else OFFICES[d[19] % len(OFFICES)],
+        "streetAddress": None if sparse else f"{d[21] + 1} {STREETS[d[22] % len(STREETS)]}",
+        "city": loc[0],
+        "state": loc[1],
+        "country": None if sparse else loc[2],
+        "postalCode": loc[3],
+        "usageLocation": loc[4],
+        "businessPhones": [] if d[23] < 70 else [f"{prefix} 555 {phone_n:04d}"],
+        "mobilePhone": None if d[26] < 100 else f"{prefix} 555 {mobile_n:04d}",
+        "otherMails": other_mails,
+        "ageGroup": age_group,
+        "consentProvidedForMinor": consent,
+        "legalAgeGroupClassification": legal,
+        "employeeId": None if d[52] < 60 else str(100000 + int.from_bytes(d[53:56], "little")),
+        "employeeType": EMPLOYEE_TYPES[d[41] % len(EMPLOYEE_TYPES)],
+        "createdDateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "creationType": creation_type,
+        "externalUserState": ext_state,
+        "onPremisesSyncEnabled": True if synced else None,
+        "onPremisesSamAccountName": f"{la[:12]}{index}" if synced else None,
+        "proxyAddresses": proxies,
+        "assignedLicenses": [
+            {"disabledPlans": [], "skuId": SKU_IDS[(sku + k) % len(SKU_IDS)]} for k in range(n_lic)
+        ],
+        "onPremisesExtensionAttributes": ext_attrs,
+        "preferredLanguage": LANGUAGES[d[40] % len(LANGUAGES)],
+        "identities": identities,
+    }
+
+    if index > 0 and d[42] < int(256 * MANAGER_SHARE):
+        mgr = int.from_bytes(d[43:46], "little") % index  # a lower index: no cycles
+        user["manager"] = {"id": _user_id(ctx, mgr, _digest(ctx, mgr))}
+
+    p = d[46]
+    if p < 150 or d[49] < 80:
+        phones: list[dict[str, Any]] = []
+        cc = prefix.split(" ", 1)[0]
+        if p < 120:
+            ready = "ready" if d[47] & 1 else "notConfigured"
+            phones.append(_phone("mobile", f"{cc} {mobile_n + 5550000:07d}", ready))
+            if d[47] < 110:
+                phones.append(_phone("alternateMobile", f"{cc} {phone_n + 4440000:07d}"))
+        if p < 60 or 120 <= p < 150:
+            phones.append(_phone("office", f"{cc} {phone_n + 3330000:07d}x{d[48]}"))
+        emails = []
+        if d[49] < 80:
+            emails.append({"id": EMAIL_METHOD_ID, "emailAddress": f"{alias}@outlook.com"})
+        user["authentication"] = {"phoneMethods": phones, "emailMethods": emails}
+    return user
+
+
+def _phone(kind: str, number: str, state: str = "notSupported") -> dict[str, Any]:
+    return {
+        "phoneNumber": number,
+        "phoneType": kind,
+        "smsSignInState": state,
+        "id": PHONE_METHOD_IDS[kind],
+    }

@@ -1,0 +1,548 @@
+"""The Graph v1.0 subset: /users, /users/$count, auth methods and $batch, as Answers.
+
+Everything here works on (method, path, raw query, headers) so top-level requests and
+$batch items run through the same code, including throttling, faults and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+import orjson
+
+from .config import SimConfig
+from .faults import FaultInjector
+from .odata import Expand, Filter, ODataError, parse_expand, parse_filter, parse_select
+from .properties import DEFAULT_SELECT
+from .responses import (
+    GRAPH_METADATA,
+    JSON_PLAIN,
+    TEXT_PLAIN,
+    Answer,
+    error_answer,
+    ok_answer,
+    throttled_answer,
+)
+from .stats import Stats
+from .tenant import Tenant
+from .throttle import Throttle, list_users_cost
+
+log = logging.getLogger("tenantsim.graph")
+
+MAX_BATCH = 20
+USERS_ROLES = frozenset(
+    {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+)
+AUTH_ROLES = frozenset(
+    {"UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"}
+)
+NARROW_AUTH_ROLES = {
+    "phoneMethods": "UserAuthMethod-Phone.Read.All",
+    "emailMethods": "UserAuthMethod-Email.Read.All",
+}
+_KNOWN_OPTIONS = frozenset(
+    {"$select", "$filter", "$top", "$expand", "$count", "$skiptoken", "$orderby", "$search"}
+)
+_SCAN_SLICE = 2000  # users scanned between yields to the event loop
+_FILTER_CACHE = 16
+
+
+class Headers:
+    """Case-insensitive view of request headers (plain dicts come from $batch items)."""
+
+    def __init__(self, items: Mapping[str, str]) -> None:
+        self._d = {k.lower(): str(v) for k, v in items.items()}
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._d.get(name.lower(), default)
+
+
+@dataclass
+class Query:
+    """The query string: raw pairs (kept verbatim for nextLink) and decoded options."""
+
+    raw_pairs: list[tuple[str, str]]  # (decoded lower-case name, raw "name=value")
+    options: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: str) -> Query:
+        pairs: list[tuple[str, str]] = []
+        options: dict[str, str] = {}
+        for part in raw.split("&") if raw else ():
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            # msgraph-sdk sends %24select; '+' means space as in any form-encoded query.
+            dname = unquote_plus(name).strip().lower()
+            pairs.append((dname, part))
+            options[dname] = unquote_plus(value)
+        return cls(pairs, options)
+
+    def without(self, name: str) -> str:
+        return "&".join(raw for n, raw in self.raw_pairs if n != name)
+
+
+def _encode_token(position: int) -> str:
+    payload = orjson.dumps({"v": 1, "p": position, "t": round(time.time(), 3)})
+    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+
+
+def _decode_token(token: str) -> tuple[int, float]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return int(data["p"]), float(data["t"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise ODataError(400, "BadRequest", "The $skiptoken value is not valid.") from None
+
+
+def _project(user: Mapping[str, Any], select: list[str] | None) -> dict[str, Any]:
+    if select is None:
+        return {k: user.get(k) for k in DEFAULT_SELECT}
+    out = {k: user.get(k) for k in select}
+    if "id" not in out:
+        out["id"] = user.get("id")
+    return out
+
+
+class GraphApi:
+    """Graph handlers over one tenant, with the shared throttle, faults and stats."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        tenant: Tenant,
+        stats: Stats,
+        throttle: Throttle,
+        faults: FaultInjector,
+    ) -> None:
+        self.config = config
+        self.tenant = tenant
+        self.stats = stats
+        self.throttle = throttle
+        self.faults = faults
+        self.base_url = ""  # set once the server knows its port
+        self._scans: OrderedDict[str, asyncio.Task[array]] = OrderedDict()
+
+    # ------------------------------------------------------------------ dispatch
+    async def handle(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Headers,
+        roles: frozenset[str],
+    ) -> Answer:
+        """Answer one Graph request; `raw_path` is relative to /v1.0, still %-encoded."""
+        crid = headers.get("client-request-id")
+        segments = [unquote(s) for s in raw_path.strip("/").split("/")] if raw_path else []
+        if not segments or segments[0].lower() != "users":
+            name = segments[0] if segments else ""
+            self.stats.requests["other"] += 1
+            return error_answer(
+                400, "BadRequest", f"Resource not found for the segment '{name}'.", crid
+            )
+        if method != "GET":
+            self.stats.requests["other"] += 1
+            return error_answer(
+                405,
+                "Request_BadRequest",
+                "Specified HTTP method is not allowed for the request target.",
+                crid,
+            )
+        try:
+            query = Query.parse(raw_query)
+            if len(segments) == 1:
+                return await self._list_users(query, headers, roles, crid)
+            if len(segments) == 2 and segments[1] == "$count":
+                return await self._count_users(query, headers, roles, crid)
+            if len(segments) == 2:
+                return await self._get_user(segments[1], query, roles, crid)
+            if (
+                len(segments) == 4
+                and segments[2] == "authentication"
+                and segments[3] in ("phoneMethods", "emailMethods")
+            ):
+                return await self._auth_methods(segments[1], segments[3], roles, crid)
+        except ODataError as exc:
+            return error_answer(exc.status, exc.code, exc.message, crid)
+        self.stats.requests["other"] += 1
+        return error_answer(
+            400, "BadRequest", f"Resource not found for the segment '{segments[-1]}'.", crid
+        )
+
+    def _gate(self, endpoint: str, cost: int, target: str, crid: str | None) -> Answer | None:
+        """Throttle and fault decisions, taken before any await so draws stay in order."""
+        self.stats.requests[endpoint] += 1
+        decision = self.throttle.charge(cost, auth_method=target == "auth")
+        if not decision.allowed:
+            self.stats.throttled += 1
+            self.stats.throttled_by_endpoint[endpoint] += 1
+            retry = None if self.config.no_retry_after else decision.retry_after
+            ans = throttled_answer(retry, crid)
+            ans.headers["x-ms-resource-unit"] = str(cost)
+            ans.headers["x-ms-throttle-limit-percentage"] = f"{decision.used_fraction:.1f}"
+            return ans
+        self.stats.resource_units += cost
+        fault = self.faults.draw(target)
+        if fault is not None:
+            self.stats.faults[fault.kind] += 1
+            if fault.kind == "reset":
+                return Answer(0, None, reset=True)
+            if fault.kind == "503":
+                ans = error_answer(
+                    503,
+                    "serviceNotAvailable",
+                    "The service is not available. Try the request again after a delay.",
+                    crid,
+                )
+            else:
+                ans = error_answer(
+                    504, "UnknownError", "The gateway did not receive a timely response.", crid
+                )
+            if fault.retry_after:
+                ans.headers["Retry-After"] = str(fault.retry_after)
+            ans.headers["x-ms-resource-unit"] = str(cost)
+            return ans
+        return None
+
+    def _finish(self, ans: Answer, cost: int) -> Answer:
+        ans.headers["x-ms-resource-unit"] = str(cost)
+        used = max(self.throttle.main.used_fraction(), 0.0)
+        if used > 0.8:
+            ans.headers["x-ms-throttle-limit-percentage"] = f"{used:.1f}"
+        return ans
+
+    async def _latency(self, users: int) -> None:
+        delay = self.config.latency_ms + users * self.config.latency_per_user_ms
+        if delay > 0:
+            await asyncio.sleep(delay / 1000.0)
+
+    @staticmethod
+    def _check_options(query: Query) -> None:
+        for name in query.options:
+            if name.startswith("$") and name not in _KNOWN_OPTIONS:
+                if name == "$skip":
+                    raise ODataError(
+                        400, "Request_BadRequest", "'$skip' is not supported by the service."
+                    )
+                raise ODataError(400, "BadRequest", f"Query option '{name}' is not supported.")
+        if "$orderby" in query.options:
+            raise ODataError(
+                400, "Request_UnsupportedQuery", "Sorting is not simulated by tenantsim."
+            )
+        if "$search" in query.options:
+            raise ODataError(
+                400, "Request_UnsupportedQuery", "$search is not simulated by tenantsim."
+            )
+
+    @staticmethod
+    def _advanced(query: Query, headers: Headers) -> bool:
+        eventual = (headers.get("ConsistencyLevel") or "").strip().lower() == "eventual"
+        return eventual and query.options.get("$count", "").lower() == "true"
+
+    def _filter(self, query: Query, headers: Headers) -> Filter | None:
+        text = query.options.get("$filter")
+        if text is None:
+            return None
+        flt = parse_filter(text)
+        if flt.advanced and not self._advanced(query, headers):
+            raise ODataError(
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported query: this filter needs advanced query capabilities. Try adding "
+                "$count with a value of true and the ConsistencyLevel header with a value of "
+                "eventual.",
+            )
+        return flt
+
+    # ------------------------------------------------------------------ filtering
+    async def _matches(self, flt: Filter) -> array:
+        """Indexes of the users matching a filter, computed once per filter text."""
+        task = self._scans.get(flt.text)
+        if task is None:
+            task = asyncio.ensure_future(self._scan(flt))
+            self._scans[flt.text] = task
+            while len(self._scans) > _FILTER_CACHE:
+                self._scans.popitem(last=False)
+        else:
+            self._scans.move_to_end(flt.text)
+        return await asyncio.shield(task)
+
+    async def _scan(self, flt: Filter) -> array:
+        out = array("I")
+        pred = flt.predicate
+        user = self.tenant.user
+        n = len(self.tenant)
+        for start in range(0, n, _SCAN_SLICE):
+            for i in range(start, min(n, start + _SCAN_SLICE)):
+                if pred(user(i)):
+                    out.append(i)
+            await asyncio.sleep(0)  # let other requests in during a long scan
+        return out
+
+    # ------------------------------------------------------------------ endpoints
+    def _need(
+        self, roles: frozenset[str], allowed: frozenset[str], crid: str | None
+    ) -> Answer | None:
+        if roles & allowed:
+            return None
+        self.stats.forbidden += 1
+        return error_answer(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+            crid,
+        )
+
+    async def _list_users(
+        self, query: Query, headers: Headers, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        denied = self._need(roles, USERS_ROLES, crid)
+        if denied:
+            self.stats.requests["users"] += 1
+            return denied
+        self._check_options(query)
+        select = parse_select(query.options["$select"]) if "$select" in query.options else None
+        expand: Expand | None = (
+            parse_expand(query.options["$expand"]) if "$expand" in query.options else None
+        )
+        top_text = query.options.get("$top", "100")
+        try:
+            top = int(top_text)
+        except ValueError:
+            raise ODataError(400, "BadRequest", f"Invalid $top value '{top_text}'.") from None
+        if not 1 <= top <= 999:
+            raise ODataError(
+                400,
+                "Request_UnsupportedQuery",
+                f"Invalid page size specified: '{top}'. Must be between 1 and 999 inclusive.",
+            )
+        want_count = query.options.get("$count", "").lower() == "true"
+        if want_count and not self._advanced(query, headers):
+            raise ODataError(400, "Request_BadRequest", "$count is not currently supported.")
+        flt = self._filter(query, headers)
+        token = query.options.get("$skiptoken")
+        position, issued = _decode_token(token) if token is not None else (0, 0.0)
+
+        cost = list_users_cost(select is not None, expand is not None)
+        gated = self._gate("users", cost, "users", crid)
+        if gated is not None:
+            return gated
+        ttl = self.config.page_token_ttl
+        if token is not None and ttl > 0 and time.time() - issued > ttl:
+            self.stats.faults["expiredPageToken"] += 1
+            return self._finish(
+                error_answer(
+                    400,
+                    "Directory_ExpiredPageToken",
+                    "The specified page token value has expired and can no longer be included "
+                    "in your request.",
+                    crid,
+                ),
+                cost,
+            )
+
+        if flt is None:
+            total = len(self.tenant)
+            indexes: Any = range(position, min(total, position + top))
+        else:
+            matches = await self._matches(flt)
+            total = len(matches)
+            indexes = matches[position : position + top]
+        value = []
+        for i in indexes:
+            user = self.tenant.user(i)
+            item = _project(user, select)
+            if expand is not None:
+                mgr = self._manager(user)
+                if mgr is not None:
+                    item["manager"] = {"@odata.type": "#microsoft.graph.user"} | _project(
+                        mgr, expand.select
+                    )
+            value.append(item)
+
+        context = f"{GRAPH_METADATA}#users"
+        if select is not None:
+            inner = ",".join(select)
+            if expand is not None:
+                sub = f"({','.join(expand.select)})" if expand.select else "()"
+                inner += f",manager{sub}"
+            context += f"({inner})"
+        body: dict[str, Any] = {"@odata.context": context}
+        if want_count and token is None:
+            body["@odata.count"] = total
+        nxt = position + top
+        if nxt < total:
+            rest = query.without("$skiptoken")
+            sep = "&" if rest else ""
+            body["@odata.nextLink"] = (
+                f"{self.base_url}/users?{rest}{sep}$skiptoken={_encode_token(nxt)}"
+            )
+        body["value"] = value
+        self.stats.users_returned += len(value)
+        await self._latency(len(value))
+        return self._finish(ok_answer(body), cost)
+
+    def _manager(self, user: Mapping[str, Any]) -> dict[str, Any] | None:
+        ref = user.get("manager")
+        if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+            return None
+        return self.tenant.find(ref["id"])
+
+    async def _count_users(
+        self, query: Query, headers: Headers, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        denied = self._need(roles, USERS_ROLES, crid)
+        if denied:
+            self.stats.requests["usersCount"] += 1
+            return denied
+        if (headers.get("ConsistencyLevel") or "").strip().lower() != "eventual":
+            self.stats.requests["usersCount"] += 1
+            return error_answer(
+                400, "Request_BadRequest", "Count is not currently supported.", crid
+            )
+        text = query.options.get("$filter")
+        flt = parse_filter(text) if text is not None else None
+        gated = self._gate("usersCount", 1, "users", crid)
+        if gated is not None:
+            return gated
+        count = len(self.tenant) if flt is None else len(await self._matches(flt))
+        await self._latency(0)
+        ans = ok_answer(str(count), TEXT_PLAIN)
+        return self._finish(ans, 1)
+
+    async def _get_user(
+        self, key: str, query: Query, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        denied = self._need(roles, USERS_ROLES, crid)
+        if denied:
+            self.stats.requests["user"] += 1
+            return denied
+        select = parse_select(query.options["$select"]) if "$select" in query.options else None
+        gated = self._gate("user", 1, "users", crid)
+        if gated is not None:
+            return gated
+        user = self.tenant.find(key)
+        if user is None:
+            return self._finish(_not_found(key, crid), 1)
+        await self._latency(1)
+        body: dict[str, Any] = {"@odata.context": f"{GRAPH_METADATA}#users/$entity"}
+        body |= _project(user, select)
+        return self._finish(ok_answer(body), 1)
+
+    async def _auth_methods(
+        self, key: str, kind: str, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        denied = self._need(roles, AUTH_ROLES | {NARROW_AUTH_ROLES[kind]}, crid)
+        if denied:
+            self.stats.requests[kind] += 1
+            return denied
+        gated = self._gate(kind, 1, "auth", crid)
+        if gated is not None:
+            return gated
+        user = self.tenant.find(key)
+        if user is None:
+            return self._finish(_not_found(key, crid), 1)
+        forced = _forced_status(user)
+        if forced is not None and forced != 200:
+            self.stats.faults[f"forced{forced}"] += 1
+            return self._finish(self._forced(forced, key, crid), 1)
+        methods = (user.get("authentication") or {}).get(kind) or []
+        await self._latency(0)
+        self.stats.auth_methods_returned += len(methods)
+        body = {
+            "@odata.context": f"{GRAPH_METADATA}#users('{key}')/authentication/{kind}",
+            "value": methods,
+        }
+        return self._finish(ok_answer(body), 1)
+
+    def _forced(self, status: int, key: str, crid: str | None) -> Answer:
+        if status == 404:
+            return _not_found(key, crid)
+        if status == 429:
+            return throttled_answer(None if self.config.no_retry_after else 1, crid)
+        if status in (401, 403):
+            code = "InvalidAuthenticationToken" if status == 401 else "accessDenied"
+            return error_answer(status, code, "Access denied by tenantsim (_sim).", crid)
+        if status == 503:
+            return error_answer(status, "serviceNotAvailable", "Service unavailable.", crid)
+        code = "BadRequest" if status < 500 else "generalException"
+        return error_answer(status, code, "Forced by tenantsim (_sim).", crid)
+
+    # ------------------------------------------------------------------ $batch
+    async def batch(self, payload: Any, headers: Headers, roles: frozenset[str]) -> Answer:
+        """POST /$batch: each item answered on its own, like Graph (at most 20)."""
+        self.stats.requests["batch"] += 1
+        crid = headers.get("client-request-id")
+        requests = payload.get("requests") if isinstance(payload, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return error_answer(400, "BadRequest", "Invalid batch payload format.", crid)
+        if len(requests) > MAX_BATCH:
+            return error_answer(
+                400,
+                "BadRequest",
+                f"The number of requests in the batch exceeds the limit of {MAX_BATCH}.",
+                crid,
+            )
+        seen: set[str] = set()
+        for item in requests:
+            if not isinstance(item, dict) or not all(
+                isinstance(item.get(k), str) and item.get(k) for k in ("id", "method", "url")
+            ):
+                return error_answer(
+                    400, "BadRequest", "Each batch request needs an id, a method and a url.", crid
+                )
+            if item["id"].lower() in seen:
+                return error_answer(
+                    400, "BadRequest", "Batch request contains duplicate Id(s).", crid
+                )
+            seen.add(item["id"].lower())
+        # Tasks start in item order and decide throttling/faults before their first await.
+        tasks = [asyncio.ensure_future(self._batch_item(item, roles)) for item in requests]
+        answers = await asyncio.gather(*tasks)
+        if any(a.reset for a in answers):
+            return Answer(0, None, reset=True)
+        self.stats.requests["batchItems"] += len(requests)
+        responses = []
+        for item, ans in zip(requests, answers, strict=True):
+            responses.append(
+                {"id": item["id"], "status": ans.status, "headers": ans.headers, "body": ans.body}
+            )
+        return Answer(200, {"responses": responses}, {"Content-Type": JSON_PLAIN})
+
+    async def _batch_item(self, item: dict[str, Any], roles: frozenset[str]) -> Answer:
+        url: str = item["url"].strip()
+        if "://" in url:
+            url = url.split("://", 1)[1].partition("/")[2]
+        url = url.lstrip("/")
+        if url.lower().startswith("v1.0/"):
+            url = url[5:]
+        path, _, raw_query = url.partition("?")
+        hdrs = item.get("headers") if isinstance(item.get("headers"), dict) else {}
+        return await self.handle(item["method"].upper(), path, raw_query, Headers(hdrs), roles)
+
+
+def _forced_status(user: Mapping[str, Any]) -> int | None:
+    sim = user.get("_sim")
+    if isinstance(sim, dict) and isinstance(sim.get("authenticationStatus"), int):
+        return int(sim["authenticationStatus"])
+    return None
+
+
+def _not_found(key: str, crid: str | None) -> Answer:
+    return error_answer(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property objects "
+        "are not present.",
+        crid,
+    )

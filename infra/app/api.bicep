@@ -1,0 +1,172 @@
+// The function app: Flex Consumption (FC1), Python 3.11, running as the user-assigned identity.
+// Storage is reached with identity-based connections only (no keys, no connection strings).
+// The app settings below are exactly those userexport/settings.py reads (APP_SETTINGS minus
+// LOCAL_ONLY_SETTINGS) plus the host's Application Insights settings; tests/infra checks it.
+param name string
+param planName string
+param location string
+param tags object
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentContainerName string
+param applicationInsightsName string
+param maximumInstanceCount int
+param instanceMemoryMB int
+param nightlySchedule string
+param sasLifetimeMinutes int
+param timeBudgetSeconds int
+param statusRetryAfterSeconds int
+param graphBaseUrl string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  // azd finds the app to deploy service "api" to by this tag.
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // Host storage and the app's own storage clients, identity-based.
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: storage.properties.primaryEndpoints.queue
+        }
+        {
+          name: 'AzureWebJobsStorage__tableServiceUri'
+          value: storage.properties.primaryEndpoints.table
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // The identity azure-identity's ManagedIdentityCredential uses (Graph, storage SDKs).
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'USEREXPORT_CREDENTIAL'
+          value: 'managedidentity'
+        }
+        {
+          name: 'USEREXPORT_GRAPH_BASE_URL'
+          value: graphBaseUrl
+        }
+        {
+          name: 'USEREXPORT_SAS_LIFETIME_MINUTES'
+          value: string(sasLifetimeMinutes)
+        }
+        {
+          name: 'USEREXPORT_NIGHTLY_SCHEDULE'
+          value: nightlySchedule
+        }
+        {
+          name: 'USEREXPORT_TIME_BUDGET_SECONDS'
+          value: string(timeBudgetSeconds)
+        }
+        {
+          name: 'USEREXPORT_STATUS_RETRY_AFTER_SECONDS'
+          value: string(statusRetryAfterSeconds)
+        }
+        // Telemetry with an Entra token (Application Insights has local auth disabled).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// No publishing with basic (user name / password) credentials: azd deploys to Flex Consumption
+// through the deployment container with Entra ID.
+resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'
+output id string = functionApp.id

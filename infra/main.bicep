@@ -1,0 +1,179 @@
+// userexport: everything `azd up` provisions (docs/deploy.md).
+// Plain resource declarations in local modules (no registry modules), so the whole tree parses
+// and scans offline (tests/infra).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the deploying user or principal (azd sets AZURE_PRINCIPAL_ID).')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+@description('Kind of principal principalId names.')
+param principalType string = 'User'
+
+@description('Give principalId data access to the storage account (blobs, queues, tables), so the app can run locally against Azure storage and exports can be inspected.')
+param grantDeployerDataAccess bool = false
+
+@description('Assign the Graph application permissions User.Read.All and UserAuthenticationMethod.Read.All to the managed identity. Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator); otherwise set false and follow docs/deploy.md.')
+param grantGraphPermissions bool = true
+
+@description('USEREXPORT_NIGHTLY_SCHEDULE: 6-field NCRONTAB, UTC (Flex Consumption ignores WEBSITE_TIME_ZONE).')
+param nightlySchedule string = '0 0 2 * * *'
+
+@minValue(1)
+@description('USEREXPORT_SAS_LIFETIME_MINUTES: lifetime of the download links (at most 7 days).')
+@maxValue(10080)
+param sasLifetimeMinutes int = 60
+
+@minValue(1)
+@description('USEREXPORT_TIME_BUDGET_SECONDS: work per invocation before the worker checkpoints and continues in a new message.')
+param timeBudgetSeconds int = 240
+
+@minValue(1)
+@description('USEREXPORT_STATUS_RETRY_AFTER_SECONDS: Retry-After sent while an export runs.')
+param statusRetryAfterSeconds int = 10
+
+@description('USEREXPORT_GRAPH_BASE_URL: Microsoft Graph endpoint (change for national clouds).')
+param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
+
+@minValue(1)
+@description('Days after which exported CSV and error files are deleted by the lifecycle rule.')
+param exportRetentionDays int = 30
+
+@description('Maximum number of instances the Flex Consumption app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@allowed([
+  2048
+  4096
+])
+@description('Memory per instance in MB (Flex Consumption).')
+param instanceMemoryMB int = 2048
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = 'func-userexport-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-userexport-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'stuserexport${take(resourceToken, 12)}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    exportRetentionDays: exportRetentionDays
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-userexport-${resourceToken}'
+    applicationInsightsName: 'appi-userexport-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    identityPrincipalId: identity.outputs.principalId
+    principalId: principalId
+    principalType: principalType
+    grantDeployerDataAccess: grantDeployerDataAccess
+  }
+}
+
+module graphPermissions 'app/graph-permissions.bicep' = if (grantGraphPermissions) {
+  name: 'graph-permissions'
+  scope: rg
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  // The host must be able to reach storage when it first starts.
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    name: functionAppName
+    planName: 'plan-userexport-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    nightlySchedule: nightlySchedule
+    sasLifetimeMinutes: sasLifetimeMinutes
+    timeBudgetSeconds: timeBudgetSeconds
+    statusRetryAfterSeconds: statusRetryAfterSeconds
+    graphBaseUrl: graphBaseUrl
+  }
+}
+
+// azd reads these into .azure/<env>/.env.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = api.outputs.uri
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output AZURE_FUNCTION_APP_URL string = api.outputs.uri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output USEREXPORT_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output USEREXPORT_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output USEREXPORT_GRAPH_PERMISSIONS_GRANTED bool = grantGraphPermissions
