@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def export(api_url: str, ca_bundle: str, out: Path) -> tuple[dict, Path, Path]:
         raise SystemExit(f"The export failed: {body.get('reason')}")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    with httpx.Client(timeout=300, verify=ca_bundle) as storage:
+    with httpx.Client(timeout=300, verify=ssl.create_default_context(cafile=ca_bundle)) as storage:
         for key, name in (("downloadUrl", body["fileName"]), ("errorsUrl", "errors.csv")):
             response = storage.get(body[key])
             response.raise_for_status()

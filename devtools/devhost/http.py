@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
+from azure.functions.timer import TimerRequest
 from aiohttp import web
 
 
@@ -73,5 +74,5 @@ class HttpRoutes:
         if name not in self.timers:
             return web.json_response({"error": f"no timer function named {name!r}"}, status=404)
         arg_name, function = self.timers[name]
-        await _call(function, **{arg_name: func.TimerRequest(past_due=False)})
+        await _call(function, **{arg_name: TimerRequest(past_due=False)})
         return web.Response(status=202)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import ManagedIdentityCredential
 from azure.storage.blob.aio import ContainerClient
+from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devtools.stack import LocalStack
@@ -46,7 +49,8 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def storage_http(stack: LocalStack) -> Iterator[httpx.Client]:
     """A plain HTTP client that trusts the local CA, as a script downloading a SAS URL would."""
-    with httpx.Client(timeout=60, verify=stack.env["SSL_CERT_FILE"]) as client:
+    trust = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    with httpx.Client(timeout=60, verify=trust) as client:
         yield client
 
 
@@ -54,32 +58,43 @@ class Storage:
     """What a test inspects in Azure Storage, through the real SDKs and the managed identity."""
 
     def __init__(self, stack: LocalStack) -> None:
-        env = stack.env
+        self._env = stack.env
+        # aiohttp read SSL_CERT_FILE when it was imported, before the stack existed.
+        self._trust = stack.env["SSL_CERT_FILE"]
         self.credential = ManagedIdentityCredential()
         self.table = TableClient(
-            env["AzureWebJobsStorage__tableServiceUri"], JOBS_TABLE, credential=self.credential
+            self._env["AzureWebJobsStorage__tableServiceUri"],
+            JOBS_TABLE,
+            credential=self.credential,
+            connection_verify=self._trust,
         )
-        self.queue = QueueClient(
-            env["AzureWebJobsStorage__queueServiceUri"], JOBS_QUEUE, credential=self.credential
-        )
-        self.poison = QueueClient(
-            env["AzureWebJobsStorage__queueServiceUri"], POISON_QUEUE, credential=self.credential
-        )
+        self.queue = self.queue_client(JOBS_QUEUE)
+        self.poison = self.queue_client(POISON_QUEUE)
         self.exports = ContainerClient(
-            env["AzureWebJobsStorage__blobServiceUri"],
+            self._env["AzureWebJobsStorage__blobServiceUri"],
             EXPORTS_CONTAINER,
             credential=self.credential,
+            connection_verify=self._trust,
         )
+
+    def queue_client(self, name: str) -> QueueClient:
+        """A queue client that sends base64 messages, as the app and the Functions host do."""
+        return QueueClient(
+            self._env["AzureWebJobsStorage__queueServiceUri"],
+            name,
+            credential=self.credential,
+            message_encode_policy=TextBase64EncodePolicy(),
+            connection_verify=self._trust,
+        )
+
+    async def send_job_message(self, job_id: str) -> None:
+        await self.queue.send_message(orjson.dumps({"jobId": job_id}).decode())
 
     async def job_ids(self) -> set[str]:
         return {e["RowKey"] async for e in self.table.list_entities(select=["RowKey"])}
 
     async def blob_names(self) -> set[str]:
         return {b.name async for b in self.exports.list_blobs()}
-
-    async def queued_messages(self) -> int:
-        properties = await self.queue.get_queue_properties()
-        return properties.approximate_message_count
 
 
 @pytest.fixture
