@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
-from azure.functions.timer import TimerRequest
 from aiohttp import web
+from azure.functions.timer import TimerRequest
 
 
 def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
