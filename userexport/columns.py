@@ -22,6 +22,7 @@ class Column:
     select: tuple[str, ...]
     value: Callable[[User, AuthData], Any]
     lookup: str | None = None  # the authentication-method list this column reads, if any
+    expand: str | None = None  # a Graph $expand this column needs, if any
 
 
 def _prop(name: str) -> Callable[[User, AuthData], Any]:
@@ -133,6 +134,12 @@ CATALOGUE: dict[str, Column] = {c.name: c for c in ADMIN_CENTER_COLUMNS}
 CATALOGUE.update({name: _same(name) for name in _EXTRA_PROPERTIES if name not in CATALOGUE})
 CATALOGUE["assignedLicenses"] = Column("assignedLicenses", ("assignedLicenses",), _license_skus)
 CATALOGUE.update({c.name: c for c in (_extension_attribute(n) for n in range(1, 16))})
+CATALOGUE["manager"] = Column(
+    "manager",
+    (),
+    lambda user, _auth: (user.get("manager") or {}).get("userPrincipalName"),
+    expand="manager($select=id,userPrincipalName)",
+)
 
 DEFAULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in ADMIN_CENTER_COLUMNS)
 
@@ -148,6 +155,11 @@ def graph_select(columns: tuple[Column, ...]) -> list[str]:
     for column in columns:
         select.update(dict.fromkeys(column.select))
     return list(select)
+
+
+def graph_expand(columns: tuple[Column, ...]) -> list[str] | None:
+    """The $expand list for these columns, or None when they need none."""
+    return list(dict.fromkeys(c.expand for c in columns if c.expand)) or None
 
 
 def lookups(columns: tuple[Column, ...]) -> tuple[str, ...]:

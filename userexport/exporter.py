@@ -19,7 +19,7 @@ import orjson
 from .authmethods import LookupFailure, LookupResult
 from .blobsink import StagedBlob
 from .clients import Clients
-from .columns import graph_select, lookups, resolve
+from .columns import graph_expand, graph_select, lookups, resolve
 from .csvfile import CsvEncoder, encode_rows
 from .graph import GraphError
 from .jobs import Checkpoint, Job, JobConflict, Status, utcnow
@@ -184,7 +184,7 @@ class _Export:
         job, clients = self.job, self.clients
         columns = resolve(job.request["columns"])
         encoder = CsvEncoder(columns, formula_guard=job.request["formulaGuard"])
-        select = graph_select(columns)
+        select, expand = graph_select(columns), graph_expand(columns)
         wanted_lookups = lookups(columns)
         progress = job.checkpoint
         users_blob = StagedBlob(
@@ -216,7 +216,9 @@ class _Export:
             last_checkpoint = time.monotonic()
 
         while not progress.started or progress.next_link:
-            page = await clients.graph.users_page(next_link=progress.next_link, select=select)
+            page = await clients.graph.users_page(
+                next_link=progress.next_link, select=select, expand=expand
+            )
             found = LookupResult()
             if wanted_lookups and not progress.lookups_denied:
                 found = await clients.auth_methods.read(

@@ -49,6 +49,7 @@ class GraphError(Exception):
 class UsersPage:
     users: list[dict[str, Any]]
     next_link: str | None
+    count: int | None = None  # @odata.count, on the first page of an advanced query
 
 
 class GraphReader:
@@ -58,18 +59,35 @@ class GraphReader:
         self._client = client
 
     async def users_page(
-        self, *, next_link: str | None, select: list[str], page_size: int = PAGE_SIZE
+        self,
+        *,
+        next_link: str | None,
+        select: list[str],
+        filter: str | None = None,
+        advanced: bool = False,
+        expand: list[str] | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> UsersPage:
+        """One page of users. `advanced` marks an advanced query (ConsistencyLevel: eventual and
+        $count=true); Graph wants the header on every page, and the SDK does not carry it."""
         users = self._client.users
         if next_link:
             info = users.with_url(next_link).to_get_request_information()
         else:
             query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
-                select=select, top=page_size
+                select=select,
+                top=page_size,
+                filter=filter,
+                count=True if advanced else None,
+                expand=expand,
             )
             info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
+        if advanced:
+            info.headers.try_add("ConsistencyLevel", "eventual")
         body = await self.send(info)
-        return UsersPage(body.get("value", []), body.get("@odata.nextLink"))
+        return UsersPage(
+            body.get("value", []), body.get("@odata.nextLink"), body.get("@odata.count")
+        )
 
     async def send(self, info: Any) -> dict[str, Any]:
         """Sends a request through the SDK's pipeline; the JSON answer as a dict."""

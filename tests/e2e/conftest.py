@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -22,22 +25,28 @@ USERS = 2500
 SEED = 7
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    work = tmp_path_factory.mktemp("stack")
-    # Per-user latency makes an export last a few seconds, so its states can be watched; a
-    # short time budget makes every export continue across several queue messages.
-    with LocalStack(
-        users=USERS,
-        seed=SEED,
-        workdir=work,
-        sim_args=["--latency-per-user-ms", "0.5"],
-        app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "1"},
-    ) as running:
+@contextlib.contextmanager
+def running_stack(workdir: Path, **options: Any) -> Iterator[LocalStack]:
+    """A LocalStack, with its settings in this process's environment while it runs."""
+    with LocalStack(workdir=workdir, **options) as running:
         with pytest.MonkeyPatch.context() as patch:
             for name, value in running.env.items():
                 patch.setenv(name, value)
             yield running
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    # Per-user latency makes an export last a few seconds, so its states can be watched; a
+    # short time budget makes every export continue across several queue messages.
+    with running_stack(
+        tmp_path_factory.mktemp("stack"),
+        users=USERS,
+        seed=SEED,
+        sim_args=["--latency-per-user-ms", "0.5"],
+        app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "1"},
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,193 @@
+"""The CSV's content through the real stack: every awkward value, the authentication columns,
+failed lookups in the errors file, and a tenant-wide missing permission reported once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import ssl
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from devtools.stack import LocalStack
+from devtools.tenantsim import SimConfig, dump_tenant
+from userexport.columns import DEFAULT_COLUMN_NAMES
+
+from .conftest import running_stack, wait_for_export
+
+USERS = 600
+FORCED = {3: 403, 4: 404, 5: 500}  # user index -> status of its authentication lookups
+
+
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    path = tmp_path_factory.mktemp("tenant") / "tenant.jsonl"
+    dump_tenant(SimConfig(users=USERS, seed=3), path)
+    users = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    for index, status in FORCED.items():
+        users[index]["_sim"] = {"authenticationStatus": status}
+    path.write_bytes(b"".join(orjson.dumps(u) + b"\n" for u in users))
+    return users
+
+
+@pytest.fixture(scope="module")
+def tenant_file(tenant, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("tenantfile") / "tenant.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(u) + b"\n" for u in tenant))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def content_stack(tmp_path_factory, tenant_file) -> Iterator[LocalStack]:
+    with running_stack(tmp_path_factory.mktemp("content"), tenant_file=tenant_file) as stack:
+        yield stack
+
+
+def export(stack: LocalStack, body: dict | None = None) -> tuple[dict, list[dict], list[dict]]:
+    """Runs an export over HTTP; the finished job, the CSV rows and the error rows as dicts."""
+    with httpx.Client(base_url=stack.api_url, timeout=60) as api:
+        started = api.post("/api/exports", json=body or {})
+        assert started.status_code == 202, started.text
+        done = wait_for_export(api, started.headers["Location"])[-1].json()
+    trust = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    with httpx.Client(timeout=60, verify=trust) as storage:
+        files = [storage.get(done[key]).content for key in ("downloadUrl", "errorsUrl")]
+    parsed = [
+        list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))) for data in files
+    ]
+    return done, parsed[0], parsed[1]
+
+
+def expected_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    return str(value)
+
+
+def test_every_value_comes_back_exactly(content_stack, tenant):
+    done, rows, _ = export(content_stack, {"formulaGuard": False})
+    assert done["status"] == "completedWithErrors"
+    assert done["userCount"] == USERS == len(rows)
+    by_id = {row["objectId"]: row for row in rows}
+    assert len(by_id) == USERS
+    same_name = [c for c in DEFAULT_COLUMN_NAMES if c not in _MAPPED]
+    for user in tenant:
+        row = by_id[user["id"]]
+        assert list(row) == list(DEFAULT_COLUMN_NAMES)
+        for column in same_name:
+            assert row[column] == expected_cell(user.get(column)), (user["id"], column)
+        assert row["telephoneNumber"] == ((user.get("businessPhones") or [None])[0] or "")
+        assert row["mobile"] == (user.get("mobilePhone") or "")
+        assert row["physicalDeliveryOfficeName"] == (user.get("officeLocation") or "")
+        assert row["alternateEmailAddress"] == ";".join(user.get("otherMails") or [])
+        methods = user.get("authentication") or {}
+        forced = user.get("_sim", {}).get("authenticationStatus")
+        alternate = [
+            m["phoneNumber"]
+            for m in methods.get("phoneMethods", [])
+            if m.get("phoneType") == "alternateMobile"
+        ]
+        emails = [m["emailAddress"] for m in methods.get("emailMethods", [])]
+        assert row["authenticationAlternativePhoneNumber"] == (
+            "" if forced else (alternate or [""])[0]
+        )
+        assert row["authenticationEmail"] == ("" if forced else (emails or [""])[0])
+    awkward = "".join(row["displayName"] + row["department"] + row["jobTitle"] for row in rows)
+    for needle in (",", '"', "\n", "\t", "=", "@"):
+        assert needle in awkward, f"the simulated tenant has values with {needle!r}"
+    assert any(not row["displayName"] for row in rows), "users without a displayName are kept"
+    assert any(any(c.isalpha() and not c.isascii() for c in row["displayName"]) for row in rows)
+
+
+_MAPPED = {
+    "objectId",
+    "telephoneNumber",
+    "mobile",
+    "physicalDeliveryOfficeName",
+    "alternateEmailAddress",
+    "authenticationAlternativePhoneNumber",
+    "authenticationEmail",
+}
+
+
+def test_authentication_columns_are_filled(content_stack, tenant):
+    _, rows, _ = export(content_stack, {"columns": ["objectId", "authenticationEmail"]})
+    filled = sum(1 for row in rows if row["authenticationEmail"])
+    with_email = sum(
+        1 for u in tenant if (u.get("authentication") or {}).get("emailMethods") and "_sim" not in u
+    )
+    assert filled == with_email > 0
+
+
+def test_failed_lookups_are_in_the_errors_file_and_the_users_stay(content_stack, tenant):
+    done, rows, errors = export(content_stack)
+    ids = {row["objectId"] for row in rows}
+    assert done["errorCount"] == len(errors) == 2 * len(FORCED)  # phone and email lookups
+    for index, status in FORCED.items():
+        user = tenant[index]
+        assert user["id"] in ids
+        row = next(r for r in rows if r["objectId"] == user["id"])
+        assert row["userPrincipalName"] == user["userPrincipalName"]
+        mine = [e for e in errors if e["objectId"] == user["id"]]
+        assert {e["failed"] for e in mine} == {
+            "authentication/phoneMethods",
+            "authentication/emailMethods",
+        }
+        for error in mine:
+            assert error["httpStatus"] == str(status)
+            assert error["userPrincipalName"] == user["userPrincipalName"]
+            assert error["errorCode"] and error["message"]
+    assert "deleted" in next(e for e in errors if e["httpStatus"] == "404")["message"]
+
+
+def test_no_lookups_when_no_authentication_column(content_stack):
+    def lookups() -> int:
+        requests = httpx.get(content_stack.sim["stats"]).json()["requests"]
+        return requests.get("phoneMethods", 0) + requests.get("emailMethods", 0)
+
+    before = lookups()
+    done, _, errors = export(content_stack, {"columns": ["objectId", "displayName"]})
+    assert done["status"] == "succeeded" and not errors
+    assert lookups() == before
+    export(content_stack, {"columns": ["objectId", "authenticationEmail"]})
+    assert lookups() == before + USERS, "one email lookup per user, none for phones"
+
+
+def test_manager_column(content_stack, tenant):
+    _, rows, _ = export(content_stack, {"columns": ["objectId", "manager"]})
+    upn = {u["id"]: u["userPrincipalName"] for u in tenant}
+    expected = {u["id"]: upn.get((u.get("manager") or {}).get("id"), "") for u in tenant}
+    assert {r["objectId"]: r["manager"] for r in rows} == expected
+    assert any(r["manager"] for r in rows)
+
+
+def test_formula_guard_is_on_by_default(content_stack, tenant):
+    _, rows, _ = export(content_stack, {"columns": ["objectId", "department", "mobile"]})
+    departments = {u["id"]: u.get("department") or "" for u in tenant}
+    for row in rows:
+        raw = departments[row["objectId"]]
+        if raw.startswith(("=", "@", "\t", "\r", "-")):
+            assert row["department"] == "'" + raw
+        elif not raw.startswith("+"):
+            assert row["department"] == raw
+        assert not row["mobile"].startswith("'"), "phone numbers stay as they are"
+
+
+def test_missing_permission_for_the_whole_tenant_is_said_once(tmp_path_factory):
+    with running_stack(
+        tmp_path_factory.mktemp("denied"), users=250, seed=5, sim_args=["--roles", "User.Read.All"]
+    ) as stack:
+        done, rows, errors = export(stack)
+    assert done["status"] == "completedWithErrors"
+    assert len(rows) == 250
+    assert len(errors) == 1 and done["errorCount"] == 1
+    assert "UserAuthenticationMethod.Read.All" in errors[0]["message"]
+    assert "UserAuthenticationMethod.Read.All" in done["reason"]
+    assert not any(
+        r["authenticationEmail"] or r["authenticationAlternativePhoneNumber"] for r in rows
+    )

@@ -1,0 +1,257 @@
+"""The `filter` of POST /api/exports: a structured filter, validated, and its Graph `$filter`.
+
+Callers never write OData. They send a small JSON object; `parse_filter` validates it into a
+normalized dict (what a job records) and `to_graph_query` turns that dict into the `$filter`
+text, with every caller-supplied string inside a single-quoted, `''`-escaped literal, plus
+whether Graph needs the advanced query parameters for it.
+
+Which clauses need advanced queries (ConsistencyLevel: eventual + $count=true), per
+"Advanced query capabilities on Microsoft Entra ID objects" (learn.microsoft.com/graph/
+aad-advanced-queries, its per-property table includes/filter-directory-objects.md in
+microsoftgraph/microsoft-graph-docs-contrib) for the user properties used here:
+
+- default (no advanced parameters): `eq` on userType, accountEnabled and department;
+  `startsWith` on userPrincipalName and displayName; `ge`/`le` on createdDateTime.
+- advanced: `endsWith` (only on mail, otherMails, userPrincipalName, proxyAddresses), and
+  every operator on companyName, `eq` included.
+
+Queries that work by default also work as advanced queries (the answer is then eventually
+consistent), so one advanced clause makes the whole query advanced. The same page notes that
+advanced queries are not available in Azure AD B2C tenants and do not support `$expand`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MAX_STRING_LENGTH = 256  # longer than any of these Graph properties, so no loss of matches
+
+# The supported keys, in the order the normalized dict and the $filter clauses use.
+KEYS = (
+    "userType",
+    "accountEnabled",
+    "department",
+    "companyName",
+    "domain",
+    "userPrincipalNamePrefix",
+    "displayNamePrefix",
+    "createdAfter",
+    "createdBefore",
+)
+USER_TYPES = ("Member", "Guest")
+
+# ISO 8601 in the shapes people send: a date, or a date and time with Z or an offset.
+# A time without an offset is refused: its time zone would be a guess.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})"
+)
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_NORMALIZED_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+class InvalidFilter(ValueError):
+    """The filter is wrong in one place; `field` is its JSON path (e.g. filter.department)."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class GraphQuery:
+    """What GraphReader.users_page needs: the $filter text and whether it is advanced."""
+
+    filter: str | None
+    advanced: bool
+
+
+def parse_filter(value: object) -> dict[str, object] | None:
+    """The normalized filter a job records, or None when the request has none.
+
+    Keys come out in KEYS order; userType in Graph's casing, domain in lower case,
+    datetimes as YYYY-MM-DDTHH:MM:SSZ (UTC). An empty object is a valid filter matching
+    every user. Raises InvalidFilter naming the offending field.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidFilter(
+            "filter",
+            f"filter must be a JSON object with any of these keys: {', '.join(KEYS)}.",
+        )
+    for key in value:
+        if key not in KEYS:
+            raise _unknown_key(key)
+
+    out: dict[str, object] = {}
+    for key in KEYS:
+        if key not in value:
+            continue
+        raw = value[key]
+        field = f"filter.{key}"
+        if key == "userType":
+            out[key] = _user_type(raw, field)
+        elif key == "accountEnabled":
+            if not isinstance(raw, bool):
+                raise InvalidFilter(field, f"{field} must be true or false (a JSON boolean).")
+            out[key] = raw
+        elif key == "domain":
+            out[key] = _domain(raw, field)
+        elif key in ("createdAfter", "createdBefore"):
+            # ge/le are inclusive; Graph keeps createdDateTime to the second, so rounding a
+            # fractional bound inwards (after: up, before: down) selects the same users.
+            out[key] = _datetime(raw, field, round_up=key == "createdAfter")
+        else:
+            out[key] = _text(raw, field)
+
+    after, before = out.get("createdAfter"), out.get("createdBefore")
+    # The normalized form sorts as text in time order, so a string comparison suffices.
+    if isinstance(after, str) and isinstance(before, str) and after > before:
+        raise InvalidFilter(
+            "filter.createdAfter",
+            f"filter.createdAfter ({after}) is later than filter.createdBefore ({before}); "
+            "no user could match. Swap them or widen the range.",
+        )
+    return out
+
+
+def to_graph_query(filter: dict[str, Any] | None) -> GraphQuery:
+    """The Graph $filter for a filter from parse_filter (None or {} means no $filter)."""
+    # Validate again: the dict may come back from job storage, and only values that pass
+    # parse_filter are guaranteed to be safe to put into OData text.
+    normalized = parse_filter(filter)
+    if not normalized:
+        return GraphQuery(None, False)
+    clauses: list[str] = []
+    advanced = False
+    for key, value in normalized.items():
+        if key == "userType":
+            clauses.append(f"userType eq {_literal(value)}")
+        elif key == "accountEnabled":
+            clauses.append(f"accountEnabled eq {'true' if value is True else 'false'}")
+        elif key == "department":
+            clauses.append(f"department eq {_literal(value)}")
+        elif key == "companyName":
+            clauses.append(f"companyName eq {_literal(value)}")
+            advanced = True  # companyName is indexed only in the advanced query store
+        elif key == "domain":
+            clauses.append(f"endsWith(userPrincipalName,{_literal('@' + str(value))})")
+            advanced = True  # endsWith is advanced-only
+        elif key == "userPrincipalNamePrefix":
+            clauses.append(f"startsWith(userPrincipalName,{_literal(value)})")
+        elif key == "displayNamePrefix":
+            clauses.append(f"startsWith(displayName,{_literal(value)})")
+        elif key == "createdAfter":
+            clauses.append(f"createdDateTime ge {_datetime_literal(value)}")
+        elif key == "createdBefore":
+            clauses.append(f"createdDateTime le {_datetime_literal(value)}")
+    return GraphQuery(" and ".join(clauses), advanced)
+
+
+def _literal(value: object) -> str:
+    """An OData string literal: single quotes, a quote inside doubled (OData ABNF SQUOTE-in-
+    string), so the value can never end the literal early."""
+    if not isinstance(value, str):  # parse_filter guarantees it; never format anything else
+        raise TypeError("string literal expected")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _datetime_literal(value: object) -> str:
+    # DateTimeOffset literals are unquoted in OData v4 (Graph refuses quoted ones), so
+    # insist on the exact normalized shape: it contains nothing but digits, '-', ':', T, Z.
+    if not isinstance(value, str) or not _NORMALIZED_DATETIME.fullmatch(value):
+        raise TypeError("normalized datetime expected")
+    return value
+
+
+def _unknown_key(key: object) -> InvalidFilter:
+    known = ", ".join(KEYS)
+    if not isinstance(key, str) or not _KEY_NAME.fullmatch(key):
+        # Do not echo an arbitrary (long, odd) key into the field name of the answer.
+        return InvalidFilter("filter", f"filter has a key that is not supported; known: {known}.")
+    hint = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
+    lower = {k.lower(): k for k in KEYS}
+    suggestion = lower.get(key.lower()) or (hint[0] if hint else None)
+    did_you_mean = f" Did you mean {suggestion!r}?" if suggestion else ""
+    return InvalidFilter(
+        f"filter.{key}", f"Unknown filter key {key!r}.{did_you_mean} Known keys: {known}."
+    )
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidFilter(field, f"{field} must be a string.")
+    if not value.strip():
+        raise InvalidFilter(field, f"{field} must not be empty or blank.")
+    if len(value) > MAX_STRING_LENGTH:
+        raise InvalidFilter(field, f"{field} is longer than {MAX_STRING_LENGTH} characters.")
+    # Control characters (and lone surrogates) have no business in a search term and make
+    # the logged or echoed query unreadable; Cf (e.g. zero-width joiners in emoji) is fine.
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise InvalidFilter(
+            field, f"{field} contains a control character (such as a tab or line break)."
+        )
+    return value
+
+
+def _user_type(value: object, field: str) -> str:
+    if isinstance(value, str):
+        for user_type in USER_TYPES:
+            if value.lower() == user_type.lower():
+                return user_type
+    raise InvalidFilter(field, f"{field} must be one of: {', '.join(USER_TYPES)}.")
+
+
+def _domain(value: object, field: str) -> str:
+    detail = (
+        f"{field} must be a DNS domain name such as contoso.com (letters, digits and hyphens, "
+        "dot-separated, at least two labels; internationalized names in their xn-- form), "
+        "without '@'."
+    )
+    if not isinstance(value, str) or len(value) > 253:
+        raise InvalidFilter(field, detail)
+    domain = value.lower()
+    labels = domain.split(".")
+    if (
+        len(labels) < 2
+        or not all(_DNS_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # an IP address or a number is not a domain
+        or not domain.isascii()
+    ):
+        raise InvalidFilter(field, detail)
+    return domain
+
+
+def _datetime(value: object, field: str, *, round_up: bool) -> str:
+    detail = (
+        f"{field} must be an ISO 8601 date (2024-05-01, meaning midnight UTC) or date and "
+        "time with Z or an offset (2024-05-01T13:00:00Z, 2024-05-01T15:00:00+02:00)."
+    )
+    if not isinstance(value, str):
+        raise InvalidFilter(field, detail)
+    try:
+        if _DATE.fullmatch(value):
+            moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        elif _DATETIME.fullmatch(value):
+            moment = datetime.fromisoformat(value.replace(",", ".")).astimezone(UTC)
+        else:
+            raise InvalidFilter(field, detail)
+        if moment.microsecond:
+            moment = moment.replace(microsecond=0)
+            if round_up:
+                moment += timedelta(seconds=1)
+    except (ValueError, OverflowError):  # 2024-02-30, 25:00, or out of datetime's range
+        raise InvalidFilter(field, detail) from None
+    # Not strftime: %Y does not zero-pad years before 1000 on glibc.
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"
+    )
