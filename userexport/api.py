@@ -131,6 +131,7 @@ def _describe(job: Job) -> dict[str, Any]:
         "userCount": job.user_count,
         "errorCount": job.error_count if job.error_count is not None else progress.errors,
         "columns": job.request["columns"],
+        "filter": job.request.get("filter"),
         "fileName": job.request["fileName"],
         "formulaGuard": job.request["formulaGuard"],
     }

@@ -21,6 +21,7 @@ from .blobsink import StagedBlob
 from .clients import Clients
 from .columns import graph_expand, graph_select, lookups, resolve
 from .csvfile import CsvEncoder, encode_rows
+from .filters import to_graph_query
 from .graph import GraphError
 from .jobs import Checkpoint, Job, JobConflict, Status, utcnow
 
@@ -185,6 +186,7 @@ class _Export:
         columns = resolve(job.request["columns"])
         encoder = CsvEncoder(columns, formula_guard=job.request["formulaGuard"])
         select, expand = graph_select(columns), graph_expand(columns)
+        query = to_graph_query(job.request.get("filter"))
         wanted_lookups = lookups(columns)
         progress = job.checkpoint
         users_blob = StagedBlob(
@@ -217,7 +219,11 @@ class _Export:
 
         while not progress.started or progress.next_link:
             page = await clients.graph.users_page(
-                next_link=progress.next_link, select=select, expand=expand
+                next_link=progress.next_link,
+                select=select,
+                expand=expand,
+                filter=query.filter,
+                advanced=query.advanced,
             )
             found = LookupResult()
             if wanted_lookups and not progress.lookups_denied:

@@ -8,9 +8,10 @@ from typing import Any
 
 import orjson
 
-from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES
+from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, graph_expand, resolve
+from .filters import InvalidFilter, parse_filter, to_graph_query
 
-FIELDS = ("columns", "fileName", "formulaGuard")
+FIELDS = ("columns", "filter", "fileName", "formulaGuard")
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
 
 
@@ -28,7 +29,7 @@ def default_file_name(now: datetime) -> str:
 
 
 def parse_export_request(body: bytes, *, now: datetime) -> dict[str, Any]:
-    """The export request a job records: columns, fileName and formulaGuard, all filled in."""
+    """The export request a job records: columns, filter, fileName and formulaGuard, filled in."""
     data: Any = {}
     if body.strip():
         try:
@@ -42,8 +43,20 @@ def parse_export_request(body: bytes, *, now: datetime) -> dict[str, Any]:
             raise InvalidRequest(
                 name, f"Unknown field {name!r}; known fields: {', '.join(FIELDS)}."
             )
+    columns = _columns(data.get("columns"))
+    try:
+        filter_ = parse_filter(data.get("filter")) or None
+    except InvalidFilter as error:
+        raise InvalidRequest(error.field, error.detail) from None
+    if filter_ and to_graph_query(filter_).advanced and graph_expand(resolve(columns)):
+        raise InvalidRequest(
+            "columns",
+            "The manager column cannot be combined with filter.domain or filter.companyName: "
+            "Graph does not support $expand in the advanced queries those filters need.",
+        )
     return {
-        "columns": _columns(data.get("columns")),
+        "columns": columns,
+        "filter": filter_,
         "fileName": _file_name(data.get("fileName"), now),
         "formulaGuard": _boolean(data.get("formulaGuard", True), "formulaGuard"),
     }

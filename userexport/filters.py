@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-MAX_STRING_LENGTH = 256  # longer than any of these Graph properties, so no loss of matches
+MAX_STRING_LENGTH = 256  # displayName, the longest of these Graph properties, is at most 256
 
 # The supported keys, in the order the normalized dict and the $filter clauses use.
 KEYS = (
@@ -106,8 +106,9 @@ def parse_filter(value: object) -> dict[str, object] | None:
         elif key == "domain":
             out[key] = _domain(raw, field)
         elif key in ("createdAfter", "createdBefore"):
-            # ge/le are inclusive; Graph keeps createdDateTime to the second, so rounding a
-            # fractional bound inwards (after: up, before: down) selects the same users.
+            # ge/le are inclusive, and createdDateTime comes in whole seconds (Graph's documented
+            # examples; not checked on a live tenant), so rounding a fractional bound inwards
+            # (after: up, before: down) selects the same users.
             out[key] = _datetime(raw, field, round_up=key == "createdAfter")
         else:
             out[key] = _text(raw, field)
@@ -241,7 +242,7 @@ def _datetime(value: object, field: str, *, round_up: bool) -> str:
         if _DATE.fullmatch(value):
             moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
         elif _DATETIME.fullmatch(value):
-            moment = datetime.fromisoformat(value.replace(",", ".")).astimezone(UTC)
+            moment = datetime.fromisoformat(value.upper().replace(",", ".")).astimezone(UTC)
         else:
             raise InvalidFilter(field, detail)
         if moment.microsecond:

@@ -120,3 +120,13 @@ def test_complex_values_are_compact_json():
     identities = [{"signInType": "userPrincipalName", "issuer": "contoso.com"}]
     row = parse(BOM + encoder.rows([{"id": "1", "identities": identities}], {}))[0]
     assert row[1] == '[{"signInType":"userPrincipalName","issuer":"contoso.com"}]'
+
+
+def test_every_column_is_documented():
+    from pathlib import Path
+
+    from userexport.columns import CATALOGUE
+
+    documented = Path(__file__).parents[2].joinpath("docs", "columns.md").read_text()
+    for name in CATALOGUE:
+        assert f"| `{name}` |" in documented, name

@@ -15,6 +15,7 @@ def test_empty_body_means_all_users_and_the_25_columns():
         request = parse_export_request(body, now=NOW)
         assert request == {
             "columns": list(DEFAULT_COLUMN_NAMES),
+            "filter": None,
             "fileName": "exportUsers_2026-11-27_14-05-09Z.csv",
             "formulaGuard": True,
         }
@@ -45,6 +46,10 @@ def test_columns_and_file_name_are_kept():
         (b'{"fileName": "report.exe"}', "fileName"),
         (b'{"fileName": "a\\"b.csv"}', "fileName"),
         (b'{"formulaGuard": "no"}', "formulaGuard"),
+        (b'{"filter": {"department": ""}}', "filter.department"),
+        (b'{"filter": {"shoeSize": 42}}', "filter.shoeSize"),
+        (b'{"filter": [1]}', "filter"),
+        (b'{"columns": ["objectId", "manager"], "filter": {"domain": "contoso.com"}}', "columns"),
     ],
 )
 def test_bad_requests_name_the_field(body, field):
@@ -52,3 +57,11 @@ def test_bad_requests_name_the_field(body, field):
         parse_export_request(body, now=NOW)
     assert caught.value.field == field
     assert caught.value.detail
+
+
+def test_filter_is_normalized():
+    request = parse_export_request(
+        b'{"filter": {"userType": "guest", "createdAfter": "2024-01-01"}}', now=NOW
+    )
+    assert request["filter"] == {"userType": "Guest", "createdAfter": "2024-01-01T00:00:00Z"}
+    assert parse_export_request(b'{"filter": {}}', now=NOW)["filter"] is None
