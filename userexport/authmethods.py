@@ -1,14 +1,14 @@
 """Authentication methods per user, read in Graph JSON batches of 20.
 
 Graph throttles each request inside a batch on its own and answers a throttled one with its
-own 429 inside a 200 batch response; the SDK does not retry those, so this module does:
-after the item's Retry-After, or with exponential backoff and jitter when it has none.
+own 429 inside a 200 batch response; the SDK does not retry those, so this module does,
+through an adaptive limiter shared by every batch: after the item's Retry-After, or with
+exponential backoff and jitter when it has none.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +18,11 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
 from .graph import GraphReader
+from .limiter import AdaptiveLimiter
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch
-RETRIED_STATUSES = frozenset({429, 503, 504})
+THROTTLED = 429
+UNAVAILABLE = frozenset({503, 504})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class LookupResult:
     methods: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     failures: list[LookupFailure] = field(default_factory=list)
     succeeded: int = 0
+    throttled: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,15 @@ class AuthMethodsReader:
         self,
         graph: GraphReader,
         *,
-        concurrency: int = 4,
-        max_attempts: int = 8,
-        base_delay: float = 1.0,
-        max_delay: float = 60.0,
+        limiter: AdaptiveLimiter | None = None,
+        max_unavailable: int = 5,
+        max_throttled_seconds: float = 900.0,
     ) -> None:
         self._graph = graph
-        self._limit = asyncio.Semaphore(concurrency)
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._limiter = limiter or AdaptiveLimiter()
+        self._max_unavailable = max_unavailable
+        # Throttling is Graph saying "later", not "no": wait it out, within reason.
+        self._max_throttled_seconds = max_throttled_seconds
 
     async def read(self, user_ids: Iterable[str], lookups: Sequence[str]) -> LookupResult:
         """The methods of these users, and a failure for every lookup that did not succeed."""
@@ -70,22 +72,27 @@ class AuthMethodsReader:
         return result
 
     async def _read_chunk(self, items: list[_Item], result: LookupResult) -> None:
-        pending = items
-        for attempt in range(1, self._max_attempts + 1):
-            async with self._limit:
+        pending, unavailable, throttled_for = items, 0, 0.0
+        while pending:
+            async with self._limiter:
                 answers = await self._send(pending)
             retry: list[_Item] = []
-            wait = 0.0
+            pause, saw_unavailable = 0.0, False
             for item, answer in zip(pending, answers, strict=True):
                 status = int(answer.get("status", 0))
                 body = answer.get("body") or {}
+                give_up = (
+                    status == THROTTLED and throttled_for >= self._max_throttled_seconds
+                ) or (status in UNAVAILABLE and unavailable >= self._max_unavailable)
                 if 200 <= status < 300:
                     user = result.methods.setdefault(item.user_id, {})
                     user[item.lookup] = body.get("value", [])
                     result.succeeded += 1
-                elif status in RETRIED_STATUSES and attempt < self._max_attempts:
+                elif (status == THROTTLED or status in UNAVAILABLE) and not give_up:
                     retry.append(item)
-                    wait = max(wait, self._delay(answer, attempt))
+                    pause = max(pause, self._limiter.throttled(_retry_after(answer)))
+                    result.throttled += status == THROTTLED
+                    saw_unavailable |= status in UNAVAILABLE
                 else:
                     error = body.get("error") or {}
                     result.failures.append(
@@ -97,18 +104,11 @@ class AuthMethodsReader:
                             str(error.get("message", "")),
                         )
                     )
-            if not retry:
-                return
+            if len(retry) < len(pending):
+                self._limiter.succeeded()
+            unavailable += saw_unavailable
+            throttled_for += pause
             pending = retry
-            await asyncio.sleep(wait)
-
-    def _delay(self, answer: dict[str, Any], attempt: int) -> float:
-        headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
-        try:
-            return max(0.0, float(headers["retry-after"]))
-        except (KeyError, TypeError, ValueError):
-            ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-            return random.uniform(ceiling / 2, ceiling)
 
     async def _send(self, items: list[_Item]) -> list[dict[str, Any]]:
         """One $batch; the answers in the order of the items."""
@@ -127,11 +127,14 @@ class AuthMethodsReader:
         by_id = {str(r.get("id")): r for r in body.get("responses", [])}
         missing = {
             "status": 500,
-            "body": {
-                "error": {
-                    "code": "missingResponse",
-                    "message": "Graph's batch answer left this request out.",
-                }
-            },
+            "body": {"error": {"code": "missingResponse", "message": "Not in the batch answer."}},
         }
         return [by_id.get(str(i), missing) for i in range(len(items))]
+
+
+def _retry_after(answer: dict[str, Any]) -> float | None:
+    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+    try:
+        return max(0.0, float(headers["retry-after"]))
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -150,8 +150,9 @@ def resolve(names: list[str] | tuple[str, ...]) -> tuple[Column, ...]:
 
 
 def graph_select(columns: tuple[Column, ...]) -> list[str]:
-    """The $select list for these columns: id always, each property once, in first-use order."""
-    select = {"id": None}
+    """The $select list for these columns, each property once, in first-use order; id and
+    userPrincipalName always, so the errors file can name the user."""
+    select = {"id": None, "userPrincipalName": None}
     for column in columns:
         select.update(dict.fromkeys(column.select))
     return list(select)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from devtools.stack import LocalStack
-from devtools.tenantsim import SimConfig, dump_tenant
+from devtools.tenantsim import SimConfig, dump_tenant, iter_users
 from userexport.columns import DEFAULT_COLUMN_NAMES
 
 from .conftest import running_stack, wait_for_export
@@ -190,4 +190,24 @@ def test_missing_permission_for_the_whole_tenant_is_said_once(tmp_path_factory):
     assert "UserAuthenticationMethod.Read.All" in done["reason"]
     assert not any(
         r["authenticationEmail"] or r["authenticationAlternativePhoneNumber"] for r in rows
+    )
+
+
+def test_throttled_lookups_are_retried_until_every_row_is_filled(tmp_path_factory):
+    config = SimConfig(users=200, seed=9)
+    with_email = {
+        u["id"]: u["authentication"]["emailMethods"][0]["emailAddress"]
+        for u in iter_users(config)
+        if (u.get("authentication") or {}).get("emailMethods")
+    }
+    # 200 lookups against a bucket of 100 per 10 s: half of them draw a 429 at first.
+    with running_stack(
+        tmp_path_factory.mktemp("throttled"), users=200, seed=9, sim_args=["--auth-budget", "100"]
+    ) as stack:
+        done, rows, errors = export(stack, {"columns": ["objectId", "authenticationEmail"]})
+        stats = httpx.get(stack.sim["stats"]).json()
+    assert stats["throttled"] > 0
+    assert done["status"] == "succeeded" and errors == []
+    assert {r["objectId"]: r["authenticationEmail"] for r in rows if r["authenticationEmail"]} == (
+        with_email
     )

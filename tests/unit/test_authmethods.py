@@ -1,0 +1,128 @@
+"""Authentication-method batches and the adaptive limiter, with a fake Graph and a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from userexport.authmethods import AuthMethodsReader
+from userexport.limiter import AdaptiveLimiter
+
+
+class FakeGraph:
+    """Answers each $batch from a script: per request url, the statuses to give in turn."""
+
+    def __init__(self, script: dict[str, list[tuple[int, dict[str, str]]]]) -> None:
+        self.script = script
+        self.batches: list[list[str]] = []
+
+    async def send(self, info: Any) -> dict[str, Any]:
+        requests = orjson.loads(info.content)["requests"]
+        assert len(requests) <= 20
+        self.batches.append([r["url"] for r in requests])
+        responses = []
+        for r in reversed(requests):  # Graph may answer in any order
+            status, headers = self.script[r["url"]].pop(0)
+            body = (
+                {"value": [{"emailAddress": "a@example.com"}]}
+                if status == 200
+                else {"error": {"code": f"E{status}", "message": "x"}}
+            )
+            responses.append({"id": r["id"], "status": status, "headers": headers, "body": body})
+        return {"responses": responses}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def reader(graph: FakeGraph, clock: FakeClock, **options: Any) -> AuthMethodsReader:
+    return AuthMethodsReader(
+        graph, limiter=AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep), **options
+    )
+
+
+def url(user: str) -> str:
+    return f"/users/{user}/authentication/emailMethods"
+
+
+async def test_throttled_items_wait_their_retry_after(clock):
+    graph = FakeGraph(
+        {
+            url("a"): [(200, {})],
+            url("b"): [(429, {"Retry-After": "3"}), (200, {})],
+            url("c"): [(429, {"retry-after": "7"}), (429, {"Retry-After": "1"}), (200, {})],
+        }
+    )
+    result = await reader(graph, clock).read(["a", "b", "c"], ["emailMethods"])
+    assert not result.failures and result.succeeded == 3 and result.throttled == 3
+    assert set(result.methods) == {"a", "b", "c"}
+    assert graph.batches == [[url("a"), url("b"), url("c")], [url("b"), url("c")], [url("c")]]
+    assert clock.now == pytest.approx(8.0), "7 s for the longest Retry-After, then 1 s"
+
+
+async def test_without_retry_after_it_backs_off_exponentially_with_jitter(clock):
+    graph = FakeGraph({url("a"): [(429, {})] * 4 + [(200, {})]})
+    result = await reader(graph, clock).read(["a"], ["emailMethods"])
+    assert result.succeeded == 1
+    assert len(clock.sleeps) == 4
+    for attempt, waited in enumerate(clock.sleeps, start=1):
+        ceiling = 2 ** (attempt - 1)
+        assert ceiling / 2 <= waited <= ceiling
+
+
+async def test_other_failures_are_reported_and_unavailable_is_retried_a_few_times(clock):
+    graph = FakeGraph(
+        {
+            url("a"): [(403, {})],
+            url("b"): [(503, {"Retry-After": "1"})] * 3,
+            url("c"): [(503, {}), (200, {})],
+        }
+    )
+    result = await reader(graph, clock, max_unavailable=2).read(["a", "b", "c"], ["emailMethods"])
+    assert {(f.user_id, f.status) for f in result.failures} == {("a", 403), ("b", 503)}
+    assert result.succeeded == 1
+
+
+async def test_throttling_is_waited_out_within_a_limit(clock):
+    graph = FakeGraph({url("a"): [(429, {"Retry-After": "100"})] * 20})
+    result = await reader(graph, clock, max_throttled_seconds=300).read(["a"], ["emailMethods"])
+    assert [(f.user_id, f.status) for f in result.failures] == [("a", 429)]
+    assert clock.now == pytest.approx(300)
+
+
+async def test_batches_hold_at_most_20_requests(clock):
+    users = [f"u{i}" for i in range(45)]
+    script = {url(u): [(200, {})] for u in users}
+    script.update({f"/users/{u}/authentication/phoneMethods": [(200, {})] for u in users})
+    graph = FakeGraph(script)
+    result = await reader(graph, clock).read(users, ["phoneMethods", "emailMethods"])
+    assert result.succeeded == 90
+    assert sorted(len(b) for b in graph.batches) == [10, 20, 20, 20, 20]
+
+
+async def test_limiter_halves_on_throttling_and_probes_upward(clock):
+    limiter = AdaptiveLimiter(initial=8, maximum=10, clock=clock.clock, sleep=clock.sleep)
+    limiter.throttled(2.0)
+    assert limiter.limit == 4
+    for _ in range(4):
+        limiter.succeeded()
+    assert limiter.limit == 5
+    async with limiter:  # waits out the pause first
+        assert clock.now == pytest.approx(2.0)
