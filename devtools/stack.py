@@ -58,12 +58,15 @@ class LocalStack:
     tenant_file: Path | None = None
     sim_args: list[str] = field(default_factory=list)
     app_env: dict[str, str] = field(default_factory=dict)
+    devhost_args: list[str] = field(default_factory=list)
     workdir: Path | None = None
     log_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict, init=False)
     api_url: str = field(default="", init=False)
     sim: dict[str, str] = field(default_factory=dict, init=False)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
+    _logs: Path = field(default=Path("."), init=False)
+    _devhost: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
 
     def __enter__(self) -> LocalStack:
@@ -84,6 +87,7 @@ class LocalStack:
         work.mkdir(parents=True, exist_ok=True)
         logs = self.log_dir or work
         logs.mkdir(parents=True, exist_ok=True)
+        self._logs = logs
         cert, key, bundle = write_certificates(work)
 
         sim_cmd = [
@@ -100,9 +104,8 @@ class LocalStack:
             if self.tenant_file
             else ["--users", str(self.users)]
         )
-        self.sim = self._start_reading_line(
-            "tenantsim", sim_cmd + self.sim_args, logs, os.environ.copy()
-        )
+        sim = self._spawn("tenantsim", sim_cmd + self.sim_args, logs, os.environ.copy())
+        self.sim = self._read_start_line("tenantsim", sim)
 
         ports = {kind: free_port() for kind in ("blob", "queue", "table")}
         azurite_dir = work / "azurite"
@@ -156,11 +159,20 @@ class LocalStack:
             },
             **self.app_env,
         }
-        host_env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        devhost = self._start_reading_line(
-            "devhost", [sys.executable, "-m", "devtools.devhost", "--port", "0"], logs, host_env
-        )
-        self.api_url = devhost["url"]
+        self.start_devhost()
+
+    def start_devhost(self) -> None:
+        """Starts the function host (again, after kill_devhost); api_url then points at it."""
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "devtools.devhost", "--port", "0", *self.devhost_args]
+        self._devhost = self._spawn("devhost", cmd, self._logs, env)
+        self.api_url = self._read_start_line("devhost", self._devhost)["url"]
+
+    def kill_devhost(self) -> None:
+        """SIGKILLs the function host mid-work, as a crashed or recycled instance."""
+        assert self._devhost is not None
+        os.killpg(self._devhost.pid, signal.SIGKILL)
+        self._devhost.wait()
 
     def _spawn(
         self, name: str, cmd: list[str], logs: Path, env: dict[str, str]
@@ -172,17 +184,14 @@ class LocalStack:
         self._processes.append(process)
         return process
 
-    def _start_reading_line(
-        self, name: str, cmd: list[str], logs: Path, env: dict[str, str]
-    ) -> dict[str, str]:
-        process = self._spawn(name, cmd, logs, env)
+    def _read_start_line(self, name: str, process: subprocess.Popen[bytes]) -> dict[str, str]:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
             process.wait(timeout=10)
             raise StackError(
                 f"{name} exited ({process.returncode}) before it was ready; "
-                f"see {logs / (name + '.log')}."
+                f"see {self._logs / (name + '.log')}."
             )
         return json.loads(line)
 

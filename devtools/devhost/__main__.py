@@ -25,7 +25,7 @@ from userexport.settings import APP_SETTINGS, Settings, SettingsError
 
 from .hostjson import HostSettings
 from .http import HttpRoutes
-from .queues import QueuePump
+from .queues import MESSAGE_LEASE_SECONDS, QueuePump
 
 
 def _load_settings_file(path: Path) -> None:
@@ -49,7 +49,7 @@ def _resolve(value: str) -> str:
     return value
 
 
-async def serve(app_module: str, port: int, host_json: Path) -> None:
+async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int) -> None:
     settings = Settings.from_env()
     host = HostSettings.load(host_json)
     app = importlib.import_module(app_module).app
@@ -87,7 +87,12 @@ async def serve(app_module: str, port: int, host_json: Path) -> None:
                     pass
             pumps.append(
                 QueuePump(
-                    queue=queue, poison=poison, function=user_function, arg_name=arg_name, host=host
+                    queue=queue,
+                    poison=poison,
+                    function=user_function,
+                    arg_name=arg_name,
+                    host=host,
+                    lease_seconds=lease_seconds,
                 )
             )
         elif kind == "timerTrigger":
@@ -130,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--settings", type=Path, help="a local.settings.json whose Values to load")
     parser.add_argument("--host-json", type=Path, default=Path("host.json"))
+    parser.add_argument(
+        "--message-lease-seconds",
+        type=int,
+        default=MESSAGE_LEASE_SECONDS,
+        help="how long a running message stays invisible before a renewal (the host: 600)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -141,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.settings:
         _load_settings_file(args.settings)
     try:
-        asyncio.run(serve(args.app, args.port, args.host_json))
+        asyncio.run(serve(args.app, args.port, args.host_json, args.message_lease_seconds))
     except SettingsError as error:
         print(f"devhost: {error}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from .hostjson import HostSettings
 
 log = logging.getLogger("devhost.queues")
 
-MESSAGE_LEASE_SECONDS = 600  # the host keeps a running message invisible, renewing as needed
+MESSAGE_LEASE_SECONDS = 600  # the host keeps a running message invisible this long, renewed
 
 
 class QueuePump:
@@ -34,8 +34,10 @@ class QueuePump:
         function: Callable[..., Any],
         arg_name: str,
         host: HostSettings,
+        lease_seconds: int = MESSAGE_LEASE_SECONDS,
     ) -> None:
         self._queue, self._poison = queue, poison
+        self._lease = lease_seconds
         self._function, self._arg_name = function, arg_name
         self._host = host
         self._running: set[asyncio.Task[None]] = set()
@@ -60,7 +62,7 @@ class QueuePump:
             async for m in self._queue.receive_messages(
                 messages_per_page=count,
                 max_messages=count,
-                visibility_timeout=MESSAGE_LEASE_SECONDS,
+                visibility_timeout=self._lease,
             )
         ]
         for message in messages:
@@ -87,6 +89,7 @@ class QueuePump:
             time_next_visible=message.next_visible_on,
             pop_receipt=message.pop_receipt,
         )
+        renewal = asyncio.create_task(self._renew(message))
         try:
             result = self._function(**{self._arg_name: msg})
             if inspect.isawaitable(result):
@@ -98,6 +101,7 @@ class QueuePump:
                 message.id,
                 message.dequeue_count,
             )
+            await _stop(renewal)
             if message.dequeue_count >= self._host.max_dequeue_count:
                 await self._to_poison(message)
             else:
@@ -105,7 +109,16 @@ class QueuePump:
                     message, visibility_timeout=int(self._host.visibility_timeout)
                 )
             return
+        await _stop(renewal)
         await self._queue.delete_message(message)
+
+    async def _renew(self, message: Any) -> None:
+        # Like the host: keep a running message invisible; a crash stops the renewals, and
+        # the message comes back once its lease runs out.
+        while True:
+            await asyncio.sleep(self._lease / 2)
+            receipt = await self._queue.update_message(message, visibility_timeout=self._lease)
+            message.pop_receipt = receipt.pop_receipt
 
     async def _to_poison(self, message: Any) -> None:
         await self._poison.send_message(message.content)
@@ -116,3 +129,8 @@ class QueuePump:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

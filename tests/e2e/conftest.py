@@ -19,6 +19,9 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devtools.stack import LocalStack
+from devtools.tenantsim import SimConfig, iter_users
+from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
+from userexport.csvfile import CsvEncoder
 from userexport.settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE
 
 USERS = 2500
@@ -128,3 +131,12 @@ def wait_for_export(
         assert "Location" in answer.headers and "Retry-After" in answer.headers
         time.sleep(float(answer.headers["Retry-After"]))
     raise AssertionError(f"the export at {location} did not finish within {timeout} s")
+
+
+def expected_csv(config: SimConfig, *, columns: tuple[str, ...] = DEFAULT_COLUMN_NAMES) -> bytes:
+    """The exact bytes of an uninterrupted export of the simulated tenant, built in-process
+    from the tenant's own data (its users in listing order and their authentication methods)."""
+    encoder = CsvEncoder(resolve(columns))
+    users = list(iter_users(config))
+    methods = {u["id"]: u.get("authentication") or {} for u in users}
+    return encoder.header() + encoder.rows(users, methods)

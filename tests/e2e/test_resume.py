@@ -1,0 +1,85 @@
+"""At-least-once and crashes: the CSV is exactly that of an uninterrupted run, whatever happens."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from devtools.stack import LocalStack
+from devtools.tenantsim import SimConfig
+
+from .conftest import SEED, USERS, Storage, expected_csv, running_stack, wait_for_export
+
+
+def download(stack: LocalStack, url: str) -> bytes:
+    trust = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    with httpx.Client(timeout=60, verify=trust) as client:
+        answer = client.get(url)
+        answer.raise_for_status()
+        return answer.content
+
+
+async def test_a_chain_of_small_time_budgets_gives_the_exact_bytes(api, stack, storage: Storage):
+    # The session stack gives every invocation a 1 s budget: the export continues across
+    # several queue messages.
+    started = api.post("/api/exports")
+    done = wait_for_export(api, started.headers["Location"])[-1].json()
+    assert done["status"] == "succeeded"
+    entity = await storage.table.get_entity("job", done["id"])
+    assert entity["attempts"] >= 2, "the export ran in more than one invocation"
+    assert download(stack, done["downloadUrl"]) == expected_csv(SimConfig(users=USERS, seed=SEED))
+
+
+CRASH_USERS, CRASH_SEED = 3000, 21
+
+
+@pytest.fixture(scope="module")
+def crashing_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("crash"),
+        users=CRASH_USERS,
+        seed=CRASH_SEED,
+        sim_args=["--latency-per-user-ms", "2"],
+        # A short message lease (renewed while a function runs) brings a crashed message back
+        # in seconds instead of the host's ten minutes.
+        devhost_args=["--message-lease-seconds", "3"],
+        app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "2"},
+    ) as stack:
+        yield stack
+
+
+def status(stack: LocalStack, location: str) -> dict:
+    return httpx.get(f"{stack.api_url}{location}", timeout=30).json()
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_sigkill_at_several_points_gives_the_exact_csv(crashing_stack):
+    stack = crashing_stack
+    started = httpx.post(f"{stack.api_url}/api/exports", timeout=30)
+    location = "/api/exports/" + started.json()["id"]
+
+    # Before the first checkpoint, after one, and past the middle.
+    stack.kill_devhost()
+    stack.start_devhost()
+    for written in (1, CRASH_USERS // 2):
+        wait_until(lambda w=written: status(stack, location)["usersWritten"] >= w)
+        stack.kill_devhost()
+        stack.start_devhost()
+
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        done = wait_for_export(api, location, timeout=180)[-1].json()
+    assert done["status"] == "succeeded", done
+    assert done["userCount"] == CRASH_USERS
+    assert download(stack, done["downloadUrl"]) == expected_csv(
+        SimConfig(users=CRASH_USERS, seed=CRASH_SEED)
+    )
