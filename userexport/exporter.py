@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -22,7 +23,7 @@ from .clients import Clients
 from .columns import graph_expand, graph_select, lookups, resolve
 from .csvfile import CsvEncoder, encode_rows
 from .filters import to_graph_query
-from .graph import GraphError
+from .graph import GraphError, UsersPage
 from .jobs import Checkpoint, Job, JobConflict, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ BLOCK_BYTES = 4 * 1024 * 1024  # stage a block once this much CSV is buffered
 PROGRESS_SECONDS = 5.0  # ... or this long after the last checkpoint, so progress shows
 LEASE_GRACE = timedelta(minutes=2)  # a lease outlives its invocation's budget by this much
 
+EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
 
 
@@ -155,6 +157,19 @@ def _error_rows(failures: list[LookupFailure], users: list[dict]) -> list[list[s
     ]
 
 
+def _listing_changed_row() -> list[str]:
+    return [
+        "",
+        "",
+        "listing",
+        "400",
+        EXPIRED_PAGE_TOKEN,
+        "Graph's page token expired, so the listing started again and passed over the users "
+        "already written; the directory changed in between, so users created or deleted during "
+        "the export may be missing or repeated. Export again for an exact snapshot.",
+    ]
+
+
 def _everything_denied(found: LookupResult, progress: Checkpoint) -> list[str] | None:
     """One error row for the whole tenant when no lookup has ever been allowed."""
     if progress.lookups_succeeded or found.succeeded or not found.failures:
@@ -199,6 +214,15 @@ class _Export:
         error_rows: list[list[str]] = []
         last_checkpoint = time.monotonic()
 
+        def fetch(next_link: str | None) -> Awaitable[UsersPage]:
+            return clients.graph.users_page(
+                next_link=next_link,
+                select=select,
+                expand=expand,
+                filter=query.filter,
+                advanced=query.advanced,
+            )
+
         async def checkpoint() -> None:
             nonlocal buffer, error_rows, last_checkpoint
             await users_blob.stage(bytes(buffer))
@@ -218,27 +242,20 @@ class _Export:
             last_checkpoint = time.monotonic()
 
         while not progress.started or progress.next_link:
-            page = await clients.graph.users_page(
-                next_link=progress.next_link,
-                select=select,
-                expand=expand,
-                filter=query.filter,
-                advanced=query.advanced,
-            )
+            users, next_link, relisted = await self._next_page(progress, fetch)
             found = LookupResult()
             if wanted_lookups and not progress.lookups_denied:
-                found = await clients.auth_methods.read(
-                    [u["id"] for u in page.users], wanted_lookups
-                )
+                found = await clients.auth_methods.read([u["id"] for u in users], wanted_lookups)
             denied = _everything_denied(found, progress)
-            new_errors = [denied] if denied else _error_rows(found.failures, page.users)
-            buffer += encoder.rows(page.users, found.methods)
+            new_errors = relisted + ([denied] if denied else _error_rows(found.failures, users))
+            buffer += encoder.rows(users, found.methods)
             error_rows += new_errors
             progress = replace(
                 progress,
                 started=True,
-                next_link=page.next_link,
-                users=progress.users + len(page.users),
+                next_link=next_link,
+                last_id=users[-1]["id"] if users else progress.last_id,
+                users=progress.users + len(users),
                 errors=progress.errors + len(new_errors),
                 lookups_succeeded=progress.lookups_succeeded + found.succeeded,
                 lookups_denied=denied[-1] if denied else progress.lookups_denied,
@@ -270,6 +287,30 @@ class _Export:
             "Export job %s finished: %d users, %d errors.", job.id, job.user_count, job.error_count
         )
         return Outcome.FINISHED
+
+    async def _next_page(
+        self, progress: Checkpoint, fetch: Callable[[str | None], Awaitable[UsersPage]]
+    ) -> tuple[list[dict], str | None, list[list[str]]]:
+        """The next page's new users and link. When Graph says the page token expired, the
+        listing starts again from the top and passes over the users already written (Graph
+        lists in a stable order); a row in the errors file says so if the directory changed."""
+        try:
+            page = await fetch(progress.next_link)
+        except GraphError as error:
+            if error.code != EXPIRED_PAGE_TOKEN or not progress.next_link:
+                raise
+            log.warning("Job %s: page token expired; listing again from the start.", self.job.id)
+            skip, passed_last = progress.users, None
+            page = await fetch(None)
+            while skip >= len(page.users) and page.next_link:
+                skip -= len(page.users)
+                passed_last = page.users[-1]["id"] if page.users else passed_last
+                page = await fetch(page.next_link)
+            if skip and page.users:
+                passed_last = page.users[min(skip, len(page.users)) - 1]["id"]
+            notes = [_listing_changed_row()] if passed_last != progress.last_id else []
+            return page.users[skip:], page.next_link, notes
+        return page.users, page.next_link, []
 
     async def _continue(self) -> Outcome:
         # Release first, then enqueue: the next message must find the job free. A crash in

@@ -48,6 +48,7 @@ class Checkpoint:
     blocks: int = 0
     error_blocks: int = 0
     users: int = 0
+    last_id: str | None = None  # the last user written, to check a restarted listing
     errors: int = 0
     lookups_succeeded: int = 0
     lookups_denied: str | None = None  # set once every lookup was refused: no more are made

@@ -34,7 +34,7 @@ async def test_a_chain_of_small_time_budgets_gives_the_exact_bytes(api, stack, s
     assert download(stack, done["downloadUrl"]) == expected_csv(SimConfig(users=USERS, seed=SEED))
 
 
-CRASH_USERS, CRASH_SEED = 3000, 21
+CRASH_USERS, CRASH_SEED = 6000, 21
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +43,13 @@ def crashing_stack(tmp_path_factory) -> Iterator[LocalStack]:
         tmp_path_factory.mktemp("crash"),
         users=CRASH_USERS,
         seed=CRASH_SEED,
-        sim_args=["--latency-per-user-ms", "2"],
+        # Page tokens live 2 s: long enough for a running export (pages take about 0.5 s),
+        # too short to outlive a crash.
+        sim_args=["--latency-per-user-ms", "0.5", "--page-token-ttl", "2"],
         # A short message lease (renewed while a function runs) brings a crashed message back
         # in seconds instead of the host's ten minutes.
         devhost_args=["--message-lease-seconds", "3"],
-        app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "2"},
+        app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "1.5"},
     ) as stack:
         yield stack
 
@@ -64,11 +66,12 @@ def wait_until(condition, timeout: float = 60) -> None:
 
 
 def test_sigkill_at_several_points_gives_the_exact_csv(crashing_stack):
+    """Crashes before the first checkpoint, after one and past the middle; the page tokens of
+    the checkpoints expire while the crashed messages wait to come back."""
     stack = crashing_stack
     started = httpx.post(f"{stack.api_url}/api/exports", timeout=30)
     location = "/api/exports/" + started.json()["id"]
 
-    # Before the first checkpoint, after one, and past the middle.
     stack.kill_devhost()
     stack.start_devhost()
     for written in (1, CRASH_USERS // 2):
@@ -80,6 +83,7 @@ def test_sigkill_at_several_points_gives_the_exact_csv(crashing_stack):
         done = wait_for_export(api, location, timeout=180)[-1].json()
     assert done["status"] == "succeeded", done
     assert done["userCount"] == CRASH_USERS
+    assert httpx.get(stack.sim["stats"]).json()["faults"].get("expiredPageToken", 0) >= 1
     assert download(stack, done["downloadUrl"]) == expected_csv(
         SimConfig(users=CRASH_USERS, seed=CRASH_SEED)
     )
