@@ -15,6 +15,7 @@ BOM = "\ufeff".encode()
 # Spreadsheets run a cell that starts with one of these as a formula (OWASP CSV injection).
 _ALWAYS_GUARDED = ("=", "@", "\t", "\r")
 _SIGNS = ("+", "-")
+_FIRST = frozenset("=@\t\r+-")  # a cheap first look: most cells start with none of these
 # A phone number: '+', digits, then groups of digits separated by spaces (e.g. +1 425 555 0100).
 _PHONE = re.compile(r"\+\d{1,4}(?: [\d()\-.]+)+")
 
@@ -48,7 +49,9 @@ class CsvEncoder:
         for user in users:
             user_auth = auth.get(user.get("id", ""), empty)
             values = [cell(c.value(user, user_auth)) for c in columns]
-            rows.append([guard(v) if v else v for v in values] if guarded else values)
+            rows.append(
+                [guard(v) if v and v[0] in _FIRST else v for v in values] if guarded else values
+            )
         return self._encode(rows)
 
     def _encode(self, rows: list[list[str]]) -> bytes:
