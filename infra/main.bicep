@@ -46,6 +46,11 @@ param sasLifetimeMinutes int = 60
 param timeBudgetSeconds int = 240
 
 @minValue(1)
+@maxValue(44)
+@description('USEREXPORT_PARTITIONS: how many partitions (UPN first-character ranges) an export is split into; 1 lists sequentially.')
+param partitions int = 8
+
+@minValue(1)
 @description('USEREXPORT_STATUS_RETRY_AFTER_SECONDS: Retry-After sent while an export runs.')
 param statusRetryAfterSeconds int = 10
 
@@ -157,6 +162,7 @@ module api 'app/api.bicep' = {
     nightlySchedule: nightlySchedule
     sasLifetimeMinutes: sasLifetimeMinutes
     timeBudgetSeconds: timeBudgetSeconds
+    partitions: partitions
     statusRetryAfterSeconds: statusRetryAfterSeconds
     graphBaseUrl: graphBaseUrl
   }

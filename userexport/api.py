@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,7 +12,7 @@ import orjson
 from .clients import Clients
 from .exporter import queue_message
 from .exportrequest import InvalidRequest, parse_export_request
-from .jobs import Job, Status, new_job_id, utcnow
+from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ async def get_export(clients: Clients, job_id: str, *, base_url: str) -> ApiResp
     if job is None:
         return problem(404, "Export not found", f"There is no export with id {job_id!r}.")
     status_url = f"{base_url}/api/exports/{job.id}"
-    body = _describe(job)
+    body = await _describe(clients, job)
     if not job.status.finished:
         headers = {
             "Location": status_url,
@@ -112,14 +112,13 @@ async def list_exports(clients: Clients, *, params: dict[str, str], base_url: st
         return problem(
             400, "Invalid query", "cursor is not one this API handed out.", field="cursor"
         )
-    body: dict[str, Any] = {"value": [_describe(job) for job in jobs]}
+    body: dict[str, Any] = {"value": [await _describe(clients, job) for job in jobs]}
     if cursor:
         body["nextLink"] = f"{base_url}/api/exports?pageSize={raw_size}&cursor={cursor}"
     return ApiResponse(200, body)
 
 
-def _describe(job: Job) -> dict[str, Any]:
-    progress = job.checkpoint
+async def _describe(clients: Clients, job: Job) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": job.id,
         "status": job.status.value,
@@ -127,17 +126,41 @@ def _describe(job: Job) -> dict[str, Any]:
         "createdAt": _iso(job.created_at),
         "startedAt": _iso(job.started_at),
         "finishedAt": _iso(job.finished_at),
-        "usersWritten": progress.users,
+        "usersWritten": job.user_count or 0,
         "userCount": job.user_count,
-        "errorCount": job.error_count if job.error_count is not None else progress.errors,
+        "errorCount": job.error_count,
         "columns": job.request["columns"],
         "filter": job.request.get("filter"),
         "fileName": job.request["fileName"],
         "formulaGuard": job.request["formulaGuard"],
     }
+    if job.plan is not None:
+        body["estimatedTotal"] = job.plan.estimated_total
+        body["partitions"] = len(job.plan.partitions)
+        if job.plan.note:
+            body["planNote"] = job.plan.note
+    if job.status is Status.RUNNING and job.plan is not None:
+        body.update(_progress(job, await clients.jobs.partitions(job.id)))
     if job.reason:
         body["reason"] = job.reason
     return body
+
+
+def _progress(job: Job, parts: list[Partition]) -> dict[str, Any]:
+    """Progress while running: users and errors so far, partitions done, and an estimated
+    completion time from the pace so far and Graph's count."""
+    written = sum(p.checkpoint.users for p in parts)
+    progress: dict[str, Any] = {
+        "usersWritten": written,
+        "errorCount": sum(p.checkpoint.errors for p in parts),
+        "partitionsDone": sum(p.status is PartitionStatus.DONE for p in parts),
+    }
+    total = job.plan.estimated_total if job.plan else None
+    if total and written and job.started_at:
+        elapsed = (utcnow() - job.started_at).total_seconds()
+        remaining = max(total - written, 0) * elapsed / written
+        progress["estimatedCompletionAt"] = _iso(utcnow() + timedelta(seconds=remaining))
+    return progress
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -22,25 +22,39 @@ from azure.storage.blob.aio import BlobClient, BlobServiceClient
 CSV_CONTENT = "text/csv; charset=utf-8"
 
 
-def block_id(index: int) -> str:
-    return base64.b64encode(f"block-{index:08d}".encode()).decode()
+def block_id(tag: str, index: int) -> str:
+    # Ids within a blob must all have the same length: 5-character tags, 8-digit positions.
+    return base64.b64encode(f"{tag}{index:08d}".encode()).decode()
 
 
 class StagedBlob:
-    """Stages numbered blocks into one blob; commit() makes the first `count` of them the blob."""
+    """Stages numbered blocks under a tag (a partition's, say) into one blob."""
 
-    def __init__(self, blob: BlobClient, *, count: int = 0) -> None:
+    def __init__(self, blob: BlobClient, tag: str, *, count: int = 0) -> None:
         self._blob = blob
+        self._tag = tag
         self.count = count
 
     async def stage(self, data: bytes) -> None:
         if data:
-            await self._blob.stage_block(block_id(self.count), data, length=len(data))
+            await self._blob.stage_block(block_id(self._tag, self.count), data, length=len(data))
             self.count += 1
 
-    async def commit(self, *, file_name: str) -> None:
-        await self._blob.commit_block_list(
-            [BlobBlock(block_id(i)) for i in range(self.count)],
+    @staticmethod
+    async def put(blob: BlobClient, tag: str, data: bytes) -> str:
+        """Stages one block of its own (a header, say); its id, for the block list."""
+        await blob.stage_block(block_id(tag, 0), data, length=len(data))
+        return block_id(tag, 0)
+
+    @staticmethod
+    def ids(tag: str, count: int) -> list[str]:
+        return [block_id(tag, i) for i in range(count)]
+
+    @staticmethod
+    async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> None:
+        """Makes these blocks, in this order, the blob; until now none of it was visible."""
+        await blob.commit_block_list(
+            [BlobBlock(block_id) for block_id in block_ids],
             content_settings=ContentSettings(
                 content_type=CSV_CONTENT,
                 content_disposition=f'attachment; filename="{file_name}"',

@@ -256,3 +256,12 @@ def _datetime(value: object, field: str, *, round_up: bool) -> str:
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
         f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"
     )
+
+
+def with_upn_prefix(query: GraphQuery, prefix: str) -> GraphQuery:
+    """The query narrowed to UPNs starting with prefix ("" leaves it as it is): how the listing
+    is partitioned. startsWith on userPrincipalName needs no advanced query."""
+    if not prefix:
+        return query
+    clause = f"startsWith(userPrincipalName,{_literal(prefix)})"
+    return GraphQuery(f"{query.filter} and {clause}" if query.filter else clause, query.advanced)

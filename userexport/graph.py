@@ -14,6 +14,7 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.count.count_request_builder import CountRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
@@ -89,10 +90,23 @@ class GraphReader:
             body.get("value", []), body.get("@odata.nextLink"), body.get("@odata.count")
         )
 
+    async def count_users(self, *, filter: str | None) -> int:
+        """GET /users/$count: an advanced query, so eventually consistent."""
+        query = CountRequestBuilder.CountRequestBuilderGetQueryParameters(filter=filter)
+        info = self._client.users.count.to_get_request_information(
+            RequestConfiguration(query_parameters=query)
+        )
+        info.headers.try_add("ConsistencyLevel", "eventual")
+        return int(await self._send_raw(info))
+
     async def send(self, info: Any) -> dict[str, Any]:
         """Sends a request through the SDK's pipeline; the JSON answer as a dict."""
+        raw = await self._send_raw(info)
+        return orjson.loads(raw) if raw else {}
+
+    async def _send_raw(self, info: Any) -> bytes:
         try:
             raw = await self._client.request_adapter.send_primitive_async(info, "bytes", _ERROR_MAP)
         except APIError as error:
             raise GraphError.from_api_error(error) from error
-        return orjson.loads(raw) if raw else {}
+        return raw or b""

@@ -31,6 +31,7 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_SAS_LIFETIME_MINUTES": "60",
     "USEREXPORT_NIGHTLY_SCHEDULE": "0 0 2 * * *",
     "USEREXPORT_TIME_BUDGET_SECONDS": "240",
+    "USEREXPORT_PARTITIONS": "8",
     "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "10",
 }
 
@@ -67,6 +68,7 @@ class Settings:
     sas_lifetime: timedelta
     nightly_schedule: str
     time_budget_seconds: float
+    partitions: int
     status_retry_after_seconds: int
 
     @classmethod
@@ -109,6 +111,7 @@ class Settings:
             sas_lifetime=_sas_lifetime(positive("USEREXPORT_SAS_LIFETIME_MINUTES")),
             nightly_schedule=schedule,
             time_budget_seconds=float(positive("USEREXPORT_TIME_BUDGET_SECONDS", kind=float)),
+            partitions=_partitions(positive("USEREXPORT_PARTITIONS")),
             status_retry_after_seconds=int(positive("USEREXPORT_STATUS_RETRY_AFTER_SECONDS")),
         )
 
@@ -134,6 +137,13 @@ def _sas_lifetime(minutes: float) -> timedelta:
     if minutes > 7 * 24 * 60:
         raise SettingsError("USEREXPORT_SAS_LIFETIME_MINUTES must be at most 10080 (7 days).")
     return timedelta(minutes=minutes)
+
+
+def _partitions(count: float) -> int:
+    # More partitions than UPN first characters (44) would leave some with nothing to list.
+    if count > 44:
+        raise SettingsError("USEREXPORT_PARTITIONS must be from 1 (sequential) to 44.")
+    return int(count)
 
 
 def validate_ncrontab(expression: str, *, setting: str) -> None:

@@ -16,6 +16,7 @@ param instanceMemoryMB int
 param nightlySchedule string
 param sasLifetimeMinutes int
 param timeBudgetSeconds int
+param partitions int
 param statusRetryAfterSeconds int
 param graphBaseUrl string
 
@@ -110,6 +111,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'USEREXPORT_TIME_BUDGET_SECONDS'
           value: string(timeBudgetSeconds)
+        }
+        {
+          name: 'USEREXPORT_PARTITIONS'
+          value: string(partitions)
         }
         {
           name: 'USEREXPORT_STATUS_RETRY_AFTER_SECONDS'

@@ -22,6 +22,7 @@ from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users
 from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
 from userexport.csvfile import CsvEncoder
+from userexport.planning import PREFIXES
 from userexport.settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE
 
 USERS = 2500
@@ -133,10 +134,19 @@ def wait_for_export(
     raise AssertionError(f"the export at {location} did not finish within {timeout} s")
 
 
-def expected_csv(config: SimConfig, *, columns: tuple[str, ...] = DEFAULT_COLUMN_NAMES) -> bytes:
+def expected_csv(
+    config: SimConfig,
+    *,
+    partitioned: bool,
+    columns: tuple[str, ...] = DEFAULT_COLUMN_NAMES,
+) -> bytes:
     """The exact bytes of an uninterrupted export of the simulated tenant, built in-process
-    from the tenant's own data (its users in listing order and their authentication methods)."""
+    from the tenant's own data: its users in listing order (grouped by UPN first character, in
+    PREFIXES order, when partitioned) and their authentication methods."""
     encoder = CsvEncoder(resolve(columns))
     users = list(iter_users(config))
+    if partitioned:
+        rank = {prefix: i for i, prefix in enumerate(PREFIXES)}
+        users.sort(key=lambda u: rank[u["userPrincipalName"][0].lower()])  # stable sort
     methods = {u["id"]: u.get("authentication") or {} for u in users}
     return encoder.header() + encoder.rows(users, methods)

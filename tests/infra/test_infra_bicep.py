@@ -93,6 +93,7 @@ SETTING_PARAMETERS = {
     "USEREXPORT_NIGHTLY_SCHEDULE": "nightlySchedule",
     "USEREXPORT_SAS_LIFETIME_MINUTES": "sasLifetimeMinutes",
     "USEREXPORT_TIME_BUDGET_SECONDS": "timeBudgetSeconds",
+    "USEREXPORT_PARTITIONS": "partitions",
     "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "statusRetryAfterSeconds",
     "USEREXPORT_GRAPH_BASE_URL": "graphBaseUrl",
 }

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from userexport.exporter import EXPIRED_PAGE_TOKEN, _Export
+from userexport.exporter import EXPIRED_PAGE_TOKEN, _PartitionRun
 from userexport.graph import GraphError, UsersPage
-from userexport.jobs import Checkpoint, Job, Status
+from userexport.jobs import Checkpoint, Job, Partition, Status
 
 PAGES = {
     None: UsersPage([{"id": "a"}, {"id": "b"}], "p2"),
@@ -24,9 +24,9 @@ async def fetch(link: str | None) -> UsersPage:
     return PAGES[link]
 
 
-def export() -> _Export:
+def export() -> _PartitionRun:
     job = Job("1", Status.RUNNING, "http", datetime.now(UTC), {"fileName": "x.csv"})
-    return _Export(clients=None, job=job, deadline=0)  # type: ignore[arg-type]
+    return _PartitionRun(clients=None, job=job, part=Partition("1", 0, [""]), deadline=0)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def export() -> _Export:
     ],
 )
 async def test_listing_restarts_after_the_users_written(written, last_id, users, next_link):
-    progress = Checkpoint(next_link="stale", started=True, users=written, last_id=last_id)
+    progress = Checkpoint(next_link="stale", started=True, prefix_users=written, last_id=last_id)
     got, link, notes = await export()._next_page(progress, fetch)
     assert [u["id"] for u in got] == users
     assert link == next_link
@@ -47,7 +47,7 @@ async def test_listing_restarts_after_the_users_written(written, last_id, users,
 
 
 async def test_a_changed_directory_is_reported():
-    progress = Checkpoint(next_link="stale", started=True, users=3, last_id="x")
+    progress = Checkpoint(next_link="stale", started=True, prefix_users=3, last_id="x")
     _, _, notes = await export()._next_page(progress, fetch)
     assert len(notes) == 1 and notes[0][4] == EXPIRED_PAGE_TOKEN
 
@@ -57,4 +57,4 @@ async def test_other_errors_are_not_swallowed():
         raise GraphError(403, "Authorization_RequestDenied", "no")
 
     with pytest.raises(GraphError):
-        await export()._next_page(Checkpoint(next_link="p2", started=True, users=2), refuse)
+        await export()._next_page(Checkpoint(next_link="p2", started=True, prefix_users=2), refuse)

@@ -1,0 +1,66 @@
+"""Splitting the listing into partitions, and the completeness check behind it."""
+
+from __future__ import annotations
+
+import pytest
+
+from userexport.filters import GraphQuery
+from userexport.graph import GraphError
+from userexport.planning import PREFIXES, SEQUENTIAL, plan_listing, split
+
+
+def test_split_keeps_the_order_and_balances():
+    counted = [("a", 50), ("b", 10), ("c", 0), ("d", 40), ("e", 100)]
+    runs = split(counted, 3)
+    assert [p for run in runs for p in run] == ["a", "b", "d", "e"], "order kept, empty dropped"
+    assert len(runs) == 3
+    assert runs == [["a", "b"], ["d"], ["e"]]
+
+
+@pytest.mark.parametrize("parts", [1, 2, 5, 44, 60])
+def test_split_never_loses_a_prefix(parts):
+    counted = [(p, (i * 7) % 5) for i, p in enumerate(PREFIXES)]
+    runs = split(counted, parts)
+    assert [p for run in runs for p in run] == [p for p, n in counted if n]
+    assert 1 <= len(runs) <= parts
+    assert all(runs)
+
+
+class CountingGraph:
+    def __init__(self, counts: dict[str | None, int], *, fail: bool = False) -> None:
+        self.counts, self.fail, self.filters = counts, fail, []
+
+    async def count_users(self, *, filter: str | None) -> int:
+        self.filters.append(filter)
+        if self.fail:
+            raise GraphError(400, "Request_UnsupportedQuery", "no $count in B2C")
+        if filter is None:
+            return self.counts[None]
+        return self.counts.get(filter.split("'")[-2] if "'" in filter else filter, 0)
+
+
+async def test_counts_that_add_up_give_partitions():
+    graph = CountingGraph({None: 30, "a": 10, "m": 10, "z": 10})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=3)
+    assert plan.partitions == [["a"], ["m"], ["z"]]
+    assert plan.estimated_total == 30 and plan.note is None
+
+
+async def test_counts_that_disagree_fall_back_to_one_listing():
+    graph = CountingGraph({None: 31, "a": 10, "m": 10, "z": 10})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=3)
+    assert plan.partitions == SEQUENTIAL
+    assert "31" in plan.note
+
+
+async def test_no_count_means_sequential_and_no_estimate():
+    plan = await plan_listing(CountingGraph({}, fail=True), GraphQuery(None, False), partitions=4)
+    assert plan.partitions == SEQUENTIAL and plan.estimated_total is None and plan.note
+
+
+async def test_the_user_filter_is_kept_in_every_count():
+    graph = CountingGraph({"userType eq 'Guest'": 0, None: 0})
+    graph.counts[None] = 0
+    await plan_listing(graph, GraphQuery("userType eq 'Guest'", False), partitions=2)
+    assert all(f.startswith("userType eq 'Guest'") for f in graph.filters)
+    assert "userType eq 'Guest' and startsWith(userPrincipalName,'a')" in graph.filters

@@ -1,0 +1,91 @@
+"""Planning a job: how many users to expect, and how to split the listing into partitions.
+
+Partitions are ranges of UPN first characters (`startsWith(userPrincipalName,'a')`...), a
+filter Graph serves without advanced queries. The plan is checked for completeness: the users
+counted per prefix must add up to the users counted in all; when they do not (a UPN starting
+with another character, a directory changing under us, a tenant without $count), the plan
+falls back to one sequential listing, which is always complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import string
+
+from .filters import GraphQuery, with_upn_prefix
+from .graph import GraphError, GraphReader
+from .jobs import Plan
+
+log = logging.getLogger(__name__)
+
+# What a userPrincipalName may start with: letters (startsWith ignores case), digits and the
+# few symbols Entra allows in its local part.
+PREFIXES: tuple[str, ...] = (
+    *string.ascii_lowercase,
+    *string.digits,
+    "'",
+    ".",
+    "-",
+    "_",
+    "!",
+    "#",
+    "^",
+    "~",
+)
+SEQUENTIAL = [[""]]
+_COUNTS_AT_ONCE = 8
+
+
+async def plan_listing(graph: GraphReader, query: GraphQuery, *, partitions: int) -> Plan:
+    try:
+        total = await graph.count_users(filter=query.filter)
+    except GraphError as error:
+        note = f"Graph could not count the users ({error.status} {error.code})."
+        return Plan(SEQUENTIAL, None, note if partitions > 1 else None)
+    if partitions <= 1:
+        return Plan(SEQUENTIAL, total)
+    limit = asyncio.Semaphore(_COUNTS_AT_ONCE)
+
+    async def count(prefix: str) -> int:
+        async with limit:
+            return await graph.count_users(filter=with_upn_prefix(query, prefix).filter)
+
+    try:
+        counts = await asyncio.gather(*(count(prefix) for prefix in PREFIXES))
+    except GraphError as error:
+        return Plan(SEQUENTIAL, total, f"Graph could not count a partition ({error.code}).")
+    if sum(counts) != total:
+        note = (
+            f"The users counted per UPN first character ({sum(counts)}) do not add up to all "
+            f"users ({total}), so the listing ran as one sequence."
+        )
+        log.warning(
+            "Partition counts disagree: %d != %d; listing sequentially.", sum(counts), total
+        )
+        return Plan(SEQUENTIAL, total, note)
+    return Plan(split(list(zip(PREFIXES, counts, strict=True)), partitions), total)
+
+
+def split(counted: list[tuple[str, int]], parts: int) -> list[list[str]]:
+    """Cuts the prefixes, in order, into at most `parts` contiguous runs of about equal users.
+    Keeping the order means the CSV's rows come out the same for any partition count."""
+    nonempty = [(prefix, n) for prefix, n in counted if n]
+    if not nonempty:
+        return [[counted[0][0]]] if counted else SEQUENTIAL
+    runs: list[list[str]] = []
+    i = 0
+    for left in range(min(parts, len(nonempty)), 0, -1):  # runs still to make, this one too
+        if left == 1:
+            runs.append([prefix for prefix, _ in nonempty[i:]])
+            break
+        target = sum(n for _, n in nonempty[i:]) / left
+        run, users = [], 0
+        # Take a prefix while the run is closer to its share with it than without it, and
+        # leave at least one prefix for every run still to make.
+        while i < len(nonempty) - (left - 1) and (not run or users + nonempty[i][1] / 2 <= target):
+            run.append(nonempty[i][0])
+            users += nonempty[i][1]
+            i += 1
+        runs.append(run)
+    return runs
