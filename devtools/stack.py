@@ -168,6 +168,12 @@ class LocalStack:
         self._devhost = self._spawn("devhost", cmd, self._logs, env)
         self.api_url = self._read_start_line("devhost", self._devhost)["url"]
 
+    @property
+    def devhost_pid(self) -> int:
+        """The function host's process id (its peak memory is in /proc/<pid>/status, VmHWM)."""
+        assert self._devhost is not None
+        return self._devhost.pid
+
     def kill_devhost(self) -> None:
         """SIGKILLs the function host mid-work, as a crashed or recycled instance."""
         assert self._devhost is not None
