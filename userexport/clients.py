@@ -92,7 +92,7 @@ def build_clients(settings: Settings) -> Clients:
         queue=queue(JOBS_QUEUE),
         poison_queue=queue(POISON_QUEUE),
         graph=graph,
-        auth_methods=AuthMethodsReader(graph),
+        auth_methods=AuthMethodsReader(graph, limiter=graph.limiter),
         tables=tables,
     )
 

@@ -12,10 +12,14 @@ from typing import Any
 import orjson
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.request_information import RequestInformation
+from kiota_http.middleware.options import RetryHandlerOption
 from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.count.count_request_builder import CountRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+from .limiter import AdaptiveLimiter
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
@@ -24,11 +28,14 @@ _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 class GraphError(Exception):
     """Graph answered with an error after the SDK's retries."""
 
-    def __init__(self, status: int | None, code: str, message: str) -> None:
+    def __init__(
+        self, status: int | None, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:
@@ -43,7 +50,12 @@ class GraphError(Exception):
         if main is not None:
             code = main.code or code
             message = main.message or message
-        return cls(status, code, message)
+        headers = {k.lower(): v for k, v in (error.response_headers or {}).items()}
+        try:
+            retry_after: float | None = float(headers["retry-after"])
+        except (KeyError, TypeError, ValueError):
+            retry_after = None
+        return cls(status, code, message, retry_after=retry_after)
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,24 @@ class UsersPage:
 
 
 class GraphReader:
-    """Lists users page by page; a page is addressed by the nextLink of the one before."""
+    """Lists users page by page; a page is addressed by the nextLink of the one before.
 
-    def __init__(self, client: GraphServiceClient) -> None:
+    Page reads go through the adaptive limiter the authentication lookups share, with the
+    SDK's own retries off: every 429 then slows every reader, instead of each retrying alone.
+    """
+
+    def __init__(
+        self,
+        client: GraphServiceClient,
+        *,
+        limiter: AdaptiveLimiter | None = None,
+        max_unavailable: int = 5,
+        max_throttled_seconds: float = 900.0,
+    ) -> None:
         self._client = client
+        self.limiter = limiter or AdaptiveLimiter()
+        self._max_unavailable = max_unavailable
+        self._max_throttled_seconds = max_throttled_seconds
 
     async def users_page(
         self,
@@ -85,7 +111,7 @@ class GraphReader:
             info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
         if advanced:
             info.headers.try_add("ConsistencyLevel", "eventual")
-        body = await self.send(info)
+        body = await self._paced(info)
         return UsersPage(
             body.get("value", []), body.get("@odata.nextLink"), body.get("@odata.count")
         )
@@ -97,7 +123,26 @@ class GraphReader:
             RequestConfiguration(query_parameters=query)
         )
         info.headers.try_add("ConsistencyLevel", "eventual")
-        return int(await self._send_raw(info))
+        return int(await self._paced(info))  # a bare number is a JSON document too
+
+    async def _paced(self, info: RequestInformation) -> Any:
+        info.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False)])
+        unavailable, throttled_for = 0, 0.0
+        while True:
+            async with self.limiter:
+                try:
+                    body = await self.send(info)
+                except GraphError as error:
+                    retry = (
+                        error.status == 429 and throttled_for < self._max_throttled_seconds
+                    ) or (error.status in (503, 504) and unavailable < self._max_unavailable)
+                    if not retry:
+                        raise
+                    throttled_for += self.limiter.throttled(error.retry_after)
+                    unavailable += error.status != 429
+                    continue
+            self.limiter.succeeded()
+            return body
 
     async def send(self, info: Any) -> dict[str, Any]:
         """Sends a request through the SDK's pipeline; the JSON answer as a dict."""

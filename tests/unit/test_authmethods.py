@@ -6,8 +6,10 @@ from typing import Any
 
 import orjson
 import pytest
+from kiota_abstractions.request_information import RequestInformation
 
 from userexport.authmethods import AuthMethodsReader
+from userexport.graph import GraphError, GraphReader
 from userexport.limiter import AdaptiveLimiter
 
 
@@ -126,3 +128,44 @@ async def test_limiter_halves_on_throttling_and_probes_upward(clock):
     assert limiter.limit == 5
     async with limiter:  # waits out the pause first
         assert clock.now == pytest.approx(2.0)
+
+
+class ScriptedReader(GraphReader):
+    """A GraphReader whose sends answer from a script of errors, then a page."""
+
+    def __init__(self, errors: list[GraphError], clock: FakeClock) -> None:
+        super().__init__(
+            None,  # type: ignore[arg-type]
+            limiter=AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep),
+            max_unavailable=2,
+        )
+        self.errors = errors
+        self.sent: list[Any] = []
+
+    async def send(self, info: Any) -> dict[str, Any]:
+        self.sent.append(info)
+        if self.errors:
+            raise self.errors.pop(0)
+        return {"value": [{"id": "u1"}]}
+
+
+async def test_page_reads_wait_out_throttling_through_the_shared_limiter(clock):
+    reader = ScriptedReader(
+        [GraphError(429, "TooManyRequests", "x", retry_after=4), GraphError(503, "x", "y")], clock
+    )
+    info = RequestInformation()
+    assert await reader._paced(info) == {"value": [{"id": "u1"}]}
+    assert len(reader.sent) == 3
+    assert clock.now >= 4, "the Retry-After was honoured"
+    assert reader.limiter.limit < 4, "throttling lowered the shared concurrency"
+    assert "RetryHandlerOption" in info.request_options, "the SDK's own retries are off"
+
+
+async def test_page_reads_give_up_on_lasting_unavailability_and_other_errors(clock):
+    reader = ScriptedReader([GraphError(503, "x", "y")] * 3, clock)
+    with pytest.raises(GraphError):
+        await reader._paced(RequestInformation())
+    with pytest.raises(GraphError):
+        await ScriptedReader([GraphError(403, "Forbidden", "no")], clock)._paced(
+            RequestInformation()
+        )
