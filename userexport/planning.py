@@ -69,23 +69,24 @@ async def plan_listing(graph: GraphReader, query: GraphQuery, *, partitions: int
 
 def split(counted: list[tuple[str, int]], parts: int) -> list[list[str]]:
     """Cuts the prefixes, in order, into at most `parts` contiguous runs of about equal users.
-    Keeping the order means the CSV's rows come out the same for any partition count."""
-    nonempty = [(prefix, n) for prefix, n in counted if n]
-    if not nonempty:
-        return [[counted[0][0]]] if counted else SEQUENTIAL
+    Keeping the order means the CSV's rows come out the same for any partition count. Prefixes
+    no user had when counted are listed all the same (one cheap request each), so a user
+    created since is not missed."""
+    if not counted:
+        return SEQUENTIAL
     runs: list[list[str]] = []
     i = 0
-    for left in range(min(parts, len(nonempty)), 0, -1):  # runs still to make, this one too
+    for left in range(min(parts, len(counted)), 0, -1):  # runs still to make, this one too
         if left == 1:
-            runs.append([prefix for prefix, _ in nonempty[i:]])
+            runs.append([prefix for prefix, _ in counted[i:]])
             break
-        target = sum(n for _, n in nonempty[i:]) / left
+        target = sum(n for _, n in counted[i:]) / left
         run, users = [], 0
         # Take a prefix while the run is closer to its share with it than without it, and
         # leave at least one prefix for every run still to make.
-        while i < len(nonempty) - (left - 1) and (not run or users + nonempty[i][1] / 2 <= target):
-            run.append(nonempty[i][0])
-            users += nonempty[i][1]
+        while i < len(counted) - (left - 1) and (not run or users + counted[i][1] / 2 <= target):
+            run.append(counted[i][0])
+            users += counted[i][1]
             i += 1
         runs.append(run)
     return runs
