@@ -230,3 +230,20 @@ def test_throttled_listing_slows_down_and_loses_nothing(tmp_path_factory):
     assert done["status"] == "succeeded" and errors == []
     assert done["partitions"] == 3, done.get("planNote")
     assert sorted(r["objectId"] for r in rows) == sorted(u["id"] for u in iter_users(config))
+
+
+def test_listing_refused_fails_the_job_with_the_permission_to_grant(tmp_path_factory):
+    with running_stack(
+        tmp_path_factory.mktemp("no-user-read"),
+        users=50,
+        seed=5,
+        sim_args=["--roles", "UserAuthenticationMethod.Read.All"],
+    ) as stack:
+        with httpx.Client(base_url=stack.api_url, timeout=60) as api:
+            started = api.post("/api/exports")
+            final = wait_for_export(api, started.headers["Location"])[-1]
+    assert final.status_code == 200
+    body = final.json()
+    assert body["status"] == "failed"
+    assert "User.Read.All" in body["reason"] and "403" in body["reason"]
+    assert "downloadUrl" not in body
