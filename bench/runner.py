@@ -1,5 +1,6 @@
-"""The parent process of `python -m bench`: starts the simulator, runs each part in a child
-process, checks the simulator saw a clean run, prints the table and writes results.json."""
+"""The parent process of `python -m bench`: starts the simulator, runs each part of (a)-(c)
+in a child process, checks the simulator saw a clean run, runs (d) and (e) as real exports on
+a local stack each, prints the table and writes results.json."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any
 
 import orjson
 
+from bench.exports import MILLION, run_auth, run_million
 from bench.procs import BenchError, Processes, Sim
-from bench.report import PARTS, PartRuns, results, table
+from bench.report import PARTS, STACK_KEYS, PartRuns, StackRuns, results, table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -26,7 +28,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sdk-users", type=int, default=8000, help="sample for (b), in whole pages of 999"
     )
-    parser.add_argument("--only", default="a,b,c", help="parts to run, e.g. a,c (f comes with a)")
+    parser.add_argument(
+        "--only", default="a,b,c,d,e", help="parts to run, e.g. a,c,d (f comes with a)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (c), interleaved")
     parser.add_argument("--sdk-repeat", type=int, default=1, help="runs of (b)")
     parser.add_argument("--seed", type=int, default=1, help="tenant seed")
@@ -39,11 +43,33 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="one more (a) run under cProfile: top 10 by tottime"
     )
+    parser.add_argument(
+        "--seq-users",
+        type=int,
+        default=60_000,
+        help="(d) sequential sample, extrapolated to 1,000,000 (about 1 s per 999 users)",
+    )
+    parser.add_argument(
+        "--million-users",
+        type=int,
+        default=MILLION,
+        help="(d) partitioned run; fewer than 1,000,000 is extrapolated",
+    )
+    parser.add_argument("--auth-users", type=int, default=3000, help="(e) tenant size")
+    parser.add_argument(
+        "--auth-budget", type=int, default=1000, help="(e) tenantsim --auth-budget (RU per 10 s)"
+    )
+    parser.add_argument(
+        "--stack-logs",
+        type=Path,
+        help="keep the logs of (d) and (e)'s stacks in DIR/<run>/ (default: deleted)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args(argv)
     args.parts = [p for p in args.only.replace("f", "a").split(",") if p]
-    unknown = set(args.parts) - set(PARTS)
-    if unknown or args.users < 1 or args.sdk_users < 1 or args.repeat < 1:
+    unknown = set(args.parts) - set(PARTS) - set(STACK_KEYS)
+    sizes = (args.users, args.sdk_users, args.repeat, args.seq_users, args.million_users)
+    if unknown or min(sizes) < 1 or args.auth_users < 1 or args.auth_budget < 1:
         parser.error(f"bad parts {sorted(unknown)} or sizes" if unknown else "sizes must be >= 1")
     return args
 
@@ -109,23 +135,45 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.perf_counter()
     parts = {p: PartRuns(p) for p in PARTS if p in args.parts}
+    stack = StackRuns(auth_budget=args.auth_budget)
     procs = Processes()
     profile_text = ""
     try:
-        sim = procs.start_sim(max(args.users, args.sdk_users), args.seed)
-        print(f"tenantsim: {args.users:,} users, seed {args.seed}, pid {sim.proc.pid}", flush=True)
         schedule = _schedule(args)
-        for n, part in enumerate(schedule, 1):
-            r = _run_part(procs, sim, args, part)
-            parts[part].runs.append(r)
+        if schedule or args.profile:
+            sim = procs.start_sim(max(args.users, args.sdk_users), args.seed)
             print(
-                f"[{n}/{len(schedule)}] ({part}) {r['users']:,} users in {r['seconds']:.2f} s: "
-                f"{r['users'] / r['seconds']:,.0f} users/s; process {r['process_wall_s']:.1f} s",
-                flush=True,
+                f"tenantsim: {args.users:,} users, seed {args.seed}, pid {sim.proc.pid}", flush=True
             )
-        if args.profile:
-            r = _run_part(procs, sim, args, "a", profile=True)
-            profile_text = r["profile"]
+            for n, part in enumerate(schedule, 1):
+                r = _run_part(procs, sim, args, part)
+                parts[part].runs.append(r)
+                print(
+                    f"[{n}/{len(schedule)}] ({part}) {r['users']:,} users in {r['seconds']:.2f} s: "
+                    f"{r['users'] / r['seconds']:,.0f} users/s; "
+                    f"process {r['process_wall_s']:.1f} s",
+                    flush=True,
+                )
+            if args.profile:
+                r = _run_part(procs, sim, args, "a", profile=True)
+                profile_text = r["profile"]
+            procs.stop(sim.proc)  # (d) and (e) bring their own simulators
+        if "d" in args.parts:
+            print("(d) 1,000,000 users, about 1 s per page: sequential sample, then partitioned")
+            stack.sequential, stack.partitioned = run_million(
+                seed=args.seed,
+                sample_users=args.seq_users,
+                partitioned_users=args.million_users,
+                log_root=args.stack_logs,
+            )
+        if "e" in args.parts:
+            print(f"(e) 25 columns with authentication methods, auth budget {args.auth_budget}")
+            stack.auth = run_auth(
+                seed=args.seed,
+                users=args.auth_users,
+                budget=args.auth_budget,
+                log_root=args.stack_logs,
+            )
     except BenchError as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 1
@@ -137,15 +185,16 @@ def main(argv: list[str] | None = None) -> int:
 
     same_csv = _same_csv(parts)
     meta: dict[str, float] = {
-        "users": args.users,
         "cpu_count": os.cpu_count() or 0,
         "wall_s_total": round(time.perf_counter() - started, 1),
         "measured_at_unix": round(time.time()),
     }
-    res = results(parts, meta)
+    if parts:
+        meta["users"] = args.users
+    res = results(parts, stack, meta)
     args.results.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2) + b"\n")
     print()
-    print(table(res, parts))
+    print(table(res, parts, stack, args.parts))
     if same_csv is not None:
         print(f"\n(a) and (c) wrote byte-identical CSV: {'yes' if same_csv else 'NO'}")
     if profile_text:
