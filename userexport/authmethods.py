@@ -74,10 +74,11 @@ class AuthMethodsReader:
     async def _read_chunk(self, items: list[_Item], result: LookupResult) -> None:
         pending, unavailable, throttled_for = items, 0, 0.0
         while pending:
-            async with self._limiter:
+            async with self._limiter.slot(len(pending)):
                 answers = await self._send(pending)
             retry: list[_Item] = []
-            pause, saw_unavailable = 0.0, False
+            retry_after: float | None = None
+            saw_unavailable = False
             for item, answer in zip(pending, answers, strict=True):
                 status = int(answer.get("status", 0))
                 body = answer.get("body") or {}
@@ -90,7 +91,7 @@ class AuthMethodsReader:
                     result.succeeded += 1
                 elif (status == THROTTLED or status in UNAVAILABLE) and not give_up:
                     retry.append(item)
-                    pause = max(pause, self._limiter.throttled(_retry_after(answer)))
+                    retry_after = max(retry_after or 0.0, _retry_after(answer) or 0.0) or None
                     result.throttled += status == THROTTLED
                     saw_unavailable |= status in UNAVAILABLE
                 else:
@@ -104,10 +105,14 @@ class AuthMethodsReader:
                             str(error.get("message", "")),
                         )
                     )
-            if len(retry) < len(pending):
-                self._limiter.succeeded()
+            # One batch is one signal to the limiter, however many of its items were throttled:
+            # counting each item would collapse the concurrency and then overshoot again.
+            if retry:
+                self._limiter.served(len(pending) - len(retry))
+                throttled_for += self._limiter.throttled(retry_after)
+            else:
+                self._limiter.succeeded(len(pending))
             unavailable += saw_unavailable
-            throttled_for += pause
             pending = retry
 
     async def _send(self, items: list[_Item]) -> list[dict[str, Any]]:
