@@ -33,6 +33,10 @@ PREFIXES: tuple[str, ...] = (
     "^",
     "~",
 )
+# After a first character, a UPN may go on with any of these, or end its local part at once.
+SECOND: tuple[str, ...] = (*PREFIXES, "@")
+# After a first character, a UPN may go on with any of these, or end its local part at once.
+SECOND: tuple[str, ...] = (*PREFIXES, "@")
 SEQUENTIAL = [[""]]
 _COUNTS_AT_ONCE = 8
 
@@ -51,20 +55,29 @@ async def plan_listing(graph: GraphReader, query: GraphQuery, *, partitions: int
         async with limit:
             return await graph.count_users(filter=with_upn_prefix(query, prefix).filter)
 
+    async def counted(prefixes: tuple[str, ...]) -> list[tuple[str, int]]:
+        counts = await asyncio.gather(*(count(prefix) for prefix in prefixes))
+        return list(zip(prefixes, counts, strict=True))
+
     try:
-        counts = await asyncio.gather(*(count(prefix) for prefix in PREFIXES))
+        firsts = await counted(PREFIXES)
+        if sum(n for _, n in firsts) != total:
+            note = (
+                f"The users counted per UPN first character ({sum(n for _, n in firsts)}) do "
+                f"not add up to all users ({total}), so the listing ran as one sequence."
+            )
+            log.warning("Partition counts disagree with the total; listing sequentially.")
+            return Plan(SEQUENTIAL, total, note)
+        # A first character holding more than a partition's share (names are skewed: m, j, a)
+        # is split by its second character too, when those counts add up to it.
+        share = total / partitions
+        pieces: list[tuple[str, int]] = []
+        for prefix, n in firsts:
+            seconds = await counted(tuple(prefix + c for c in SECOND)) if n > share else []
+            pieces += seconds if seconds and sum(c for _, c in seconds) == n else [(prefix, n)]
     except GraphError as error:
         return Plan(SEQUENTIAL, total, f"Graph could not count a partition ({error.code}).")
-    if sum(counts) != total:
-        note = (
-            f"The users counted per UPN first character ({sum(counts)}) do not add up to all "
-            f"users ({total}), so the listing ran as one sequence."
-        )
-        log.warning(
-            "Partition counts disagree: %d != %d; listing sequentially.", sum(counts), total
-        )
-        return Plan(SEQUENTIAL, total, note)
-    return Plan(split(list(zip(PREFIXES, counts, strict=True)), partitions), total)
+    return Plan(split(pieces, partitions), total)
 
 
 def split(counted: list[tuple[str, int]], parts: int) -> list[list[str]]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import logging
+import re
 import time
 from array import array
 from collections import OrderedDict
@@ -54,6 +56,8 @@ _KNOWN_OPTIONS = frozenset(
 )
 _SCAN_SLICE = 2000  # users scanned between yields to the event loop
 _FILTER_CACHE = 16
+# A filter that is only startsWith on the UPN: served from the UPN prefix index.
+_UPN_PREFIX = re.compile(r"startsWith\(userPrincipalName,'((?:[^']|'')+)'\)", re.IGNORECASE)
 
 
 class Headers:
@@ -131,6 +135,7 @@ class GraphApi:
         self.faults = faults
         self.base_url = ""  # set once the server knows its port
         self._scans: OrderedDict[str, asyncio.Task[array]] = OrderedDict()
+        self._upn_index: asyncio.Future[dict[str, array]] | None = None
 
     # ------------------------------------------------------------------ dispatch
     async def handle(
@@ -269,13 +274,44 @@ class GraphApi:
         """Indexes of the users matching a filter, computed once per filter text."""
         task = self._scans.get(flt.text)
         if task is None:
-            task = asyncio.ensure_future(self._scan(flt))
+            prefix = _UPN_PREFIX.fullmatch(flt.text)
+            scan = self._upn_prefix(prefix.group(1)) if prefix else self._scan(flt)
+            task = asyncio.ensure_future(scan)
             self._scans[flt.text] = task
             while len(self._scans) > _FILTER_CACHE:
                 self._scans.popitem(last=False)
         else:
             self._scans.move_to_end(flt.text)
         return await asyncio.shield(task)
+
+    async def _upn_prefix(self, literal: str) -> array:
+        """startsWith(userPrincipalName,'p') alone, as Graph serves it from an index: one scan
+        builds an index of UPNs by their first two characters; every prefix reads from it."""
+        needle = literal.replace("''", "'").lower()
+        if self._upn_index is None:
+            self._upn_index = asyncio.ensure_future(self._build_upn_index())
+        index = await asyncio.shield(self._upn_index)
+        keys = sorted(k for k in index if k.startswith(needle[:2]))
+        if len(needle) <= 1:
+            return array("I", heapq.merge(*(index[k] for k in keys)))
+        user = self.tenant.user
+        candidates = index.get(needle[:2], array("I"))
+        if len(needle) == 2:
+            return candidates
+        return array(
+            "I", (i for i in candidates if user(i)["userPrincipalName"].lower().startswith(needle))
+        )
+
+    async def _build_upn_index(self) -> dict[str, array]:
+        index: dict[str, array] = {}
+        user = self.tenant.user
+        n = len(self.tenant)
+        for start in range(0, n, _SCAN_SLICE):
+            for i in range(start, min(n, start + _SCAN_SLICE)):
+                key = (user(i).get("userPrincipalName") or "")[:2].lower()
+                index.setdefault(key, array("I")).append(i)
+            await asyncio.sleep(0)
+        return index
 
     async def _scan(self, flt: Filter) -> array:
         out = array("I")

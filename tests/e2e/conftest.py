@@ -22,7 +22,6 @@ from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users
 from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
 from userexport.csvfile import CsvEncoder
-from userexport.planning import PREFIXES
 from userexport.settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE
 
 USERS = 2500
@@ -42,7 +41,7 @@ def running_stack(workdir: Path, **options: Any) -> Iterator[LocalStack]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # Per-user latency makes an export last a few seconds, so its states can be watched; a
-    # short time budget makes every export continue across several queue messages.
+    # short time budget makes longer partitions continue across queue messages.
     with running_stack(
         tmp_path_factory.mktemp("stack"),
         users=USERS,
@@ -103,6 +102,18 @@ class Storage:
     async def send_job_message(self, job_id: str) -> None:
         await self.queue.send_message(orjson.dumps({"jobId": job_id}).decode())
 
+    async def close(self) -> None:
+        for client in (self.table, self.queue, self.poison, self.exports, self.credential):
+            await client.close()
+
+    async def plan_prefixes(self, job_id: str) -> list[str]:
+        """The UPN prefixes the job's partitions listed, in the order their rows are written."""
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": f"parts-{job_id}"}
+        )
+        parts = sorted([(r["RowKey"], orjson.loads(r["prefixes"])) async for r in rows])
+        return [prefix for _, prefixes in parts for prefix in prefixes]
+
     async def job_ids(self) -> set[str]:
         return {e["RowKey"] async for e in self.table.list_entities(select=["RowKey"])}
 
@@ -114,8 +125,7 @@ class Storage:
 async def storage(stack: LocalStack) -> Storage:
     store = Storage(stack)
     yield store
-    for client in (store.table, store.queue, store.poison, store.exports, store.credential):
-        await client.close()
+    await store.close()
 
 
 def wait_for_export(
@@ -137,16 +147,14 @@ def wait_for_export(
 def expected_csv(
     config: SimConfig,
     *,
-    partitioned: bool,
+    prefixes: list[str],
     columns: tuple[str, ...] = DEFAULT_COLUMN_NAMES,
 ) -> bytes:
     """The exact bytes of an uninterrupted export of the simulated tenant, built in-process
-    from the tenant's own data: its users in listing order (grouped by UPN first character, in
-    PREFIXES order, when partitioned) and their authentication methods."""
+    from the tenant's own data: for each UPN prefix of the plan in turn ("" for all), its users
+    in listing order, with their authentication methods."""
     encoder = CsvEncoder(resolve(columns))
     users = list(iter_users(config))
-    if partitioned:
-        rank = {prefix: i for i, prefix in enumerate(PREFIXES)}
-        users.sort(key=lambda u: rank[u["userPrincipalName"][0].lower()])  # stable sort
+    ordered = [u for p in prefixes for u in users if u["userPrincipalName"].lower().startswith(p)]
     methods = {u["id"]: u.get("authentication") or {} for u in users}
-    return encoder.header() + encoder.rows(users, methods)
+    return encoder.header() + encoder.rows(ordered, methods)

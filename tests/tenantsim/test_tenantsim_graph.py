@@ -470,3 +470,16 @@ def test_forced_statuses_from_tenant_file(tmp_path: Path, make_http: Any) -> Non
     }
     assert "Retry-After" in got["u-busy"][1]
     assert [u["id"] for u in listed] == [x["id"] for x in lines]
+
+
+@pytest.mark.parametrize("prefix", ["a", "M", "ma", "mar", "b7", "0", "'", "zz"])
+def test_upn_prefix_filters_served_from_the_index(
+    http: Any, users: list[dict], prefix: str
+) -> None:
+    # startsWith(userPrincipalName,...) alone takes the UPN-index path: same answer as a scan.
+    text = f"startsWith(userPrincipalName,'{prefix.replace(chr(39), chr(39) * 2)}')"
+    expected = [u["id"] for u in users if u["userPrincipalName"].lower().startswith(prefix.lower())]
+    got = http.list_all(f"/users?$select=id&$top=100&$filter={q(text)}")
+    assert [u["id"] for u in got] == expected
+    _, _, count = http.get(f"/users/$count?$filter={q(text)}", headers=EVENTUAL)
+    assert int(count) == len(expected)

@@ -6,7 +6,7 @@ import pytest
 
 from userexport.filters import GraphQuery
 from userexport.graph import GraphError
-from userexport.planning import PREFIXES, SEQUENTIAL, plan_listing, split
+from userexport.planning import PREFIXES, SECOND, SEQUENTIAL, plan_listing, split
 
 
 def test_split_keeps_the_order_and_balances():
@@ -64,3 +64,19 @@ async def test_the_user_filter_is_kept_in_every_count():
     await plan_listing(graph, GraphQuery("userType eq 'Guest'", False), partitions=2)
     assert all(f.startswith("userType eq 'Guest'") for f in graph.filters)
     assert "userType eq 'Guest' and startsWith(userPrincipalName,'a')" in graph.filters
+
+
+async def test_a_crowded_first_character_is_split_by_the_second():
+    graph = CountingGraph({None: 100, "a": 10, "m": 80, "z": 10, "ma": 50, "mb": 30})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=4)
+    listed = [p for run in plan.partitions for p in run]
+    assert "m" not in listed
+    assert listed.index("ma") < listed.index("mb") < listed.index("m@") < listed.index("n")
+    assert len(listed) == len(PREFIXES) - 1 + len(SECOND)
+    assert any(run[0] == "mb" for run in plan.partitions), "ma and mb land in separate runs"
+
+
+async def test_second_character_counts_that_disagree_keep_the_first():
+    graph = CountingGraph({None: 100, "a": 10, "m": 80, "z": 10, "ma": 50, "mb": 29})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=4)
+    assert [p for run in plan.partitions for p in run] == list(PREFIXES)
