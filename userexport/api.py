@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from .clients import Clients
-from .exporter import queue_message
+from .exporter import fail_job, queue_message
 from .exportrequest import InvalidRequest, parse_export_request
 from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, utcnow
 
@@ -59,7 +59,13 @@ async def create_export(
         id=new_job_id(now), status=Status.QUEUED, trigger=trigger, created_at=now, request=request
     )
     job = await clients.jobs.create(job)
-    await clients.queue.send_message(queue_message(job.id))
+    try:
+        await clients.queue.send_message(queue_message(job.id))
+    except Exception:
+        # A job row whose message never left would look queued forever: say it failed.
+        log.exception("Export job %s could not be queued.", job.id)
+        await fail_job(clients, job.id, reason="The export could not be queued; start it again.")
+        return problem(503, "Export not queued", "The queue could not be reached; try again.")
     log.info("Export job %s queued by %s.", job.id, trigger)
     status_url = f"{base_url}/api/exports/{job.id}"
     return ApiResponse(
