@@ -23,6 +23,7 @@ class Column:
     value: Callable[[User, AuthData], Any]
     lookup: str | None = None  # the authentication-method list this column reads, if any
     expand: str | None = None  # a Graph $expand this column needs, if any
+    prop: str | None = None  # set when the value is just this user property (the fast path)
 
 
 def _prop(name: str) -> Callable[[User, AuthData], Any]:
@@ -54,7 +55,7 @@ def _auth_email(_user: User, auth: AuthData) -> Any:
 
 
 def _same(name: str) -> Column:
-    return Column(name, (name,), _prop(name))
+    return Column(name, (name,), _prop(name), prop=name)
 
 
 # The Entra admin center's "Download users" columns, in its order.
@@ -64,7 +65,7 @@ ADMIN_CENTER_COLUMNS: tuple[Column, ...] = (
     _same("surname"),
     _same("mail"),
     _same("givenName"),
-    Column("objectId", ("id",), _prop("id")),
+    Column("objectId", ("id",), _prop("id"), prop="id"),
     _same("userType"),
     _same("jobTitle"),
     _same("department"),

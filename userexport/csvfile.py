@@ -43,15 +43,24 @@ class CsvEncoder:
         return BOM + self._encode([[c.name for c in self._columns]])
 
     def rows(self, users: Iterable[Mapping[str, Any]], auth: Mapping[str, AuthData]) -> bytes:
-        columns, guarded = self._columns, self._guard
+        # The hot loop of an export: plain properties are read straight from the dict; None and
+        # booleans pass as they are (csv.writer writes them as cell() would); the guard looks
+        # at text only when its first character could start a formula.
+        getters = [(c.prop, c.value) for c in self._columns]
+        guarded = self._guard
         empty: AuthData = {}
         rows = []
         for user in users:
             user_auth = auth.get(user.get("id", ""), empty)
-            values = [cell(c.value(user, user_auth)) for c in columns]
-            rows.append(
-                [guard(v) if v and v[0] in _FIRST else v for v in values] if guarded else values
-            )
+            row: list[Any] = []
+            for prop, value in getters:
+                v = user.get(prop) if prop else value(user, user_auth)
+                if v is not None and v.__class__ is not str and v.__class__ is not bool:
+                    v = cell(v)  # numbers, lists, objects
+                if guarded and v and v.__class__ is str and v[0] in _FIRST:
+                    v = guard(v)
+                row.append(v)
+            rows.append(row)
         return self._encode(rows)
 
     def _encode(self, rows: list[list[str]]) -> bytes:

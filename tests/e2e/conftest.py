@@ -22,6 +22,7 @@ from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users
 from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
 from userexport.csvfile import CsvEncoder
+from userexport.exporter import queue_message
 from userexport.settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE
 
 USERS = 2500
@@ -99,8 +100,9 @@ class Storage:
             connection_verify=self._trust,
         )
 
-    async def send_job_message(self, job_id: str) -> None:
-        await self.queue.send_message(orjson.dumps({"jobId": job_id}).decode())
+    async def send_job_message(self, job_id: str, *, partition: int | None = None) -> None:
+        """A message as the app sends it: a job's plan step, or one of its partitions."""
+        await self.queue.send_message(queue_message(job_id, partition))
 
     async def close(self) -> None:
         for client in (self.table, self.queue, self.poison, self.exports, self.credential):

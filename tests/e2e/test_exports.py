@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 
 import httpx
 import orjson
@@ -128,9 +129,17 @@ async def test_bad_requests_write_nothing(api, storage: Storage, content, field)
 async def test_duplicate_delivery_gives_one_correct_csv(api, storage: Storage, storage_http):
     started = start(api, {"columns": ["objectId", "userPrincipalName"]})
     job_id = started.json()["id"]
-    # The same message again, twice, as at-least-once delivery may do.
+    # The same messages again, twice, as at-least-once delivery may do: the plan message and,
+    # once the plan exists, every partition's message.
     for _ in range(2):
         await storage.send_job_message(job_id)
+    wait_until_planned = time.monotonic() + 30
+    while not (job := api.get(f"/api/exports/{job_id}").json()).get("partitions"):
+        assert time.monotonic() < wait_until_planned
+        time.sleep(0.1)
+    for partition in range(job["partitions"]):
+        for _ in range(2):
+            await storage.send_job_message(job_id, partition=partition)
     done = wait_for_export(api, started.headers["Location"])[-1].json()
     assert done["status"] == "succeeded" and done["userCount"] == USERS
     rows = read_csv(storage_http.get(done["downloadUrl"]).content)

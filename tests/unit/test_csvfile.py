@@ -130,3 +130,25 @@ def test_every_column_is_documented():
     documented = Path(__file__).parents[2].joinpath("docs", "columns.md").read_text()
     for name in CATALOGUE:
         assert f"| `{name}` |" in documented, name
+
+
+def test_the_fast_path_writes_what_cell_writes():
+    from userexport.columns import cell
+
+    columns = resolve(["objectId", "accountEnabled", "department", "proxyAddresses", "mobile"])
+    user = {
+        "id": "1",
+        "accountEnabled": True,
+        "department": -5,
+        "proxyAddresses": ["SMTP:a@example.com"],
+        "mobile": None,
+    }
+    data = CsvEncoder(columns, formula_guard=False).rows([user], {})
+    assert parse(BOM + data)[0] == [
+        cell(user["id"]),
+        "True",
+        "-5",
+        cell(user["proxyAddresses"]),
+        "",
+    ]
+    assert parse(BOM + CsvEncoder(columns).rows([user], {}))[0][2] == "'-5"
