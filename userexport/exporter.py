@@ -200,7 +200,7 @@ async def _finish_if_complete(clients: Clients, job_id: str) -> Outcome:
     columns = resolve(job.request["columns"])
     users_blob = clients.exports.get_blob_client(job.blob_name)
     errors_blob = clients.exports.get_blob_client(job.errors_blob_name)
-    denied = next((p.checkpoint.lookups_denied for p in parts if p.checkpoint.lookups_denied), None)
+    denied, denied_rows = _denials(parts)
 
     users_blocks = [await StagedBlob.put(users_blob, HEADER_TAG, CsvEncoder(columns).header())]
     error_blocks = [
@@ -208,10 +208,10 @@ async def _finish_if_complete(clients: Clients, job_id: str) -> Outcome:
             errors_blob, HEADER_TAG, encode_rows(ERRORS_HEADER, [], with_header=True)
         )
     ]
-    if denied:
+    if denied_rows:
         error_blocks.append(
             await StagedBlob.put(
-                errors_blob, DENIED_TAG, encode_rows([], [_denied_row(denied)], with_header=False)
+                errors_blob, DENIED_TAG, encode_rows([], denied_rows, with_header=False)
             )
         )
     for p in parts:
@@ -223,7 +223,7 @@ async def _finish_if_complete(clients: Clients, job_id: str) -> Outcome:
         errors_blob, error_blocks, file_name=f"{file_name.removesuffix('.csv')}-errors.csv"
     )
     job.user_count = sum(p.checkpoint.users for p in parts)
-    job.error_count = sum(p.checkpoint.errors for p in parts) + (1 if denied else 0)
+    job.error_count = sum(p.checkpoint.errors for p in parts) + len(denied_rows)
     job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
     job.reason, job.finished_at = (DENIED_MESSAGE if denied else None), utcnow()
     try:
@@ -297,8 +297,32 @@ def _everything_denied(found: LookupResult, progress: Checkpoint) -> str | None:
     return found.failures[0].code or "Forbidden"
 
 
+def _denials(parts: list[Partition]) -> tuple[bool, list[list[str]]]:
+    """Whether Graph refused every lookup of the job, and the error rows that say so: once
+    when the permission is missing (refused everywhere), else one per refused partition."""
+    refused = [p for p in parts if p.checkpoint.lookups_denied]
+    if refused and not any(p.checkpoint.lookups_succeeded for p in parts):
+        return True, [_denied_row(refused[0].checkpoint.lookups_denied or "Forbidden")]
+    return False, [_partly_denied_row(p) for p in refused]
+
+
 def _denied_row(code: str) -> list[str]:
     return ["", "", "authentication/phoneMethods,emailMethods", "403", code, DENIED_MESSAGE]
+
+
+def _partly_denied_row(part: Partition) -> list[str]:
+    prefixes = ", ".join(repr(p) for p in part.prefixes)
+    return [
+        "",
+        "",
+        "authentication/phoneMethods,emailMethods",
+        "403",
+        part.checkpoint.lookups_denied or "Forbidden",
+        "Graph refused every authentication-method lookup for the users whose "
+        f"userPrincipalName starts with {prefixes} (it allowed others), so their "
+        "authenticationAlternativePhoneNumber and authenticationEmail are empty. Check the "
+        "policies that restrict access to those users, then export again.",
+    ]
 
 
 @dataclass
