@@ -106,8 +106,6 @@ class _Row:
                 value = entity[key]
                 if f.name in cls._json_fields:
                     value = orjson.loads(value)
-                elif isinstance(value, int) and not isinstance(value, bool):
-                    value = int(value)  # the Tables SDK may hand back an EntityProperty-ish int
                 values[f.name] = value
         values["etag"] = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
         return values
