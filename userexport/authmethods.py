@@ -17,7 +17,7 @@ import orjson
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
-from .graph import GraphReader
+from .graph import GraphReader, retry_after_seconds
 from .limiter import AdaptiveLimiter
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch
@@ -91,7 +91,8 @@ class AuthMethodsReader:
                     result.succeeded += 1
                 elif (status == THROTTLED or status in UNAVAILABLE) and not give_up:
                     retry.append(item)
-                    retry_after = max(retry_after or 0.0, _retry_after(answer) or 0.0) or None
+                    wait = retry_after_seconds(answer.get("headers"))
+                    retry_after = max(retry_after or 0.0, wait or 0.0) or None
                     result.throttled += status == THROTTLED
                     saw_unavailable |= status in UNAVAILABLE
                 else:
@@ -135,11 +136,3 @@ class AuthMethodsReader:
             "body": {"error": {"code": "missingResponse", "message": "Not in the batch answer."}},
         }
         return [by_id.get(str(i), missing) for i in range(len(items))]
-
-
-def _retry_after(answer: dict[str, Any]) -> float | None:
-    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
-    try:
-        return max(0.0, float(headers["retry-after"]))
-    except (KeyError, TypeError, ValueError):
-        return None

@@ -6,6 +6,7 @@ The SDK keeps its auth provider, retry middleware and error mapping; we skip its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +51,19 @@ class GraphError(Exception):
         if main is not None:
             code = main.code or code
             message = main.message or message
-        headers = {k.lower(): v for k, v in (error.response_headers or {}).items()}
-        try:
-            retry_after: float | None = float(headers["retry-after"])
-        except (KeyError, TypeError, ValueError):
-            retry_after = None
-        return cls(status, code, message, retry_after=retry_after)
+        return cls(status, code, message, retry_after=retry_after_seconds(error.response_headers))
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds a Retry-After header asks to wait (any casing); None when absent or not a number
+    (an HTTP date is rare from Graph: backing off instead is safe)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 @dataclass(frozen=True)
