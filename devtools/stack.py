@@ -3,6 +3,8 @@
 Storage is reached exactly as in production: with bearer tokens from a managed identity
 endpoint (the simulator's), over https, with a locally generated certificate authority
 trusted through SSL_CERT_FILE / REQUESTS_CA_BUNDLE (never by turning verification off).
+Azurite can be stopped and started again on the same ports and data folder (a storage
+outage); the function host can be killed and started again (a crashed instance).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class LocalStack:
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
     _logs: Path = field(default=Path("."), init=False)
     _devhost: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _azurite: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _azurite_cmd: list[str] = field(default_factory=list, init=False)
+    _azurite_ports: dict[str, int] = field(default_factory=dict, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
 
     def __enter__(self) -> LocalStack:
@@ -110,39 +115,35 @@ class LocalStack:
         ports = {kind: free_port() for kind in ("blob", "queue", "table")}
         azurite_dir = work / "azurite"
         azurite_dir.mkdir(exist_ok=True)
-        self._spawn(
-            "azurite",
-            [
-                str(AZURITE),
-                "--silent",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--location",
-                str(azurite_dir),
-                "--oauth",
-                "basic",
-                "--cert",
-                str(cert),
-                "--key",
-                str(key),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(ports["blob"]),
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                str(ports["queue"]),
-                "--tableHost",
-                "127.0.0.1",
-                "--tablePort",
-                str(ports["table"]),
-            ],
-            logs,
-            os.environ.copy(),
-        )
-        for kind, port in ports.items():
-            _wait_for_port(port, f"Azurite {kind} service", self._processes[-1])
+        self._azurite_ports = ports
+        # Kept so that a restart serves the same ports, data folder and certificate.
+        self._azurite_cmd = [
+            str(AZURITE),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--location",
+            str(azurite_dir),
+            "--oauth",
+            "basic",
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(ports["blob"]),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(ports["queue"]),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(ports["table"]),
+        ]
+        self.start_azurite()
 
         self.env = {
             "SSL_CERT_FILE": str(bundle),
@@ -161,6 +162,31 @@ class LocalStack:
         }
         self.start_devhost()
 
+    def start_azurite(self) -> None:
+        """Starts Azurite (again, after stop_azurite) on the stack's ports, data folder and
+        certificate; returns once its blob, queue and table services listen."""
+        if self._azurite is not None and self._azurite.poll() is None:
+            raise StackError("Azurite is already running; stop_azurite() first.")
+        self._azurite = self._spawn("azurite", self._azurite_cmd, self._logs, os.environ.copy())
+        for kind, port in self._azurite_ports.items():
+            _wait_for_port(port, f"Azurite {kind} service", self._azurite)
+
+    def stop_azurite(self) -> None:
+        """Stops Azurite with SIGTERM, as a storage outage: it saves its metadata to the data
+        folder on the way out, so blobs, queue messages and table rows survive a restart."""
+        if self._azurite is None:
+            return
+        _terminate([self._azurite])
+        self._processes.remove(self._azurite)
+        self._azurite = None
+
+    def restart_azurite(self, down_seconds: float = 0) -> None:
+        """stop_azurite(), `down_seconds` of outage, start_azurite()."""
+        self.stop_azurite()
+        if down_seconds > 0:
+            time.sleep(down_seconds)
+        self.start_azurite()
+
     def start_devhost(self) -> None:
         """Starts the function host (again, after kill_devhost); api_url then points at it."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -173,6 +199,12 @@ class LocalStack:
         """The function host's process id (its peak memory is in /proc/<pid>/status, VmHWM)."""
         assert self._devhost is not None
         return self._devhost.pid
+
+    @property
+    def azurite_pid(self) -> int:
+        """Azurite's process id (a new one after each restart)."""
+        assert self._azurite is not None
+        return self._azurite.pid
 
     def kill_devhost(self) -> None:
         """SIGKILLs the function host mid-work, as a crashed or recycled instance."""
@@ -202,19 +234,25 @@ class LocalStack:
         return json.loads(line)
 
     def close(self) -> None:
-        for process in reversed(self._processes):
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in reversed(self._processes):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _terminate(list(reversed(self._processes)))
         self._processes.clear()
+        self._azurite = None
         self._stack.close()
+
+
+def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process group, then wait; SIGKILL whatever is still there after 10 s."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _wait_for_port(

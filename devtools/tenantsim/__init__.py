@@ -1,6 +1,6 @@
 """tenantsim: a simulated Entra tenant (Graph v1.0 subset + managed identity) on loopback.
 
-Public API: SimConfig, run_in_thread, serve, RunningSim, generate_user, iter_users,
+Public API: SimConfig, Outage, run_in_thread, serve, RunningSim, generate_user, iter_users,
 dump_tenant, load_tenant_file, TenantFileError. See README.md in this directory.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import SimConfig
+from .faults import Outage
 from .generator import generate_user, tenant_id_for_seed, user_id
 from .server import RunningSim, run_in_thread, serve
 from .tenant import iter_users
@@ -21,6 +22,7 @@ def dump_tenant(config: SimConfig, path: Path) -> int:
 
 
 __all__ = [
+    "Outage",
     "RunningSim",
     "SimConfig",
     "TenantFileError",

@@ -9,7 +9,8 @@ import orjson
 from aiohttp import web
 
 from .config import SimConfig
-from .faults import FaultInjector
+from .control import ControlError, FaultChange, parse_change, settings_json
+from .faults import FaultInjector, FaultSettings
 from .graphapi import GraphApi, Headers
 from .identity import IDENTITY_PATH, identity_answer
 from .responses import JSON_PLAIN, Answer, error_answer
@@ -29,13 +30,31 @@ class SimState:
         self.tenant = tenant
         self.stats = Stats()
         self.issuer = TokenIssuer(tenant.tenant_id, config.roles, config.token_lifetime)
+        self.faults = FaultInjector(config.fault_settings(), config.effective_fault_seed)
         self.graph = GraphApi(
             config,
             tenant,
             self.stats,
             Throttle(config.budget, config.auth_budget),
-            FaultInjector(config),
+            self.faults,
         )
+
+    def faults_json(self) -> dict[str, Any]:
+        return settings_json(self.faults.settings, self.faults.slow_next, self.faults.elapsed())
+
+    def change_faults(self, change: FaultChange) -> None:
+        self.faults.settings = change.settings
+        if change.slow_next is not None:
+            self.faults.slow_next = change.slow_next
+        if change.expire_page_tokens:
+            self.graph.expire_page_tokens()
+
+    def reset_faults(self) -> None:
+        """No faults at all (targets back to the configured ones); stats are kept."""
+        self.change_faults(
+            FaultChange(FaultSettings(fault_targets=self.config.fault_targets), 0, False)
+        )
+        self.graph.unexpire_page_tokens()
 
 
 STATE_KEY = web.AppKey("tenantsim", SimState)
@@ -99,10 +118,19 @@ def _graph_tail(request: web.Request) -> str:
     return raw[len(prefix) :] if raw.startswith(prefix) else raw
 
 
+def _outage(request: web.Request, batch: bool, label: str) -> web.StreamResponse | None:
+    # Before authentication: in an outage the front door fails whatever the request.
+    ans = _state(request).graph.outage(batch, request.headers.get("client-request-id"))
+    return None if ans is None else _to_response(request, ans, f"{label} (outage)")
+
+
 async def graph_get(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     tail = _graph_tail(request)
     label = tail.strip("/").split("/", 1)[0] or "root"
+    down = _outage(request, False, label)
+    if down is not None:
+        return down
     roles = _roles(request)
     if isinstance(roles, Answer):
         return _to_response(request, roles, label)
@@ -139,6 +167,9 @@ def _endpoint_label(tail: str) -> str:
 
 async def graph_batch(request: web.Request) -> web.StreamResponse:
     state = _state(request)
+    down = _outage(request, True, "$batch")
+    if down is not None:
+        return down
     roles = _roles(request)
     if isinstance(roles, Answer):
         return _to_response(request, roles, "$batch")
@@ -148,6 +179,11 @@ async def graph_batch(request: web.Request) -> web.StreamResponse:
         payload = None
     ans = await state.graph.batch(payload, Headers(request.headers), roles)
     return _to_response(request, ans, "$batch")
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    headers = {"Content-Type": JSON_PLAIN}
+    return web.Response(status=status, body=orjson.dumps(body), headers=headers)
 
 
 async def identity(request: web.Request) -> web.Response:
@@ -161,21 +197,41 @@ async def identity(request: web.Request) -> web.Response:
         state.config.client_id,
     )
     log.info("identity -> %d", status)
-    return web.Response(
-        status=status, body=orjson.dumps(body), headers={"Content-Type": JSON_PLAIN}
-    )
+    return _json(body, status)
 
 
 async def stats_get(request: web.Request) -> web.Response:
-    state = _state(request)
-    return web.Response(
-        body=orjson.dumps(state.stats.as_json()), headers={"Content-Type": JSON_PLAIN}
-    )
+    return _json(_state(request).stats.as_json())
 
 
 async def stats_reset(request: web.Request) -> web.Response:
     state = _state(request)
     state.stats.reset()
+    return web.Response(status=204)
+
+
+async def faults_get(request: web.Request) -> web.Response:
+    return _json(_state(request).faults_json())
+
+
+async def faults_post(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        change = parse_change(
+            orjson.loads(await request.read()), state.faults.settings, state.faults.elapsed()
+        )
+    except orjson.JSONDecodeError:
+        return _json({"error": "the body must be JSON"}, 400)
+    except ControlError as exc:
+        return _json({"error": str(exc)}, 400)
+    state.change_faults(change)
+    log.info("faults changed")
+    return _json(state.faults_json())
+
+
+async def faults_reset(request: web.Request) -> web.Response:
+    _state(request).reset_faults()
+    log.info("faults cleared")
     return web.Response(status=204)
 
 
@@ -186,6 +242,9 @@ def build_app(state: SimState) -> web.Application:
     app.router.add_get(IDENTITY_PATH, identity)
     app.router.add_get("/_sim/stats", stats_get)
     app.router.add_post("/_sim/stats/reset", stats_reset)
+    app.router.add_get("/_sim/faults", faults_get)
+    app.router.add_post("/_sim/faults", faults_post)
+    app.router.add_post("/_sim/faults/reset", faults_reset)
     app.router.add_post("/v1.0/$batch", graph_batch)
     app.router.add_route("*", "/v1.0/{tail:.*}", graph_get)
     return app

@@ -8,8 +8,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .faults import DEFAULT_FAULT_TARGETS, STATUS_KINDS, FaultSettings, Outage
+
 DEFAULT_ROLES: tuple[str, ...] = ("User.Read.All", "UserAuthenticationMethod.Read.All")
-FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth"})
 
 
 @dataclass
@@ -35,32 +36,32 @@ class SimConfig:
     # Latency in milliseconds
     latency_ms: float = 0.0
     latency_per_user_ms: float = 0.0
-    # Faults
+    # Faults: the start values of FaultSettings (same field names), changeable at run time
     fault_seed: int | None = None  # None: the tenant seed
+    rate_500: float = 0.0
+    rate_502: float = 0.0
     rate_503: float = 0.0
     rate_504: float = 0.0
     rate_reset: float = 0.0
-    retry_after_503: int = 0  # seconds; 0 omits Retry-After
+    retry_after_500: int = 0  # seconds; 0 omits Retry-After
+    retry_after_502: int = 0
+    retry_after_503: int = 0
     retry_after_504: int = 0
-    fault_targets: frozenset[str] = FAULT_TARGETS
+    fault_targets: frozenset[str] = DEFAULT_FAULT_TARGETS
+    outages: tuple[Outage, ...] = ()  # start/end in seconds since the simulator started
+    slow_page_rate: float = 0.0
+    slow_page_seconds: float = 0.0
     page_token_ttl: float = 0.0  # seconds; 0 never expires
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
-        for name in ("rate_503", "rate_504", "rate_reset"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be within 0..1, got {v}")
-        if self.rate_503 + self.rate_504 + self.rate_reset > 1.0:
-            raise ValueError("the fault rates must add up to at most 1")
         if self.users < 0:
             raise ValueError("users must be >= 0")
         if self.budget <= 0 or self.auth_budget <= 0:
             raise ValueError("budgets must be > 0")
-        unknown = set(self.fault_targets) - FAULT_TARGETS
-        if unknown:
-            raise ValueError(f"unknown fault targets: {sorted(unknown)}")
         self.fault_targets = frozenset(self.fault_targets)
+        self.outages = tuple(self.outages)
+        self.fault_settings()  # raises ValueError on bad fault options
         self.roles = tuple(self.roles)
         if self.tenant is not None:
             self.tenant = Path(self.tenant)
@@ -71,9 +72,20 @@ class SimConfig:
     def effective_fault_seed(self) -> int:
         return self.seed if self.fault_seed is None else self.fault_seed
 
+    def fault_settings(self) -> FaultSettings:
+        """The fault settings a simulator starts with."""
+        return FaultSettings.from_config(self)
+
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _outage(value: str) -> Outage:
+    try:
+        return Outage.parse(value)
+    except ValueError as exc:  # argparse shows ArgumentTypeError messages verbatim
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,17 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     a("--latency-ms", type=float, default=0.0, help="added to every Graph request")
     a("--latency-per-user-ms", type=float, default=0.0, help="added per returned user")
     a("--fault-seed", type=int, help="seed of the fault streams (default: --seed)")
-    a("--rate-503", type=float, default=0.0, help="share of requests answered 503")
-    a("--rate-504", type=float, default=0.0, help="share of requests answered 504")
+    for status in STATUS_KINDS:
+        a(f"--rate-{status}", type=float, default=0.0, help=f"share answered {status}")
     a("--rate-reset", type=float, default=0.0, help="share of connections reset unanswered")
-    a("--retry-after-503", type=int, default=0, help="Retry-After on 503s (0: none)")
-    a("--retry-after-504", type=int, default=0, help="Retry-After on 504s (0: none)")
+    for status in STATUS_KINDS:
+        a(f"--retry-after-{status}", type=int, default=0, help=f"on {status}s (0: none)")
     a(
         "--fault-targets",
         type=lambda v: frozenset(_csv(v)),
-        default=FAULT_TARGETS,
-        help="comma list of users,auth: which endpoints get faults (default both)",
+        default=DEFAULT_FAULT_TARGETS,
+        help="comma list of users,auth,batch: which endpoints get faults (default users,auth)",
     )
+    a(
+        "--outage",
+        dest="outages",
+        type=_outage,
+        action="append",
+        default=[],
+        metavar="FROM:TO[:TARGET][:MODE]",
+        help="seconds since start during which Graph answers 503 (MODE reset: connection "
+        "resets); TARGET all (default) or batch; repeatable",
+    )
+    a("--slow-page-rate", type=float, default=0.0, help="share of /users pages held back")
+    a("--slow-page-seconds", type=float, default=0.0, help="how long a slow page is held back")
     a("--page-token-ttl", type=float, default=0.0, help="skiptoken lifetime in s (0: forever)")
     a("--log-level", default=d.log_level, help="logging level on stderr")
     return p

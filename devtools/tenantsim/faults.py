@@ -1,55 +1,195 @@
-"""Seeded, reproducible fault injection: one random.Random per fault stream."""
+"""Seeded, reproducible fault injection: one random.Random per fault stream.
+
+FaultSettings is the part that can change while the simulator runs (POST /_sim/faults);
+FaultInjector applies it: per-request faults, outage windows and slow pages.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .config import SimConfig
+if TYPE_CHECKING:
+    from .config import SimConfig
+
+# Draw order within one number: reset, 503 and 504 first so that a seed gives the same
+# stream as before 500/502 existed (their rates default to 0).
+FAULT_KINDS: tuple[str, ...] = ("reset", "503", "504", "500", "502")
+STATUS_KINDS: tuple[str, ...] = ("500", "502", "503", "504")  # those with a Retry-After
+FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth", "batch"})
+DEFAULT_FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth"})
+OUTAGE_TARGETS: tuple[str, ...] = ("all", "batch")
+OUTAGE_MODES: tuple[str, ...] = ("503", "reset")
+
+
+def check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be within 0..1, got {value}")
+
+
+def check_seconds(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A window in seconds since the simulator started in which requests fail."""
+
+    start: float
+    end: float
+    target: str = "all"  # "all": every Graph request; "batch": POST $batch envelopes
+    mode: str = "503"  # "503": Graph's outage answer; "reset": connection reset
+
+    def __post_init__(self) -> None:
+        check_seconds("outage start", self.start)
+        check_seconds("outage end", self.end)
+        if self.end <= self.start:
+            raise ValueError(f"outage end ({self.end}) must be after its start ({self.start})")
+        if self.target not in OUTAGE_TARGETS:
+            raise ValueError(f"outage target must be one of {OUTAGE_TARGETS}, got {self.target!r}")
+        if self.mode not in OUTAGE_MODES:
+            raise ValueError(f"outage mode must be one of {OUTAGE_MODES}, got {self.mode!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Outage:
+        """FROM:TO[:TARGET][:MODE], e.g. `30:45`, `30:45:batch`, `30:45:all:reset`."""
+        parts = text.split(":")
+        if not 2 <= len(parts) <= 4:
+            raise ValueError(f"outage {text!r} is not FROM:TO[:TARGET][:MODE]")
+        try:
+            start, end = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"outage {text!r}: FROM and TO must be seconds") from None
+        extra: dict[str, str] = {}
+        for part in parts[2:]:
+            key = "target" if part in OUTAGE_TARGETS else "mode" if part in OUTAGE_MODES else ""
+            if not key or key in extra:
+                raise ValueError(f"outage {text!r}: unexpected {part!r}")
+            extra[key] = part
+        return cls(start, end, **extra)
+
+    def matches(self, elapsed: float, batch: bool) -> bool:
+        return self.start <= elapsed < self.end and (self.target == "all" or batch)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """The fault knobs that POST /_sim/faults may change; field names are SimConfig's."""
+
+    rate_500: float = 0.0
+    rate_502: float = 0.0
+    rate_503: float = 0.0
+    rate_504: float = 0.0
+    rate_reset: float = 0.0
+    retry_after_500: int = 0  # seconds; 0 omits Retry-After
+    retry_after_502: int = 0
+    retry_after_503: int = 0
+    retry_after_504: int = 0
+    fault_targets: frozenset[str] = DEFAULT_FAULT_TARGETS
+    outages: tuple[Outage, ...] = ()
+    slow_page_rate: float = 0.0
+    slow_page_seconds: float = 0.0
+    page_token_ttl: float = 0.0  # seconds; 0 never expires
+
+    def __post_init__(self) -> None:
+        for kind in FAULT_KINDS:
+            check_fraction(f"rate_{kind}", self.rate(kind))
+        if sum(self.rate(kind) for kind in FAULT_KINDS) > 1.0:
+            raise ValueError("the fault rates must add up to at most 1")
+        for kind in STATUS_KINDS:
+            check_seconds(f"retry_after_{kind}", self.retry_after(kind))
+        unknown = set(self.fault_targets) - FAULT_TARGETS
+        if unknown:
+            raise ValueError(f"unknown fault targets: {sorted(unknown)}")
+        check_fraction("slow_page_rate", self.slow_page_rate)
+        check_seconds("slow_page_seconds", self.slow_page_seconds)
+        if self.slow_page_rate > 0 and self.slow_page_seconds <= 0:
+            raise ValueError("slow pages need slow_page_seconds > 0")
+        check_seconds("page_token_ttl", self.page_token_ttl)
+        # Frozen: normalise through object.__setattr__ so lists from JSON/argparse compare equal.
+        object.__setattr__(self, "fault_targets", frozenset(self.fault_targets))
+        object.__setattr__(self, "outages", tuple(self.outages))
+
+    @classmethod
+    def from_config(cls, config: SimConfig) -> FaultSettings:
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+    def rate(self, kind: str) -> float:
+        return float(getattr(self, f"rate_{kind}"))
+
+    def retry_after(self, kind: str) -> int:
+        return int(getattr(self, f"retry_after_{kind}", 0))
 
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do instead of answering: a status (503/504) or a connection reset."""
+    """What to do instead of answering: a status (500/502/503/504) or a connection reset."""
 
-    kind: str  # "503" | "504" | "reset"
+    kind: str  # one of FAULT_KINDS
     retry_after: int  # 0: no Retry-After header
 
 
 class FaultInjector:
     """Draws one number per eligible request from the stream of its target.
 
-    Streams are per target ("users", "auth") so the n-th users page sees the same fault
-    for a given seed whatever the auth-method traffic around it was.
+    Streams are per target ("users", "auth", "batch") so the n-th users page sees the same
+    fault for a given seed whatever the auth-method traffic around it was; slow pages have a
+    stream of their own for the same reason.
     """
 
-    def __init__(self, config: SimConfig) -> None:
-        self.rate_reset = config.rate_reset
-        self.rate_503 = config.rate_503
-        self.rate_504 = config.rate_504
-        self.retry_after_503 = config.retry_after_503
-        self.retry_after_504 = config.retry_after_504
-        self.targets = config.fault_targets
-        seed = config.effective_fault_seed
+    def __init__(
+        self,
+        settings: FaultSettings,
+        seed: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.slow_next = 0  # list pages still to delay whatever the slow-page rate says
+        self._clock = clock
+        self._started = clock()
         self._streams = {
-            t: random.Random(f"tenantsim-faults:{seed}:{t}") for t in ("users", "auth")
+            t: random.Random(f"tenantsim-faults:{seed}:{t}")
+            for t in (*sorted(FAULT_TARGETS), "slowPage")
         }
+
+    def elapsed(self) -> float:
+        """Seconds since the simulator started: the time base of outage windows."""
+        return self._clock() - self._started
 
     @property
     def enabled(self) -> bool:
-        return self.rate_reset + self.rate_503 + self.rate_504 > 0
+        return any(self.settings.rate(kind) for kind in FAULT_KINDS)
 
     def draw(self, target: str) -> Fault | None:
         """The fault for the next request of `target`, or None to answer normally."""
-        if not self.enabled or target not in self.targets:
+        if not self.enabled or target not in self.settings.fault_targets:
             return None
         r = self._streams[target].random()
-        if r < self.rate_reset:
-            return Fault("reset", 0)
-        r -= self.rate_reset
-        if r < self.rate_503:
-            return Fault("503", self.retry_after_503)
-        r -= self.rate_503
-        if r < self.rate_504:
-            return Fault("504", self.retry_after_504)
+        for kind in FAULT_KINDS:
+            rate = self.settings.rate(kind)
+            if r < rate:
+                return Fault(kind, self.settings.retry_after(kind))
+            r -= rate
         return None
+
+    def outage(self, batch: bool) -> Outage | None:
+        """The outage window the current request falls in, if any."""
+        elapsed = self.elapsed()
+        return next((o for o in self.settings.outages if o.matches(elapsed, batch)), None)
+
+    def slow_page(self) -> float:
+        """Seconds to hold the next list page back (0: answer at once)."""
+        seconds = self.settings.slow_page_seconds
+        if self.slow_next > 0:
+            self.slow_next -= 1
+            return seconds
+        rate = self.settings.slow_page_rate
+        if rate > 0 and self._streams["slowPage"].random() < rate:
+            return seconds
+        return 0.0

@@ -28,10 +28,12 @@ from .properties import DEFAULT_SELECT
 from .responses import (
     GRAPH_METADATA,
     JSON_PLAIN,
+    SERVER_ERRORS,
     TEXT_PLAIN,
     Answer,
     error_answer,
     ok_answer,
+    server_error_answer,
     throttled_answer,
 )
 from .stats import Stats
@@ -95,17 +97,26 @@ class Query:
         return "&".join(raw for n, raw in self.raw_pairs if n != name)
 
 
-def _encode_token(position: int) -> str:
-    payload = orjson.dumps({"v": 1, "p": position, "t": round(time.time(), 3)})
-    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+@dataclass(frozen=True)
+class PageToken:
+    """What a $skiptoken carries: where the next page starts, when and in which order it was
+    issued (the serial lets POST /_sim/faults expire every token issued so far)."""
 
+    position: int
+    issued: float  # epoch seconds
+    serial: int
 
-def _decode_token(token: str) -> tuple[int, float]:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return int(data["p"]), float(data["t"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise ODataError(400, "BadRequest", "The $skiptoken value is not valid.") from None
+    def encode(self) -> str:
+        payload = orjson.dumps({"v": 1, "p": self.position, "t": self.issued, "s": self.serial})
+        return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+
+    @classmethod
+    def decode(cls, token: str) -> PageToken:
+        try:
+            data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            return cls(int(data["p"]), float(data["t"]), int(data["s"]))
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            raise ODataError(400, "BadRequest", "The $skiptoken value is not valid.") from None
 
 
 def _project(user: Mapping[str, Any], select: list[str] | None) -> dict[str, Any]:
@@ -134,6 +145,8 @@ class GraphApi:
         self.throttle = throttle
         self.faults = faults
         self.base_url = ""  # set once the server knows its port
+        self._token_serial = 0  # serial of the next $skiptoken
+        self._tokens_expired_below = 0  # tokens with a lower serial are expired
         self._scans: OrderedDict[str, asyncio.Task[array]] = OrderedDict()
         self._upn_index: asyncio.Future[dict[str, array]] | None = None
 
@@ -145,6 +158,7 @@ class GraphApi:
         raw_query: str,
         headers: Headers,
         roles: frozenset[str],
+        batch_item: bool = False,
     ) -> Answer:
         """Answer one Graph request; `raw_path` is relative to /v1.0, still %-encoded."""
         crid = headers.get("client-request-id")
@@ -166,7 +180,7 @@ class GraphApi:
         try:
             query = Query.parse(raw_query)
             if len(segments) == 1:
-                return await self._list_users(query, headers, roles, crid)
+                return await self._list_users(query, headers, roles, crid, batch_item)
             if len(segments) == 2 and segments[1] == "$count":
                 return await self._count_users(query, headers, roles, crid)
             if len(segments) == 2:
@@ -197,27 +211,48 @@ class GraphApi:
             ans.headers["x-ms-throttle-limit-percentage"] = f"{decision.used_fraction:.1f}"
             return ans
         self.stats.resource_units += cost
-        fault = self.faults.draw(target)
-        if fault is not None:
-            self.stats.faults[fault.kind] += 1
-            if fault.kind == "reset":
-                return Answer(0, None, reset=True)
-            if fault.kind == "503":
-                ans = error_answer(
-                    503,
-                    "serviceNotAvailable",
-                    "The service is not available. Try the request again after a delay.",
-                    crid,
-                )
-            else:
-                ans = error_answer(
-                    504, "UnknownError", "The gateway did not receive a timely response.", crid
-                )
-            if fault.retry_after:
-                ans.headers["Retry-After"] = str(fault.retry_after)
+        ans = self._fault(target, crid)
+        if ans is not None:
             ans.headers["x-ms-resource-unit"] = str(cost)
-            return ans
-        return None
+        return ans
+
+    def _fault(self, target: str, crid: str | None) -> Answer | None:
+        """The drawn fault of the next request of `target` as an answer, or None."""
+        fault = self.faults.draw(target)
+        if fault is None:
+            return None
+        self.stats.faults[fault.kind] += 1
+        if fault.kind == "reset":
+            return Answer(0, None, reset=True)
+        return server_error_answer(int(fault.kind), fault.retry_after, crid)
+
+    def outage(self, batch: bool, crid: str | None) -> Answer | None:
+        """Graph's answer during an outage window (503 without Retry-After, or a reset)."""
+        window = self.faults.outage(batch)
+        if window is None:
+            return None
+        self.stats.faults["outage"] += 1
+        if window.mode == "reset":
+            return Answer(0, None, reset=True)
+        return server_error_answer(503, 0, crid)
+
+    def expire_page_tokens(self) -> None:
+        """Every $skiptoken issued so far answers Directory_ExpiredPageToken from now on."""
+        self._tokens_expired_below = self._token_serial
+
+    def unexpire_page_tokens(self) -> None:
+        self._tokens_expired_below = 0
+
+    def _next_token(self, position: int) -> str:
+        serial = self._token_serial
+        self._token_serial += 1
+        return PageToken(position, round(time.time(), 3), serial).encode()
+
+    def _expired(self, token: PageToken) -> bool:
+        ttl = self.faults.settings.page_token_ttl
+        return token.serial < self._tokens_expired_below or (
+            ttl > 0 and time.time() - token.issued > ttl
+        )
 
     def _finish(self, ans: Answer, cost: int) -> Answer:
         ans.headers["x-ms-resource-unit"] = str(cost)
@@ -340,7 +375,12 @@ class GraphApi:
         )
 
     async def _list_users(
-        self, query: Query, headers: Headers, roles: frozenset[str], crid: str | None
+        self,
+        query: Query,
+        headers: Headers,
+        roles: frozenset[str],
+        crid: str | None,
+        batch_item: bool = False,
     ) -> Answer:
         denied = self._need(roles, USERS_ROLES, crid)
         if denied:
@@ -367,14 +407,14 @@ class GraphApi:
             raise ODataError(400, "Request_BadRequest", "$count is not currently supported.")
         flt = self._filter(query, headers)
         token = query.options.get("$skiptoken")
-        position, issued = _decode_token(token) if token is not None else (0, 0.0)
+        page_token = PageToken.decode(token) if token is not None else None
+        position = page_token.position if page_token is not None else 0
 
         cost = list_users_cost(select is not None, expand is not None)
         gated = self._gate("users", cost, "users", crid)
         if gated is not None:
             return gated
-        ttl = self.config.page_token_ttl
-        if token is not None and ttl > 0 and time.time() - issued > ttl:
+        if page_token is not None and self._expired(page_token):
             self.stats.faults["expiredPageToken"] += 1
             return self._finish(
                 error_answer(
@@ -386,6 +426,11 @@ class GraphApi:
                 ),
                 cost,
             )
+        # Drawn before any await, like the faults, so the n-th page is the slow one.
+        slow = 0.0 if batch_item else self.faults.slow_page()
+        if slow:
+            self.stats.faults["slowPage"] += 1
+            await asyncio.sleep(slow)
 
         if flt is None:
             total = len(self.tenant)
@@ -421,7 +466,7 @@ class GraphApi:
             rest = query.without("$skiptoken")
             sep = "&" if rest else ""
             body["@odata.nextLink"] = (
-                f"{self.base_url}/users?{rest}{sep}$skiptoken={_encode_token(nxt)}"
+                f"{self.base_url}/users?{rest}{sep}$skiptoken={self._next_token(nxt)}"
             )
         body["value"] = value
         self.stats.users_returned += len(value)
@@ -509,8 +554,8 @@ class GraphApi:
         if status in (401, 403):
             code = "InvalidAuthenticationToken" if status == 401 else "accessDenied"
             return error_answer(status, code, "Access denied by tenantsim (_sim).", crid)
-        if status == 503:
-            return error_answer(status, "serviceNotAvailable", "Service unavailable.", crid)
+        if status in SERVER_ERRORS:
+            return server_error_answer(status, 0, crid)
         code = "BadRequest" if status < 500 else "generalException"
         return error_answer(status, code, "Forced by tenantsim (_sim).", crid)
 
@@ -519,6 +564,11 @@ class GraphApi:
         """POST /$batch: each item answered on its own, like Graph (at most 20)."""
         self.stats.requests["batch"] += 1
         crid = headers.get("client-request-id")
+        # The envelope is faulted apart from its items (target "batch", off by default), as a
+        # gateway error fails the whole call before any item runs.
+        faulted = self._fault("batch", crid)
+        if faulted is not None:
+            return faulted
         requests = payload.get("requests") if isinstance(payload, dict) else None
         if not isinstance(requests, list) or not requests:
             return error_answer(400, "BadRequest", "Invalid batch payload format.", crid)
@@ -564,7 +614,9 @@ class GraphApi:
             url = url[5:]
         path, _, raw_query = url.partition("?")
         hdrs = item.get("headers") if isinstance(item.get("headers"), dict) else {}
-        return await self.handle(item["method"].upper(), path, raw_query, Headers(hdrs), roles)
+        return await self.handle(
+            item["method"].upper(), path, raw_query, Headers(hdrs), roles, batch_item=True
+        )
 
 
 def _forced_status(user: Mapping[str, Any]) -> int | None:

@@ -49,6 +49,29 @@ def error_answer(
     return Answer(status, body, {"Content-Type": JSON_PLAIN, "request-id": rid})
 
 
+# Codes and messages Graph sends with these statuses: generalException as in concepts/errors.md
+# and answers seen in the field (500), BadGateway (502, msgraph-sdk-dotnet#1167),
+# serviceNotAvailable as documented (503), UnknownError with 504 (microsoft-graph-docs#2505).
+SERVER_ERRORS: dict[int, tuple[str, str]] = {
+    500: ("generalException", "An unspecified error has occurred."),
+    502: ("BadGateway", "Failed to execute backend request."),
+    503: (
+        "serviceNotAvailable",
+        "The service is not available. Try the request again after a delay.",
+    ),
+    504: ("UnknownError", "The gateway did not receive a timely response."),
+}
+
+
+def server_error_answer(status: int, retry_after: int, client_request_id: str | None) -> Answer:
+    """A 500/502/503/504 in Graph's error shape; `Retry-After` only when retry_after > 0."""
+    code, message = SERVER_ERRORS[status]
+    ans = error_answer(status, code, message, client_request_id)
+    if retry_after:
+        ans.headers["Retry-After"] = str(retry_after)
+    return ans
+
+
 def throttled_answer(retry_after: int | None, client_request_id: str | None) -> Answer:
     """Graph's 429 (concepts/throttling.md), Retry-After unless the field variant is on."""
     rid = str(uuid.uuid4())

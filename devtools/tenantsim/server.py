@@ -43,6 +43,10 @@ class RunningSim:
     def stats_url(self) -> str:
         return f"{self.base_url}/_sim/stats"
 
+    @property
+    def faults_url(self) -> str:
+        return f"{self.base_url}/_sim/faults"
+
     def start_line(self) -> dict[str, Any]:
         """The JSON object the command line prints once it is listening."""
         return {
@@ -51,6 +55,7 @@ class RunningSim:
             "identityHeader": self.identity_header,
             "tenantId": self.tenant_id,
             "stats": self.stats_url,
+            "faults": self.faults_url,
             "users": len(self.state.tenant),
         }
 
@@ -64,7 +69,10 @@ async def serve(config: SimConfig) -> AsyncIterator[RunningSim]:
     """Serve `config` on the running event loop until the block exits."""
     tenant = load_tenant(config)
     state = SimState(config, tenant)
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    # A short shutdown timeout: a slow page held back for minutes must not hold up a stop.
+    runner = web.AppRunner(
+        build_app(state), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
@@ -100,6 +108,12 @@ def run_in_thread(config: SimConfig) -> Iterator[RunningSim]:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(main())
+            # Handlers still sleeping (a slow page) were cancelled at shutdown: let them end
+            # before the loop closes, as asyncio.run does.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             loop.close()
 

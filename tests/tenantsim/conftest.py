@@ -7,6 +7,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ class Http:
                 self._token = self.token()
             hdrs.setdefault("Authorization", f"Bearer {self._token}")
         data = None
-        if body is not None:
+        if isinstance(body, bytes):  # sent as is, e.g. a body that is not JSON
+            data = body
+        elif body is not None:
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         if not url.startswith("http"):
@@ -70,6 +73,23 @@ class Http:
 
     def get(self, path: str, **kw: Any) -> tuple[int, dict[str, str], Any]:
         return self.request("GET", path, **kw)
+
+    def status(self, method: str, path: str, **kw: Any) -> int | str:
+        """The answer's status, or "reset" when the connection was dropped without one."""
+        try:
+            return self.request(method, path, **kw)[0]
+        except (urllib.error.URLError, HTTPException, ConnectionError):
+            return "reset"
+
+    def faults(self, body: Any = None) -> tuple[int, Any]:
+        """GET /_sim/faults, or POST it `body` (unauthenticated, like /_sim/stats)."""
+        url = self.sim.base_url + "/_sim/faults"
+        method = "GET" if body is None else "POST"
+        status, _, answer = self.request(method, url, body=body, auth=False)
+        return status, answer
+
+    def stats(self) -> dict[str, Any]:
+        return self.request("GET", self.sim.base_url + "/_sim/stats", auth=False)[2]
 
     def list_all(self, path: str, **kw: Any) -> list[dict[str, Any]]:
         """Follow @odata.nextLink to the end; every page must be a 200."""
