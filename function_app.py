@@ -1,10 +1,18 @@
-"""Composition root: the function app and its blueprints, nothing else."""
+"""Composition root: the function app and its blueprints, nothing else.
+
+The settings are read here, at load: a malformed app setting stops the app at once with a
+message naming it, instead of failing every request and poisoning every queue message.
+"""
 
 import azure.functions as func
 
-from userexport.functions import http_api, nightly, worker
+from userexport.functions import http_api, nightly, sweeper, worker
+from userexport.settings import Settings
+
+Settings.from_env()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api.bp)
 app.register_functions(worker.bp)
 app.register_functions(nightly.bp)
+app.register_functions(sweeper.bp)

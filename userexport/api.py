@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,14 +11,16 @@ from typing import Any
 import orjson
 
 from .clients import Clients
-from .exporter import fail_job, queue_message
-from .exportrequest import InvalidRequest, parse_export_request
+from .exportrequest import InvalidRequest, excerpt, parse_export_request
 from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, utcnow
+from .messages import ExportMessage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+LIST_PARAMETERS = ("pageSize", "cursor", "code")  # code: the function key, read by the host
+_PAGE_SIZE = re.compile(r"[0-9]{1,3}")
 
 
 @dataclass
@@ -60,11 +63,11 @@ async def create_export(
     )
     job = await clients.jobs.create(job)
     try:
-        await clients.queue.send_message(queue_message(job.id))
+        await clients.queue.send_message(ExportMessage(job.id).encode())
     except Exception:
         # A job row whose message never left would look queued forever: say it failed.
         log.exception("Export job %s could not be queued.", job.id)
-        await fail_job(clients, job.id, reason="The export could not be queued; start it again.")
+        await clients.jobs.fail(job.id, reason="The export could not be queued; start it again.")
         return problem(503, "Export not queued", "The queue could not be reached; try again.")
     log.info("Export job %s queued by %s.", job.id, trigger)
     status_url = f"{base_url}/api/exports/{job.id}"
@@ -78,7 +81,7 @@ async def create_export(
 async def get_export(clients: Clients, job_id: str, *, base_url: str) -> ApiResponse:
     job = await clients.jobs.get(job_id) if _plausible_id(job_id) else None
     if job is None:
-        return problem(404, "Export not found", f"There is no export with id {job_id!r}.")
+        return problem(404, "Export not found", f"There is no export with id {excerpt(job_id)!r}.")
     status_url = f"{base_url}/api/exports/{job.id}"
     body = await _describe(clients, job)
     if not job.status.finished:
@@ -89,23 +92,31 @@ async def get_export(clients: Clients, job_id: str, *, base_url: str) -> ApiResp
         return ApiResponse(202, body, headers)
     if job.status is not Status.FAILED:
         now = utcnow()
-        file_name = job.request["fileName"]
         exports = clients.exports
         body["downloadUrl"] = await clients.sas.read_url(
-            exports.get_blob_client(job.blob_name), now=now, file_name=file_name
+            exports.get_blob_client(job.blob_name), now=now, file_name=job.request.file_name
         )
         body["errorsUrl"] = await clients.sas.read_url(
             exports.get_blob_client(job.errors_blob_name),
             now=now,
-            file_name=f"{file_name.removesuffix('.csv')}-errors.csv",
+            file_name=job.request.errors_file_name,
         )
         body["urlsExpireAt"] = _iso(now + clients.settings.sas_lifetime)
     return ApiResponse(200, body)
 
 
 async def list_exports(clients: Clients, *, params: dict[str, str], base_url: str) -> ApiResponse:
+    for name in params:
+        if name not in LIST_PARAMETERS:
+            shown = excerpt(name)
+            return problem(
+                400,
+                "Invalid query",
+                f"Unknown query parameter {shown!r}; known: pageSize, cursor.",
+                field=shown,
+            )
     raw_size = params.get("pageSize", str(DEFAULT_PAGE_SIZE))
-    if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+    if not _PAGE_SIZE.fullmatch(raw_size) or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
         return problem(
             400,
             "Invalid query",
@@ -135,18 +146,25 @@ async def _describe(clients: Clients, job: Job) -> dict[str, Any]:
         "usersWritten": job.user_count or 0,
         "userCount": job.user_count,
         "errorCount": job.error_count,
-        "columns": job.request["columns"],
-        "filter": job.request.get("filter"),
-        "fileName": job.request["fileName"],
-        "formulaGuard": job.request["formulaGuard"],
+        **job.request.to_json(),
     }
     if job.plan is not None:
         body["estimatedTotal"] = job.plan.estimated_total
         body["partitions"] = len(job.plan.partitions)
         if job.plan.note:
             body["planNote"] = job.plan.note
+    failing = [(job.failing_since, job.last_error)]
     if job.status is Status.RUNNING and job.plan is not None:
-        body.update(_progress(job, await clients.jobs.partitions(job.id)))
+        parts = await clients.jobs.partitions(job.id)
+        body.update(_progress(job, parts))
+        failing += [(p.failing_since, p.last_error) for p in parts]
+    if not job.status.finished:
+        # What is being waited out, if anything: the longest-running failure.
+        since, error = min(failing, key=lambda f: (f[0] is None, f[0] or job.created_at))
+        if since is not None:
+            body["failingSince"], body["lastError"] = _iso(since), error
+        elif job.last_error:
+            body["lastError"] = job.last_error
     if job.reason:
         body["reason"] = job.reason
     return body

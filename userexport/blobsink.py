@@ -1,14 +1,16 @@
 """Blob output: block blobs assembled from staged blocks, and read-only SAS URLs for them.
 
 Staged blocks stay invisible until the block list is committed, so a half-written export
-never looks like a finished one. Block ids are derived from their position, so staging the
-same block again after a crash or a duplicate delivery overwrites it instead of adding one.
+never looks like a finished one. A block's id names its stream, its partition, the epoch of
+the invocation that owned the partition, and its position: staging it again after a crash
+overwrites it, and an invocation that lost its partition can only stage blocks nobody commits.
 """
 
 from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from azure.storage.blob import (
     BlobBlock,
@@ -22,44 +24,39 @@ from azure.storage.blob.aio import BlobClient, BlobServiceClient
 CSV_CONTENT = "text/csv; charset=utf-8"
 
 
-def block_id(tag: str, index: int) -> str:
-    # Ids within a blob must all have the same length: 5-character tags, 8-digit positions.
-    return base64.b64encode(f"{tag}{index:08d}".encode()).decode()
+MAX_BLOCKS = 50_000  # committed blocks a block blob may have
 
 
-class StagedBlob:
-    """Stages numbered blocks under a tag (a partition's, say) into one blob."""
+class Stream(StrEnum):
+    """The block streams of a job, one letter each: no two share a block id."""
 
-    def __init__(self, blob: BlobClient, tag: str, *, count: int = 0) -> None:
-        self._blob = blob
-        self._tag = tag
-        self.count = count
+    CSV_HEADER = "H"
+    CSV_ROWS = "U"
+    ERRORS_HEADER = "G"
+    ERROR_ROWS = "E"
+    HELD_ROWS = "K"  # error rows kept or dropped at the commit (see errorsfile)
+    DENIED_ROW = "D"
 
-    async def stage(self, data: bytes) -> None:
-        if data:
-            await self._blob.stage_block(block_id(self._tag, self.count), data, length=len(data))
-            self.count += 1
 
-    @staticmethod
-    async def put(blob: BlobClient, tag: str, data: bytes) -> str:
-        """Stages one block of its own (a header, say); its id, for the block list."""
-        await blob.stage_block(block_id(tag, 0), data, length=len(data))
-        return block_id(tag, 0)
+def block_id(stream: Stream, partition: int, epoch: int, seq: int) -> str:
+    """The id of a staged block: which stream, whose partition, which owner's epoch, which
+    position. Ids within a blob must all have the same length, hence the fixed widths."""
+    return base64.b64encode(f"{stream}{partition:04d}{epoch:06d}{seq:06d}".encode()).decode()
 
-    @staticmethod
-    def ids(tag: str, count: int) -> list[str]:
-        return [block_id(tag, i) for i in range(count)]
 
-    @staticmethod
-    async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> None:
-        """Makes these blocks, in this order, the blob; until now none of it was visible."""
-        await blob.commit_block_list(
-            [BlobBlock(block_id) for block_id in block_ids],
-            content_settings=ContentSettings(
-                content_type=CSV_CONTENT,
-                content_disposition=f'attachment; filename="{file_name}"',
-            ),
-        )
+async def stage(blob: BlobClient, block: str, data: bytes) -> None:
+    await blob.stage_block(block, data, length=len(data))
+
+
+async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> None:
+    """Makes these blocks, in this order, the blob; until now none of it was visible."""
+    await blob.commit_block_list(
+        [BlobBlock(block) for block in block_ids],
+        content_settings=ContentSettings(
+            content_type=CSV_CONTENT,
+            content_disposition=f'attachment; filename="{file_name}"',
+        ),
+    )
 
 
 class SasMinter:

@@ -1,10 +1,17 @@
-"""The clients the app uses, built once per process (per event loop) from the settings."""
+"""The clients the app uses, built once per process (per event loop) from the settings.
+
+One set per instance, even when many invocations start at once: one credential (one token
+cache), one adaptive limiter (one picture of Graph's throttling), one connection pool per
+service. Storage calls retry connection failures and server errors with exponential backoff
+(an Azurite restart, a storage blip); Graph's retries are the limiter's (graph.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceExistsError
@@ -19,14 +26,18 @@ from .authmethods import AuthMethodsReader
 from .blobsink import SasMinter
 from .graph import GraphReader
 from .jobs import JobStore
-from .settings import (
-    EXPORTS_CONTAINER,
-    GRAPH_SCOPE,
-    JOBS_QUEUE,
-    JOBS_TABLE,
-    POISON_QUEUE,
-    Settings,
-)
+from .settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE, Settings
+
+# About a minute of retries, 1 s to 32 s apart: longer than a storage blip, shorter than a budget.
+BLOB_QUEUE_RETRY: dict[str, Any] = {"retry_total": 6, "initial_backoff": 1, "increment_base": 2}
+TABLE_RETRY: dict[str, Any] = {
+    "retry_total": 7,
+    "retry_connect": 7,
+    "retry_read": 7,
+    "retry_status": 7,
+    "retry_backoff_factor": 1.0,
+    "retry_backoff_max": 32,
+}
 
 
 @dataclass
@@ -40,6 +51,8 @@ class Clients:
     graph: GraphReader
     auth_methods: AuthMethodsReader
     tables: TableServiceClient
+    blobs: BlobServiceClient
+    credential: AsyncTokenCredential
 
     async def ensure_resources(self) -> None:
         """Creates the container, table and queues when missing (infra/ creates them in Azure)."""
@@ -55,6 +68,13 @@ class Clients:
             except ResourceExistsError:
                 pass
 
+    async def close(self) -> None:
+        """Closes every client's sessions (the host's shutdown, a test's end)."""
+        closers = [self.queue, self.poison_queue, self.blobs, self.tables, self.credential]
+        for client in closers:
+            await client.close()
+        await self.graph.close()
+
 
 def build_clients(settings: Settings) -> Clients:
     if settings.credential == "default":
@@ -69,19 +89,25 @@ def build_clients(settings: Settings) -> Clients:
     def queue(name: str) -> QueueClient:
         if storage.connection_string:
             return QueueClient.from_connection_string(
-                storage.connection_string, name, message_encode_policy=encode
+                storage.connection_string, name, message_encode_policy=encode, **BLOB_QUEUE_RETRY
             )
         return QueueClient(
-            storage.queue_uri or "", name, credential=credential, message_encode_policy=encode
+            storage.queue_uri or "",
+            name,
+            credential=credential,
+            message_encode_policy=encode,
+            **BLOB_QUEUE_RETRY,
         )
 
     if storage.connection_string:
-        blobs = BlobServiceClient.from_connection_string(storage.connection_string)
-        tables = TableServiceClient.from_connection_string(storage.connection_string)
+        blobs = BlobServiceClient.from_connection_string(
+            storage.connection_string, **BLOB_QUEUE_RETRY
+        )
+        tables = TableServiceClient.from_connection_string(storage.connection_string, **TABLE_RETRY)
     else:
-        blobs = BlobServiceClient(storage.blob_uri or "", credential=credential)
-        tables = TableServiceClient(storage.table_uri or "", credential=credential)
-    graph_client = GraphServiceClient(credentials=credential, scopes=[GRAPH_SCOPE])
+        blobs = BlobServiceClient(storage.blob_uri or "", credential=credential, **BLOB_QUEUE_RETRY)
+        tables = TableServiceClient(storage.table_uri or "", credential=credential, **TABLE_RETRY)
+    graph_client = GraphServiceClient(credentials=credential, scopes=[settings.graph_scope])
     graph_client.request_adapter.base_url = settings.graph_base_url
     graph = GraphReader(graph_client)
     return Clients(
@@ -92,21 +118,36 @@ def build_clients(settings: Settings) -> Clients:
         queue=queue(JOBS_QUEUE),
         poison_queue=queue(POISON_QUEUE),
         graph=graph,
-        auth_methods=AuthMethodsReader(graph, limiter=graph.limiter),
+        auth_methods=AuthMethodsReader(graph),
         tables=tables,
+        blobs=blobs,
+        credential=credential,
     )
 
 
-_cache: dict[int, Clients] = {}
+# The running loop's clients, as a task every caller awaits: invocations that start together
+# share the one build instead of racing to make several.
+_cache: dict[int, asyncio.Task[Clients]] = {}
 
 
 async def get_clients() -> Clients:
     """The clients of the running event loop: async clients cannot cross loops."""
     loop_id = id(asyncio.get_running_loop())
-    clients = _cache.get(loop_id)
-    if clients is None:
-        clients = build_clients(Settings.from_env())
-        await clients.ensure_resources()
+    task = _cache.get(loop_id)
+    if task is None or (task.done() and task.exception() is not None):
         _cache.clear()  # a new loop means the old one is gone (tests call functions directly)
-        _cache[loop_id] = clients
+        task = _cache[loop_id] = asyncio.ensure_future(_build())
+    return await asyncio.shield(task)
+
+
+async def _build() -> Clients:
+    clients = build_clients(Settings.from_env())
+    await clients.ensure_resources()
     return clients
+
+
+async def close_clients() -> None:
+    """Closes the running loop's clients, if any were built."""
+    task = _cache.pop(id(asyncio.get_running_loop()), None)
+    if task is not None and task.done() and task.exception() is None:
+        await task.result().close()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -24,11 +25,48 @@ class InvalidRequest(ValueError):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class ExportRequest:
+    """What a job was asked for, validated; recorded on the job as camelCase JSON."""
+
+    columns: tuple[str, ...]
+    filter: dict[str, Any] | None
+    file_name: str
+    formula_guard: bool = True
+
+    @property
+    def errors_file_name(self) -> str:
+        return f"{self.file_name.removesuffix('.csv')}-errors.csv"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "filter": self.filter,
+            "fileName": self.file_name,
+            "formulaGuard": self.formula_guard,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            tuple(data["columns"]), data.get("filter"), data["fileName"], data["formulaGuard"]
+        )
+
+
+def excerpt(value: Any, limit: int = 40) -> str:
+    """A short, printable excerpt of what a caller sent, fit to quote in an error ('""' for
+    an empty name)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value)[: limit + 1])
+    if not text:
+        return '""'
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def default_file_name(now: datetime) -> str:
     return f"exportUsers_{now:%Y-%m-%d_%H-%M-%S}Z.csv"
 
 
-def parse_export_request(body: bytes, *, now: datetime) -> dict[str, Any]:
+def parse_export_request(body: bytes, *, now: datetime) -> ExportRequest:
     """The export request a job records: columns, filter, fileName and formulaGuard, filled in."""
     data: Any = {}
     if body.strip():
@@ -40,8 +78,9 @@ def parse_export_request(body: bytes, *, now: datetime) -> dict[str, Any]:
         raise InvalidRequest("body", "The body must be a JSON object (or empty).")
     for name in data:
         if name not in FIELDS:
+            shown = excerpt(name)
             raise InvalidRequest(
-                name, f"Unknown field {name!r}; known fields: {', '.join(FIELDS)}."
+                shown, f"Unknown field {shown!r}; known fields: {', '.join(FIELDS)}."
             )
     columns = _columns(data.get("columns"))
     try:
@@ -54,12 +93,12 @@ def parse_export_request(body: bytes, *, now: datetime) -> dict[str, Any]:
             "The manager column cannot be combined with filter.domain or filter.companyName: "
             "Graph does not support $expand in the advanced queries those filters need.",
         )
-    return {
-        "columns": columns,
-        "filter": filter_,
-        "fileName": _file_name(data.get("fileName"), now),
-        "formulaGuard": _boolean(data.get("formulaGuard", True), "formulaGuard"),
-    }
+    return ExportRequest(
+        columns=tuple(columns),
+        filter=filter_,
+        file_name=_file_name(data.get("fileName"), now),
+        formula_guard=_boolean(data.get("formulaGuard", True), "formulaGuard"),
+    )
 
 
 def _columns(value: Any) -> list[str]:
@@ -71,7 +110,7 @@ def _columns(value: Any) -> list[str]:
         if not isinstance(name, str) or name not in CATALOGUE:
             raise InvalidRequest(
                 f"columns[{index}]",
-                f"Unknown column {name!r}. See the column catalogue in docs/columns.md.",
+                f"Unknown column {excerpt(name)!r}. See the column catalogue in docs/columns.md.",
             )
     if len(set(value)) != len(value):
         raise InvalidRequest("columns", "columns lists a column more than once.")

@@ -1,15 +1,22 @@
 """Reads users from Microsoft Graph through msgraph-sdk's request adapter, as raw JSON.
 
-The SDK keeps its auth provider, retry middleware and error mapping; we skip its Kiota models
-(about 4-5 ms per user) and parse the bytes with orjson instead.
+The SDK keeps its auth provider and error mapping; we skip its Kiota models (about 4-5 ms per
+user) and parse the bytes with orjson instead. Its retry middleware is off for our requests:
+every retry goes through the shared adaptive limiter and the invocation's time budget.
+
+UsersListing walks one listing page by page from a Position a checkpoint can keep: the page
+to read, how many of its users were already written, and what to check when passing over them
+(after an expired page token the listing starts again and passes over what was written).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import orjson
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -20,9 +27,11 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.count.count_request_builder import CountRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
+from . import budget
 from .limiter import AdaptiveLimiter
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
+EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 
 
@@ -40,8 +49,15 @@ class GraphError(Exception):
 
     @property
     def transient(self) -> bool:
-        """Worth another attempt later: throttling, timeouts and server errors."""
+        """Worth another attempt later: throttling, timeouts, server errors, lost connections."""
         return self.status is None or self.status in (408, 429) or self.status >= 500
+
+    @property
+    def summary(self) -> str:
+        """What happened, fit to show a caller: no host names, no SDK dump."""
+        if self.status is None:
+            return f"Microsoft Graph could not be reached ({self.code})"
+        return f"Microsoft Graph answered {self.status} {self.code}"
 
     @classmethod
     def from_api_error(cls, error: APIError) -> GraphError:
@@ -60,9 +76,10 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     for name, value in (headers or {}).items():
         if name.lower() == "retry-after":
             try:
-                return max(0.0, float(value))
+                seconds = float(value)
             except (TypeError, ValueError):
                 return None
+            return min(max(0.0, seconds), 3600.0) if math.isfinite(seconds) else None
     return None
 
 
@@ -74,10 +91,11 @@ class UsersPage:
 
 
 class GraphReader:
-    """Lists users page by page; a page is addressed by the nextLink of the one before.
+    """Lists and counts users; a page is addressed by the nextLink of the one before.
 
-    Page reads go through the adaptive limiter the authentication lookups share, with the
-    SDK's own retries off: every 429 then slows every reader, instead of each retrying alone.
+    Every request goes through the adaptive limiter the authentication lookups share: every
+    429 then slows every reader, instead of each retrying alone. Transient failures are
+    retried until the invocation's budget runs out (OutOfTime); others raise GraphError.
     """
 
     def __init__(
@@ -85,13 +103,9 @@ class GraphReader:
         client: GraphServiceClient,
         *,
         limiter: AdaptiveLimiter | None = None,
-        max_unavailable: int = 5,
-        max_throttled_seconds: float = 900.0,
     ) -> None:
         self._client = client
         self.limiter = limiter or AdaptiveLimiter()
-        self._max_unavailable = max_unavailable
-        self._max_throttled_seconds = max_throttled_seconds
 
     async def users_page(
         self,
@@ -134,32 +148,119 @@ class GraphReader:
         return int(await self._paced(info))  # a bare number is a JSON document too
 
     async def _paced(self, info: RequestInformation) -> Any:
-        info.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False)])
-        unavailable, throttled_for = 0, 0.0
         while True:
+            budget.check()
             async with self.limiter:
                 try:
                     body = await self.send(info)
                 except GraphError as error:
-                    retry = (
-                        error.status == 429 and throttled_for < self._max_throttled_seconds
-                    ) or (error.status in (503, 504) and unavailable < self._max_unavailable)
-                    if not retry:
-                        raise
-                    throttled_for += self.limiter.throttled(error.retry_after)
-                    unavailable += error.status != 429
+                    self.wait_out(error)
                     continue
             self.limiter.succeeded()
+            budget.succeeded()
             return body
 
-    async def send(self, info: Any) -> dict[str, Any]:
-        """Sends a request through the SDK's pipeline; the JSON answer as a dict."""
-        raw = await self._send_raw(info)
-        return orjson.loads(raw) if raw else {}
+    async def close(self) -> None:
+        # The SDK exposes no close; its request adapter owns one httpx client.
+        await self._client.request_adapter._http_client.aclose()
 
-    async def _send_raw(self, info: Any) -> bytes:
+    def wait_out(self, error: GraphError) -> None:
+        """Re-raises an error that is Graph's final word; for a transient one (throttling,
+        a server error, a lost connection), pauses every caller and lets the caller retry."""
+        if not error.transient:
+            raise error
+        budget.failed(error.summary)
+        self.limiter.throttled(error.retry_after, learn_rate=error.status == 429)
+
+    async def send(self, info: RequestInformation) -> dict[str, Any]:
+        """Sends one request through the SDK's pipeline, once; the JSON answer as a dict."""
+        info.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False)])
         try:
             raw = await self._client.request_adapter.send_primitive_async(info, "bytes", _ERROR_MAP)
         except APIError as error:
             raise GraphError.from_api_error(error) from error
-        return raw or b""
+        except httpx.TransportError as error:  # reset, refused, timed out
+            raise GraphError(None, type(error).__name__, "no answer") from error
+        return orjson.loads(raw) if raw else {}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a listing stands, as a checkpoint keeps it."""
+
+    link: str | None = None  # the page to read next; None: the listing's first page
+    started: bool = False  # a page was read, so a None link means the listing is done
+    skip: int = 0  # users at the head of that page already written (or to pass over)
+    written: int = 0  # users of this listing written so far
+    last_id: str | None = None  # the last user written, to check a passing over against
+
+    @property
+    def done(self) -> bool:
+        return self.started and self.link is None
+
+    def after(self, users: list[dict[str, Any]]) -> Position:
+        """The position once these users, read at this one, are written too."""
+        if not users:
+            return self
+        return replace(
+            self,
+            skip=self.skip + len(users),
+            written=self.written + len(users),
+            last_id=users[-1]["id"],
+        )
+
+
+@dataclass(frozen=True)
+class ListingStep:
+    users: list[dict[str, Any]]  # the page's users not written yet (none while passing over)
+    at: Position  # the position of users[0]
+    next: Position  # the position after the whole page
+    changed: bool = False  # passing over did not end on the last user written
+    relisted: bool = False  # the page token had expired: the listing starts again
+
+
+class UsersListing:
+    """One listing (a filter, $select, $expand), read a page at a time from a Position."""
+
+    def __init__(
+        self,
+        graph: GraphReader,
+        *,
+        select: list[str],
+        expand: list[str] | None,
+        filter: str | None,
+        advanced: bool,
+    ) -> None:
+        self._graph = graph
+        self._query = {"select": select, "expand": expand, "filter": filter, "advanced": advanced}
+
+    async def read(self, position: Position) -> ListingStep:
+        """Reads the page at `position`. An expired page token gives a step that starts the
+        listing again, to pass over the users written so far (Graph lists in a stable order);
+        each page passed over is a step of its own, so a long relist checkpoints like any."""
+        link = position.link if position.started else None
+        try:
+            page = await self._graph.users_page(next_link=link, **self._query)
+        except GraphError as error:
+            if error.code != EXPIRED_PAGE_TOKEN or link is None:
+                raise
+            again = Position(skip=position.written, written=position.written)
+            again = replace(again, last_id=position.last_id)
+            return ListingStep([], again, again, relisted=True)
+        skip = min(position.skip, len(page.users))
+        rest = position.skip - skip  # still to pass over on the pages after this one
+        changed = False
+        if skip and not rest:  # passing over ends in this page: on the last user written?
+            changed = page.users[skip - 1]["id"] != position.last_id
+        elif rest and not page.next_link:  # the listing ended before the users written
+            changed, rest = True, 0
+        users = page.users[skip:]
+        at = replace(position, skip=skip)
+        following = Position(
+            page.next_link,
+            started=True,
+            skip=rest,
+            written=position.written + len(users),
+            last_id=users[-1]["id"] if users else position.last_id,
+        )
+        return ListingStep(users, at, following, changed)

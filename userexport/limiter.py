@@ -5,7 +5,9 @@ the first 429, then a little below the rate Graph was actually serving, and rais
 clean answer, so it settles just under the budget instead of bursting into it. A concurrency
 that halves on a throttled answer and grows by one after a run of clean ones. A throttled
 answer also pauses every caller until its Retry-After has passed (or, without one, an
-exponential backoff with jitter), so parallel batches do not stampede a spent bucket.
+exponential backoff with jitter), so parallel batches do not stampede a spent bucket. Server
+errors pause and halve the same way, but teach no rate: an outage says nothing about a budget.
+Every wait counts against the invocation's time budget (budget.check).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+
+from . import budget
 
 _WINDOW = 10.0  # seconds of answers the served rate is measured over (Graph's bucket period)
 
@@ -43,6 +47,7 @@ class AdaptiveLimiter:
         self._resume_at = 0.0
         self._next_slot = 0.0
         self._served: deque[tuple[float, int]] = deque()  # (when, requests) served cleanly
+        self.last_success = float("-inf")  # when Graph last served a request cleanly
         self._changed = asyncio.Condition()
 
     async def __aenter__(self) -> AdaptiveLimiter:
@@ -65,6 +70,7 @@ class AdaptiveLimiter:
         while True:
             pause = self._resume_at - self._clock()
             if pause > 0:
+                budget.check(pause)
                 await self._sleep(pause)
                 continue
             async with self._changed:
@@ -73,28 +79,37 @@ class AdaptiveLimiter:
                     break
                 if self._in_flight >= self.limit:
                     await self._changed.wait()
-        if self.rate:
-            now = self._clock()
-            slot = max(self._next_slot, now)
-            self._next_slot = slot + cost / self.rate
-            if slot > now:
-                await self._sleep(slot - now)
+        try:  # a slot taken must be given back, whatever stops the wait (OutOfTime, a cancel)
+            if self.rate:
+                now = self._clock()
+                slot = max(self._next_slot, now)
+                budget.check(slot - now)
+                self._next_slot = slot + cost / self.rate
+                if slot > now:
+                    await self._sleep(slot - now)
+        except BaseException:
+            await self._release()
+            raise
 
     async def _release(self) -> None:
         async with self._changed:
             self._in_flight -= 1
             self._changed.notify_all()
 
-    def throttled(self, retry_after: float | None) -> float:
-        """Records a throttled answer (429, or 503); returns how long every caller now pauses."""
-        self._throttled_in_a_row += 1
+    def throttled(self, retry_after: float | None, *, learn_rate: bool = True) -> float:
+        """Records a throttled answer (429), or with learn_rate=False a server error or a lost
+        connection; returns how long every caller now pauses. Answers that arrive while callers
+        are already paused were sent before it: they add no step to the backoff, the limit or
+        the pace, or a burst of failures at one moment would escalate like a long outage."""
         self._clean = 0
-        self.limit = max(self._minimum, self.limit // 2)
-        served = self._served_rate()
-        if served:
-            self.rate = 0.9 * served if self.rate is None else min(self.rate, 0.9 * served)
-        elif self.rate:
-            self.rate /= 2
+        if self._clock() >= self._resume_at:
+            self._throttled_in_a_row += 1
+            self.limit = max(self._minimum, self.limit // 2)
+            served = self._served_rate() if learn_rate else None
+            if served:
+                self.rate = 0.9 * served if self.rate is None else min(self.rate, 0.9 * served)
+            elif self.rate and learn_rate:
+                self.rate /= 2
         if retry_after is None:
             ceiling = min(self._max_delay, self._base_delay * 2 ** (self._throttled_in_a_row - 1))
             retry_after = random.uniform(ceiling / 2, ceiling)
@@ -102,9 +117,27 @@ class AdaptiveLimiter:
         self._next_slot = max(self._next_slot, self._resume_at)
         return retry_after
 
+    async def backoff(self, attempt: int, retry_after: float | None = None) -> None:
+        """Waits before retrying something that failed on its own (a few items of a batch that
+        Graph otherwise served): Retry-After, or exponential backoff with jitter. Unlike
+        throttled(), nobody else pauses."""
+        if retry_after is None:
+            ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
+            retry_after = random.uniform(ceiling / 2, ceiling)
+        budget.check(retry_after)
+        await self._sleep(retry_after)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def resume_in(self) -> float:
+        """Seconds until paused callers may go on (0 when not paused)."""
+        return max(0.0, self._resume_at - self._clock())
+
     def served(self, cost: int) -> None:
         """Records requests Graph served (part of a batch, say), for the served rate."""
         if cost:
+            self.last_success = self._clock()
             self._served.append((self._clock(), cost))
 
     def succeeded(self, cost: int = 1) -> None:

@@ -5,6 +5,10 @@ filter Graph serves without advanced queries. The plan is checked for completene
 counted per prefix must add up to the users counted in all; when they do not (a UPN starting
 with another character, a directory changing under us, a tenant without $count), the plan
 falls back to one sequential listing, which is always complete.
+
+Counting can take longer than one invocation's budget (a few hundred $count requests when
+Graph throttles them): every count is kept in `counts`, which the job saves, so the next
+invocation goes on where this one stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import string
 
+from .budget import gather_all
 from .filters import GraphQuery, with_upn_prefix
 from .graph import GraphError, GraphReader
 from .jobs import Plan
@@ -35,29 +40,40 @@ PREFIXES: tuple[str, ...] = (
 )
 # After a first character, a UPN may go on with any of these, or end its local part at once.
 SECOND: tuple[str, ...] = (*PREFIXES, "@")
-# After a first character, a UPN may go on with any of these, or end its local part at once.
-SECOND: tuple[str, ...] = (*PREFIXES, "@")
 SEQUENTIAL = [[""]]
 _COUNTS_AT_ONCE = 8
 
 
-async def plan_listing(graph: GraphReader, query: GraphQuery, *, partitions: int) -> Plan:
+async def plan_listing(
+    graph: GraphReader,
+    query: GraphQuery,
+    *,
+    partitions: int,
+    counts: dict[str, int] | None = None,
+) -> Plan:
+    """The plan; `counts` (UPN prefix -> users, "" for all) holds what an earlier invocation
+    counted, and receives every new count, also when OutOfTime cuts this one short."""
+    counts = {} if counts is None else counts
+    limit = asyncio.Semaphore(_COUNTS_AT_ONCE)
+
+    async def count(prefix: str) -> int:
+        if prefix not in counts:
+            async with limit:
+                filter = with_upn_prefix(query, prefix).filter
+                counts[prefix] = await graph.count_users(filter=filter)
+        return counts[prefix]
+
+    async def counted(prefixes: tuple[str, ...]) -> list[tuple[str, int]]:
+        found = await gather_all(*(count(prefix) for prefix in prefixes))
+        return list(zip(prefixes, found, strict=True))
+
     try:
-        total = await graph.count_users(filter=query.filter)
+        total = await count("")
     except GraphError as error:
         note = f"Graph could not count the users ({error.status} {error.code})."
         return Plan(SEQUENTIAL, None, note if partitions > 1 else None)
     if partitions <= 1:
         return Plan(SEQUENTIAL, total)
-    limit = asyncio.Semaphore(_COUNTS_AT_ONCE)
-
-    async def count(prefix: str) -> int:
-        async with limit:
-            return await graph.count_users(filter=with_upn_prefix(query, prefix).filter)
-
-    async def counted(prefixes: tuple[str, ...]) -> list[tuple[str, int]]:
-        counts = await asyncio.gather(*(count(prefix) for prefix in prefixes))
-        return list(zip(prefixes, counts, strict=True))
 
     try:
         firsts = await counted(PREFIXES)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
 
 # Fixed resource names: infra/ creates exactly these, so they are not settings.
 EXPORTS_CONTAINER = "exports"
@@ -14,7 +18,11 @@ JOBS_TABLE = "exportjobs"
 JOBS_QUEUE = "export-jobs"
 POISON_QUEUE = f"{JOBS_QUEUE}-poison"
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PUBLIC_GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+# What an invocation may run past its budget (a last request, a checkpoint) before the host's
+# functionTimeout: the budget must leave this much room.
+TIMEOUT_MARGIN_SECONDS = 60.0
 
 # Every app setting the code reads, with its default (None: optional, no default).
 # infra/ and local.settings.sample.json are checked against this list by the tests.
@@ -33,6 +41,9 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_TIME_BUDGET_SECONDS": "240",
     "USEREXPORT_PARTITIONS": "8",
     "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "10",
+    "USEREXPORT_LEASE_GRACE_SECONDS": "120",
+    "USEREXPORT_FAILURE_CAP_MINUTES": "30",
+    "USEREXPORT_STALL_MINUTES": "15",
 }
 
 # Settings that only a local run uses; a deployment sets every other one.
@@ -70,9 +81,23 @@ class Settings:
     time_budget_seconds: float
     partitions: int
     status_retry_after_seconds: int
+    lease_seconds: timedelta  # a partition's lease: the budget and a grace
+    failure_cap: timedelta  # how long Graph may fail without a success before a job fails
+    stall: timedelta  # how long a job may show no progress before the sweep moves it
+
+    @property
+    def graph_scope(self) -> str:
+        """The token scope of the Graph endpoint in use: national clouds have their own
+        (https://graph.microsoft.us/.default...); a loopback simulator plays the public one."""
+        parts = urlsplit(self.graph_base_url)
+        if parts.hostname in ("127.0.0.1", "localhost"):
+            return PUBLIC_GRAPH_SCOPE
+        return f"https://{parts.netloc}/.default"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, host_json: Path = HOST_JSON
+    ) -> Settings:
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
@@ -85,7 +110,7 @@ class Settings:
                 value = kind(raw)
             except (TypeError, ValueError):
                 raise SettingsError(f"{name} must be a positive number, not {raw!r}.") from None
-            if value <= 0:
+            if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name} must be a positive number, not {raw!r}.")
             return value
 
@@ -103,6 +128,8 @@ class Settings:
                 "USEREXPORT_GRAPH_BASE_URL must be an https URL such as "
                 "https://graph.microsoft.com/v1.0."
             )
+        budget = float(positive("USEREXPORT_TIME_BUDGET_SECONDS", kind=float))
+        _check_budget(budget, host_json)
         return cls(
             storage=_storage_settings(get),
             credential=credential,
@@ -110,9 +137,14 @@ class Settings:
             graph_base_url=graph_base_url,
             sas_lifetime=_sas_lifetime(positive("USEREXPORT_SAS_LIFETIME_MINUTES")),
             nightly_schedule=schedule,
-            time_budget_seconds=float(positive("USEREXPORT_TIME_BUDGET_SECONDS", kind=float)),
+            time_budget_seconds=budget,
             partitions=_partitions(positive("USEREXPORT_PARTITIONS")),
             status_retry_after_seconds=int(positive("USEREXPORT_STATUS_RETRY_AFTER_SECONDS")),
+            lease_seconds=timedelta(
+                seconds=budget + positive("USEREXPORT_LEASE_GRACE_SECONDS", kind=float)
+            ),
+            failure_cap=timedelta(minutes=positive("USEREXPORT_FAILURE_CAP_MINUTES", kind=float)),
+            stall=timedelta(minutes=positive("USEREXPORT_STALL_MINUTES", kind=float)),
         )
 
 
@@ -130,6 +162,29 @@ def _storage_settings(get: Callable[[str], str | None]) -> StorageSettings:
         "AzureWebJobsStorage__queueServiceUri and AzureWebJobsStorage__tableServiceUri "
         "(identity-based, production) or AzureWebJobsStorage (a connection string, local only)."
     )
+
+
+def function_timeout(host_json: Path) -> float | None:
+    """host.json's functionTimeout in seconds; None when unbounded (-1) or not set."""
+    try:
+        value = json.loads(host_json.read_text()).get("functionTimeout")
+    except FileNotFoundError:
+        return None
+    if not value or str(value).strip() == "-1":
+        return None
+    days, _, clock = str(value).rpartition(".")
+    hours, minutes, seconds = (float(x) for x in clock.split(":"))
+    return (float(days or 0) * 24 + hours) * 3600 + minutes * 60 + seconds
+
+
+def _check_budget(budget: float, host_json: Path) -> None:
+    timeout = function_timeout(host_json)
+    if timeout is not None and budget > timeout - TIMEOUT_MARGIN_SECONDS:
+        raise SettingsError(
+            f"USEREXPORT_TIME_BUDGET_SECONDS ({budget:g}) must leave {TIMEOUT_MARGIN_SECONDS:g} s "
+            f"before host.json's functionTimeout ({timeout:g} s): set it to at most "
+            f"{timeout - TIMEOUT_MARGIN_SECONDS:g}."
+        )
 
 
 def _sas_lifetime(minutes: float) -> timedelta:

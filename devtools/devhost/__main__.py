@@ -21,6 +21,7 @@ from aiohttp import web
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue.aio import QueueClient
 
+from userexport.clients import BLOB_QUEUE_RETRY, close_clients
 from userexport.settings import APP_SETTINGS, Settings, SettingsError
 
 from .hostjson import HostSettings
@@ -35,10 +36,13 @@ def _load_settings_file(path: Path) -> None:
 
 
 def _queue_client(settings: Settings, name: str, credential: object) -> QueueClient:
+    # The app's retry policy: a restarted Azurite is polled again in a second, not in 15.
     storage = settings.storage
     if storage.connection_string:
-        return QueueClient.from_connection_string(storage.connection_string, name)
-    return QueueClient(storage.queue_uri or "", name, credential=credential)
+        return QueueClient.from_connection_string(
+            storage.connection_string, name, **BLOB_QUEUE_RETRY
+        )
+    return QueueClient(storage.queue_uri or "", name, credential=credential, **BLOB_QUEUE_RETRY)
 
 
 def _resolve(value: str) -> str:
@@ -59,6 +63,7 @@ async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int)
     else:
         credential = ManagedIdentityCredential(client_id=settings.client_id)
     pumps: list[QueuePump] = []
+    queue_clients: list[QueueClient] = []
     for function in app.get_functions():
         trigger = function.get_trigger().get_dict_repr()
         kind, arg_name, user_function = (
@@ -80,6 +85,7 @@ async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int)
             queue_name = _resolve(trigger["queueName"])
             queue = _queue_client(settings, queue_name, credential)
             poison = _queue_client(settings, f"{queue_name}-poison", credential)
+            queue_clients += [queue, poison]
             for client in (queue, poison):
                 try:
                     await client.create_queue()
@@ -123,6 +129,9 @@ async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int)
         task.cancel()
     await asyncio.gather(*(p.stop() for p in pumps), return_exceptions=True)
     await runner.cleanup()
+    await close_clients()  # the app's sessions, as the worker process ends
+    for client in [*queue_clients, credential]:
+        await client.close()
 
 
 def main(argv: list[str] | None = None) -> int:

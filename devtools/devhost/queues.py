@@ -102,15 +102,21 @@ class QueuePump:
                 message.dequeue_count,
             )
             await _stop(renewal)
-            if message.dequeue_count >= self._host.max_dequeue_count:
-                await self._to_poison(message)
-            else:
-                await self._queue.update_message(
-                    message, visibility_timeout=int(self._host.visibility_timeout)
-                )
+            try:
+                if message.dequeue_count >= self._host.max_dequeue_count:
+                    await self._to_poison(message)
+                else:
+                    await self._queue.update_message(
+                        message, visibility_timeout=int(self._host.visibility_timeout)
+                    )
+            except Exception as error:  # noqa: BLE001 - it comes back when its lease ends
+                log.warning("Message %s could not be released (%s).", message.id, error)
             return
         await _stop(renewal)
-        await self._queue.delete_message(message)
+        try:
+            await self._queue.delete_message(message)
+        except Exception as error:  # noqa: BLE001 - like the host: it is delivered again
+            log.warning("Message %s could not be deleted (%s).", message.id, error)
 
     async def _renew(self, message: Any) -> None:
         # Like the host: keep a running message invisible; a crash stops the renewals, and

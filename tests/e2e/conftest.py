@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp.connector
 import httpx
 import orjson
 import pytest
@@ -22,7 +25,7 @@ from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users
 from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
 from userexport.csvfile import CsvEncoder
-from userexport.exporter import queue_message
+from userexport.messages import ExportMessage
 from userexport.settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE
 
 USERS = 2500
@@ -33,10 +36,26 @@ SEED = 7
 def running_stack(workdir: Path, **options: Any) -> Iterator[LocalStack]:
     """A LocalStack, with its settings in this process's environment while it runs."""
     with LocalStack(workdir=workdir, **options) as running:
+        # The app's clients, built in this process by tests that call the worker directly,
+        # verify TLS with aiohttp's default context, made when aiohttp was imported (before
+        # the stack's CA existed): it learns to trust that CA too, as SSL_CERT_FILE says.
+        aiohttp.connector._SSL_CONTEXT_VERIFIED.load_verify_locations(
+            cafile=running.env["SSL_CERT_FILE"]
+        )
         with pytest.MonkeyPatch.context() as patch:
             for name, value in running.env.items():
                 patch.setenv(name, value)
             yield running
+
+
+@contextlib.contextmanager
+def app_settings(stack: LocalStack) -> Iterator[None]:
+    """This stack's app settings in the environment, for code run in-process against it (other
+    stacks of the same test module may have set theirs since)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in stack.env.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +121,7 @@ class Storage:
 
     async def send_job_message(self, job_id: str, *, partition: int | None = None) -> None:
         """A message as the app sends it: a job's plan step, or one of its partitions."""
-        await self.queue.send_message(queue_message(job_id, partition))
+        await self.queue.send_message(ExportMessage(job_id, partition).encode())
 
     async def close(self) -> None:
         for client in (self.table, self.queue, self.poison, self.exports, self.credential):
@@ -144,6 +163,45 @@ def wait_for_export(
         assert "Location" in answer.headers and "Retry-After" in answer.headers
         time.sleep(float(answer.headers["Retry-After"]))
     raise AssertionError(f"the export at {location} did not finish within {timeout} s")
+
+
+# Columns whose values the oracle below reads straight from the tenant's data.
+ORACLE_COLUMNS = {
+    "objectId": "id",
+    "userPrincipalName": "userPrincipalName",
+    "displayName": "displayName",
+}
+
+
+def oracle_csv(users: list[dict[str, Any]], *, prefixes: list[str]) -> bytes:
+    """The bytes an exact export of ORACLE_COLUMNS (formulaGuard off) must have, built with the
+    csv module straight from the tenant's data, not with the app's encoder: for each UPN prefix
+    of the plan in turn ("" for all), its users in listing order."""
+    ordered = [u for p in prefixes for u in users if u["userPrincipalName"].lower().startswith(p)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(ORACLE_COLUMNS)
+    writer.writerows([u.get(prop) or "" for prop in ORACLE_COLUMNS.values()] for u in ordered)
+    return "\ufeff".encode() + text.getvalue().encode()
+
+
+def emails(users: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """What the authenticationEmail column must hold, by object id: the first email method of
+    each user that has one (straight from the tenant's data)."""
+    return {
+        u["id"]: u["authentication"]["emailMethods"][0]["emailAddress"]
+        for u in users
+        if (u.get("authentication") or {}).get("emailMethods")
+    }
+
+
+def download(stack: LocalStack, url: str) -> bytes:
+    """What a script gets from a SAS URL (trusting the stack's CA)."""
+    trust = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    with httpx.Client(timeout=60, verify=trust) as client:
+        answer = client.get(url)
+        answer.raise_for_status()
+        return answer.content
 
 
 def expected_csv(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Iterator
 
@@ -12,15 +11,15 @@ import pytest
 from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig
 
-from .conftest import SEED, USERS, Storage, expected_csv, running_stack, wait_for_export
-
-
-def download(stack: LocalStack, url: str) -> bytes:
-    trust = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
-    with httpx.Client(timeout=60, verify=trust) as client:
-        answer = client.get(url)
-        answer.raise_for_status()
-        return answer.content
+from .conftest import (
+    SEED,
+    USERS,
+    Storage,
+    download,
+    expected_csv,
+    running_stack,
+    wait_for_export,
+)
 
 
 async def test_a_partitioned_export_gives_the_exact_bytes(api, stack, storage: Storage):
@@ -42,9 +41,10 @@ def crashing_stack(tmp_path_factory) -> Iterator[LocalStack]:
         tmp_path_factory.mktemp("crash"),
         users=CRASH_USERS,
         seed=CRASH_SEED,
-        # Page tokens live 2 s: long enough for a running export (pages take about 0.5 s),
-        # too short to outlive a crash.
-        sim_args=["--latency-per-user-ms", "0.5", "--page-token-ttl", "2"],
+        # Page tokens live 5 s: long enough for a running export (pages take about 0.5 s, and a
+        # continuation starts within about 2 s), too short to outlive a crash. A relist that
+        # must cross invocations can only finish while tokens outlive that gap.
+        sim_args=["--latency-per-user-ms", "0.5", "--page-token-ttl", "5"],
         # A short message lease (renewed while a function runs) brings a crashed message back
         # in seconds instead of the host's ten minutes.
         devhost_args=["--message-lease-seconds", "3"],
@@ -98,7 +98,7 @@ def test_sigkill_at_several_points_gives_the_exact_csv(crashing_stack):
     for written in (1, CRASH_USERS // 2):
         wait_until(lambda w=written: status(stack, location)["usersWritten"] >= w)
         stack.kill_devhost()
-        time.sleep(2.5)  # down longer than a page token lives
+        time.sleep(5.5)  # down longer than a page token lives
         stack.start_devhost()
 
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:

@@ -8,7 +8,8 @@ import orjson
 import pytest
 from kiota_abstractions.request_information import RequestInformation
 
-from userexport.authmethods import AuthMethodsReader
+from userexport import budget
+from userexport.authmethods import AuthMethodsReader, LookupsCutShort
 from userexport.graph import GraphError, GraphReader
 from userexport.limiter import AdaptiveLimiter
 
@@ -54,10 +55,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def reader(graph: FakeGraph, clock: FakeClock, **options: Any) -> AuthMethodsReader:
-    return AuthMethodsReader(
-        graph, limiter=AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep), **options
-    )
+def reader(graph: FakeGraph, clock: FakeClock) -> AuthMethodsReader:
+    limiter = AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep)
+    return AuthMethodsReader(graph, limiter=limiter)  # type: ignore[arg-type]
 
 
 def url(user: str) -> str:
@@ -89,24 +89,39 @@ async def test_without_retry_after_it_backs_off_exponentially_with_jitter(clock)
         assert ceiling / 2 <= waited <= ceiling
 
 
-async def test_other_failures_are_reported_and_unavailable_is_retried_a_few_times(clock):
+async def test_refusals_are_reported_and_server_errors_waited_out(clock):
     graph = FakeGraph(
         {
             url("a"): [(403, {})],
-            url("b"): [(503, {"Retry-After": "1"})] * 3,
-            url("c"): [(503, {}), (200, {})],
+            url("b"): [(503, {"Retry-After": "1"})] * 3 + [(200, {})],
+            url("c"): [(500, {}), (502, {}), (504, {}), (200, {})],
         }
     )
-    result = await reader(graph, clock, max_unavailable=2).read(["a", "b", "c"], ["emailMethods"])
-    assert {(f.user_id, f.status) for f in result.failures} == {("a", 403), ("b", 503)}
-    assert result.succeeded == 1
+    result = await reader(graph, clock).read(["a", "b", "c"], ["emailMethods"])
+    assert [(f.user_id, f.status) for f in result.failures] == [("a", 403)]
+    assert result.succeeded == 2
 
 
-async def test_throttling_is_waited_out_within_a_limit(clock):
+async def test_a_lookup_failing_while_graph_answers_others_becomes_an_error_row(clock):
+    graph = FakeGraph({url("a"): [(500, {})] * 10, url("b"): [(200, {})]})
+    result = await reader(graph, clock).read(["a", "b"], ["emailMethods"])
+    assert [(f.user_id, f.status) for f in result.failures] == [("a", 500)]
+    assert len(graph.batches) == 5, "given up after 5 failures"
+
+
+async def test_an_outage_of_every_lookup_is_waited_out_not_written_off(clock):
+    graph = FakeGraph({url("a"): [(503, {})] * 30})
+    with budget.budget(600, clock=clock.clock), pytest.raises(budget.OutOfTime):
+        await reader(graph, clock).read(["a"], ["emailMethods"])
+    assert len(graph.batches) > 5, "no give-up while nothing succeeds"
+
+
+async def test_lasting_throttling_runs_out_of_time_instead_of_failing_rows(clock):
     graph = FakeGraph({url("a"): [(429, {"Retry-After": "100"})] * 20})
-    result = await reader(graph, clock, max_throttled_seconds=300).read(["a"], ["emailMethods"])
-    assert [(f.user_id, f.status) for f in result.failures] == [("a", 429)]
-    assert clock.now == pytest.approx(300)
+    with budget.budget(300, clock=clock.clock) as spent, pytest.raises(budget.OutOfTime):
+        await reader(graph, clock).read(["a"], ["emailMethods"])
+    assert clock.now <= 300, "no wait ran past the deadline"
+    assert spent.failing_since is not None and "429" in (spent.last_error or "")
 
 
 async def test_batches_hold_at_most_20_requests(clock):
@@ -137,7 +152,6 @@ class ScriptedReader(GraphReader):
         super().__init__(
             None,  # type: ignore[arg-type]
             limiter=AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep),
-            max_unavailable=2,
         )
         self.errors = errors
         self.sent: list[Any] = []
@@ -149,26 +163,35 @@ class ScriptedReader(GraphReader):
         return {"value": [{"id": "u1"}]}
 
 
-async def test_page_reads_wait_out_throttling_through_the_shared_limiter(clock):
+async def test_page_reads_wait_out_every_transient_failure_through_the_shared_limiter(clock):
     reader = ScriptedReader(
-        [GraphError(429, "TooManyRequests", "x", retry_after=4), GraphError(503, "x", "y")], clock
+        [
+            GraphError(429, "TooManyRequests", "x", retry_after=4),
+            GraphError(503, "serviceNotAvailable", "y"),
+            GraphError(500, "generalException", "y"),
+            GraphError(502, "BadGateway", "y"),
+            GraphError(None, "RemoteProtocolError", "no answer"),
+        ],
+        clock,
     )
     info = RequestInformation()
     assert await reader._paced(info) == {"value": [{"id": "u1"}]}
-    assert len(reader.sent) == 3
+    assert len(reader.sent) == 6
     assert clock.now >= 4, "the Retry-After was honoured"
-    assert reader.limiter.limit < 4, "throttling lowered the shared concurrency"
-    assert "RetryHandlerOption" in info.request_options, "the SDK's own retries are off"
+    assert reader.limiter.limit < 4, "failures lowered the shared concurrency"
+    assert reader.limiter.rate is None, "server errors teach no rate"
 
 
-async def test_page_reads_give_up_on_lasting_unavailability_and_other_errors(clock):
-    reader = ScriptedReader([GraphError(503, "x", "y")] * 3, clock)
-    with pytest.raises(GraphError):
-        await reader._paced(RequestInformation())
+async def test_page_reads_raise_refusals_at_once_and_run_out_of_time_on_an_outage(clock):
     with pytest.raises(GraphError):
         await ScriptedReader([GraphError(403, "Forbidden", "no")], clock)._paced(
             RequestInformation()
         )
+    reader = ScriptedReader([GraphError(503, "serviceNotAvailable", "y")] * 1000, clock)
+    with budget.budget(120, clock=clock.clock) as spent, pytest.raises(budget.OutOfTime):
+        await reader._paced(RequestInformation())
+    assert clock.now <= 120
+    assert spent.last_error == "Microsoft Graph answered 503 serviceNotAvailable"
 
 
 async def test_limiter_paces_just_under_the_rate_graph_served(clock):
@@ -185,3 +208,22 @@ async def test_limiter_paces_just_under_the_rate_graph_served(clock):
     assert clock.now == pytest.approx(2.5)
     limiter.succeeded(10)
     assert limiter.rate == pytest.approx(90.45)
+
+
+async def test_cut_short_by_the_budget_it_hands_over_what_was_answered(clock):
+    graph = FakeGraph(
+        {
+            url("a"): [(200, {})],
+            url("b"): [(403, {})],
+            url("c"): [(429, {"Retry-After": "100"})] * 5,
+            url("d"): [(200, {})],
+        }
+    )
+    users = [{"id": u} for u in "abcd"]
+    with budget.budget(50, clock=clock.clock), pytest.raises(LookupsCutShort) as cut:
+        await reader(graph, clock).read([u["id"] for u in users], ["emailMethods"])
+    partial = cut.value.partial
+    assert partial.complete(users, ["emailMethods"]) == 2, "a answered, b refused, c not yet"
+    first_two = partial.only({"a", "b"})
+    assert set(first_two.methods) == {"a"} and [f.user_id for f in first_two.failures] == ["b"]
+    assert first_two.succeeded == 1

@@ -1,33 +1,27 @@
-"""A refused authentication lookup: said once for the tenant, or per partition."""
+"""Refused authentication lookups: said once when Graph allowed none in the whole job."""
 
-from userexport.exporter import DENIED_MESSAGE, _denials
+from userexport.errorsfile import denied_everywhere
 from userexport.jobs import Checkpoint, Partition
 
 
-def part(index: int, prefixes: list[str], *, succeeded: int, denied: str | None) -> Partition:
-    checkpoint = Checkpoint(lookups_succeeded=succeeded, lookups_denied=denied)
-    return Partition("job", index, prefixes, checkpoint=checkpoint)
+def part(index: int, *, succeeded: int, refused: int, code: str | None = None) -> Partition:
+    checkpoint = Checkpoint(lookups_succeeded=succeeded, lookups_refused=refused, refused_code=code)
+    return Partition("job", index, [str(index)], checkpoint=checkpoint)
 
 
-def test_refused_everywhere_is_said_once():
+def test_refused_everywhere_is_said_once_with_graphs_code():
     parts = [
-        part(0, ["a"], succeeded=0, denied="Forbidden"),
-        part(1, ["b"], succeeded=0, denied=None),
+        part(0, succeeded=0, refused=200, code="Authorization_RequestDenied"),
+        part(1, succeeded=0, refused=0),
     ]
-    everywhere, rows = _denials(parts)
-    assert everywhere and len(rows) == 1 and rows[0][5] == DENIED_MESSAGE
+    assert denied_everywhere(parts) == "Authorization_RequestDenied"
 
 
-def test_refused_in_one_partition_names_its_prefixes():
-    parts = [
-        part(0, ["a", "b"], succeeded=40, denied=None),
-        part(1, ["m", "n"], succeeded=0, denied="Authorization_RequestDenied"),
-    ]
-    everywhere, rows = _denials(parts)
-    assert not everywhere and len(rows) == 1
-    assert rows[0][4] == "Authorization_RequestDenied"
-    assert "'m', 'n'" in rows[0][5]
+def test_one_partition_allowed_means_not_denied_everywhere():
+    parts = [part(0, succeeded=1, refused=0), part(1, succeeded=0, refused=500, code="x")]
+    assert denied_everywhere(parts) is None
 
 
 def test_nothing_refused_says_nothing():
-    assert _denials([part(0, [""], succeeded=5, denied=None)]) == (False, [])
+    assert denied_everywhere([part(0, succeeded=5, refused=0)]) is None
+    assert denied_everywhere([part(0, succeeded=0, refused=0)]) is None

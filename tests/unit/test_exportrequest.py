@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from userexport.columns import DEFAULT_COLUMN_NAMES
-from userexport.exportrequest import InvalidRequest, parse_export_request
+from userexport.exportrequest import ExportRequest, InvalidRequest, parse_export_request
 
 NOW = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
 
@@ -13,12 +13,13 @@ NOW = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
 def test_empty_body_means_all_users_and_the_25_columns():
     for body in (b"", b"  ", b"{}"):
         request = parse_export_request(body, now=NOW)
-        assert request == {
-            "columns": list(DEFAULT_COLUMN_NAMES),
-            "filter": None,
-            "fileName": "exportUsers_2026-11-27_14-05-09Z.csv",
-            "formulaGuard": True,
-        }
+        assert request == ExportRequest(
+            columns=DEFAULT_COLUMN_NAMES,
+            filter=None,
+            file_name="exportUsers_2026-11-27_14-05-09Z.csv",
+            formula_guard=True,
+        )
+        assert ExportRequest.from_json(request.to_json()) == request
 
 
 def test_columns_and_file_name_are_kept():
@@ -27,9 +28,10 @@ def test_columns_and_file_name_are_kept():
         b'"formulaGuard": false}',
         now=NOW,
     )
-    assert request["columns"] == ["objectId", "employeeId"]
-    assert request["fileName"] == "staff 2026.csv"
-    assert request["formulaGuard"] is False
+    assert request.columns == ("objectId", "employeeId")
+    assert request.file_name == "staff 2026.csv"
+    assert request.errors_file_name == "staff 2026-errors.csv"
+    assert request.formula_guard is False
 
 
 @pytest.mark.parametrize(
@@ -63,5 +65,5 @@ def test_filter_is_normalized():
     request = parse_export_request(
         b'{"filter": {"userType": "guest", "createdAfter": "2024-01-01"}}', now=NOW
     )
-    assert request["filter"] == {"userType": "Guest", "createdAfter": "2024-01-01T00:00:00Z"}
-    assert parse_export_request(b'{"filter": {}}', now=NOW)["filter"] is None
+    assert request.filter == {"userType": "Guest", "createdAfter": "2024-01-01T00:00:00Z"}
+    assert parse_export_request(b'{"filter": {}}', now=NOW).filter is None

@@ -35,8 +35,51 @@ def test_connection_string_for_local_use():
         ({**IDENTITY_STORAGE, "USEREXPORT_SAS_LIFETIME_MINUTES": "20000"}, "SAS_LIFETIME"),
         ({**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "soon"}, "TIME_BUDGET"),
         ({**IDENTITY_STORAGE, "USEREXPORT_GRAPH_BASE_URL": "http://evil"}, "GRAPH_BASE_URL"),
+        ({**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "nan"}, "TIME_BUDGET"),
+        ({**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "inf"}, "TIME_BUDGET"),
+        ({**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "-inf"}, "TIME_BUDGET"),
+        ({**IDENTITY_STORAGE, "USEREXPORT_FAILURE_CAP_MINUTES": "NaN"}, "FAILURE_CAP"),
+        ({**IDENTITY_STORAGE, "USEREXPORT_LEASE_GRACE_SECONDS": "0"}, "LEASE_GRACE"),
+        ({**IDENTITY_STORAGE, "USEREXPORT_STALL_MINUTES": "1e999"}, "STALL"),
+        # host.json's functionTimeout is 10 minutes: a budget must end a minute before it.
+        ({**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "541"}, "functionTimeout"),
     ],
 )
 def test_bad_settings_are_named(env, named):
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_the_budget_is_checked_against_the_hosts_function_timeout(tmp_path):
+    host = tmp_path / "host.json"
+    host.write_text('{"functionTimeout": "00:30:00"}')
+    env = {**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "1740"}
+    assert Settings.from_env(env, host_json=host).time_budget_seconds == 1740
+    with pytest.raises(SettingsError, match="at most 1740"):
+        Settings.from_env({**env, "USEREXPORT_TIME_BUDGET_SECONDS": "1741"}, host_json=host)
+    host.write_text('{"functionTimeout": "-1"}')  # unbounded (Flex Consumption allows it)
+    env = {**IDENTITY_STORAGE, "USEREXPORT_TIME_BUDGET_SECONDS": "7200"}
+    assert Settings.from_env(env, host_json=host).time_budget_seconds == 7200
+
+
+def test_the_lease_outlives_the_budget_by_the_grace():
+    settings = Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_LEASE_GRACE_SECONDS": "30"})
+    assert settings.lease_seconds.total_seconds() == 240 + 30
+
+
+@pytest.mark.parametrize(
+    ("base_url", "scope"),
+    [
+        ("https://graph.microsoft.com/v1.0", "https://graph.microsoft.com/.default"),
+        ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us/.default"),
+        ("https://dod-graph.microsoft.us/v1.0", "https://dod-graph.microsoft.us/.default"),
+        (
+            "https://microsoftgraph.chinacloudapi.cn/v1.0",
+            "https://microsoftgraph.chinacloudapi.cn/.default",
+        ),
+        ("http://127.0.0.1:8123/v1.0", "https://graph.microsoft.com/.default"),
+    ],
+)
+def test_the_token_scope_follows_the_graph_endpoint(base_url, scope):
+    settings = Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_GRAPH_BASE_URL": base_url})
+    assert settings.graph_scope == scope

@@ -5,40 +5,35 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
-import orjson
 
 from ..clients import get_clients
-from ..exporter import fail_job, run_message
+from ..exporter import run_message
+from ..messages import ExportMessage, InvalidMessage, parse
 from ..settings import JOBS_QUEUE, POISON_QUEUE
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def _parse(msg: func.QueueMessage) -> tuple[str, int | None] | None:
-    """The job id and partition a message names; None (and a log line) for anything else."""
+def _parse(msg: func.QueueMessage) -> ExportMessage | None:
+    """The job (and partition) a message names; None, and a log line, for anything else."""
     try:
-        body = orjson.loads(msg.get_body())
-        job_id, partition = body["jobId"], body.get("partition")
-    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
-        job_id = partition = None
-    if not isinstance(job_id, str) or not (partition is None or isinstance(partition, int)):
-        log.error("Queue message %s names no job; dropped.", msg.id)
+        return parse(msg.get_body())
+    except InvalidMessage as error:
+        log.error("Queue message %s names no job (%s); dropped.", msg.id, error)
         return None
-    return job_id, partition
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=JOBS_QUEUE, connection="AzureWebJobsStorage")
 async def export_worker(msg: func.QueueMessage) -> None:
-    parsed = _parse(msg)
-    if parsed is not None:
-        job_id, partition = parsed
+    message = _parse(msg)
+    if message is not None:
         clients = await get_clients()
-        outcome = await run_message(clients, job_id, partition, message_id=msg.id or "")
+        outcome = await run_message(clients, message, message_id=msg.id or "")
         log.info(
             "Job %s partition %s: %s (message %s, delivery %s).",
-            job_id,
-            partition,
+            message.job_id,
+            message.partition,
             outcome,
             msg.id,
             msg.dequeue_count,
@@ -47,15 +42,17 @@ async def export_worker(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
 async def export_poison(msg: func.QueueMessage) -> None:
-    parsed = _parse(msg)
-    if parsed is None:
+    """Fails the job of a message the worker gave up on. If that fails too (storage down), this
+    raises: the host delivers the poison message again, and the sweep is the last resort."""
+    message = _parse(msg)
+    if message is None:
         return
-    job_id, _ = parsed
     clients = await get_clients()
-    job = await clients.jobs.get(job_id)
+    job = await clients.jobs.get(message.job_id)
     last_error = job.last_error if job and job.last_error else "no error was recorded"
-    await fail_job(
-        clients,
-        job_id,
-        reason=f"The export failed on every attempt and was given up. Last error: {last_error}",
+    await clients.jobs.fail(
+        message.job_id,
+        reason="The export failed on every delivery of its queue message and was given up "
+        f"(last error: {last_error}). Start it again; if it fails the same way, the function's "
+        "logs say more.",
     )

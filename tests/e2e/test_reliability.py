@@ -1,0 +1,477 @@
+"""Never a wrong "succeeded": each property of issue 9 through the real stack (Azurite, tenantsim
+and devhost, or the worker called in-process with the real SDK clients), with the expected
+bytes built by an oracle that does not use the app's encoder."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from devtools.stack import ROOT, LocalStack
+from devtools.tenantsim import SimConfig, dump_tenant, iter_users
+from userexport import api as api_logic
+from userexport.clients import build_clients, close_clients, get_clients
+from userexport.exporter import run_message
+from userexport.messages import ExportMessage, Outcome
+from userexport.settings import Settings
+from userexport.sweep import MAX_REVIVALS, sweep
+
+from .conftest import (
+    ORACLE_COLUMNS,
+    SEED,
+    USERS,
+    Storage,
+    app_settings,
+    download,
+    emails,
+    oracle_csv,
+    running_stack,
+    wait_for_export,
+)
+
+ORACLE_BODY = {"columns": list(ORACLE_COLUMNS), "formulaGuard": False}
+
+
+def export(stack: LocalStack, body: dict, *, timeout: float = 180) -> dict:
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        started = client.post("/api/exports", json=body)
+        assert started.status_code == 202, started.text
+        return wait_for_export(client, started.headers["Location"], timeout=timeout)[-1].json()
+
+
+def parse(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+# 1. The files of one job never share a blob.
+
+
+@pytest.mark.parametrize("file_name", ["errors.csv", "ERRORS.csv", "users.csv", "Users.csv"])
+def test_a_file_name_like_the_errors_files_never_shares_its_blob(stack, file_name):
+    done = export(stack, {**ORACLE_BODY, "fileName": file_name})
+    assert done["status"] == "succeeded"
+    users = parse(download(stack, done["downloadUrl"]))
+    errors = parse(download(stack, done["errorsUrl"]))
+    assert users[0] == list(ORACLE_COLUMNS)
+    assert sorted(r[0] for r in users[1:]) == sorted(
+        u["id"] for u in iter_users(SimConfig(users=USERS, seed=SEED))
+    )
+    assert errors[0][:2] == ["objectId", "userPrincipalName"] and len(errors) == 1
+    with httpx.Client(verify=stack.env["SSL_CERT_FILE"]) as client:
+        disposition = client.get(done["downloadUrl"]).headers["content-disposition"]
+    assert f'filename="{file_name}"' in disposition
+
+
+# 2. Fenced writes, and 3. bounded steps: one listing of 6000 users, pages of about a second.
+
+FENCE_USERS, FENCE_SEED = 6000, 31
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("fenced"),
+        users=FENCE_USERS,
+        seed=FENCE_SEED,
+        sim_args=["--latency-per-user-ms", "1"],
+        devhost_args=["--message-lease-seconds", "3"],
+        # A lease is the budget plus the grace: 4 s here.
+        app_env={
+            "USEREXPORT_TIME_BUDGET_SECONDS": "3",
+            "USEREXPORT_LEASE_GRACE_SECONDS": "1",
+            "USEREXPORT_PARTITIONS": "1",
+        },
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def fence_oracle() -> bytes:
+    return oracle_csv(
+        list(iter_users(SimConfig(users=FENCE_USERS, seed=FENCE_SEED))), prefixes=[""]
+    )
+
+
+def set_faults(stack: LocalStack, faults: dict) -> None:
+    httpx.post(stack.sim["faults"], json=faults, timeout=10).raise_for_status()
+
+
+async def test_a_stale_invocation_that_wakes_after_a_takeover_changes_nothing(
+    slow_stack, fence_oracle
+):
+    stack = slow_stack
+    # The listing's first page takes 7 s: its invocation loses its 4 s lease meanwhile.
+    set_faults(stack, {"slowPages": {"next": 1, "seconds": 7}})
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        started = client.post("/api/exports", json=ORACLE_BODY)
+        job_id = started.json()["id"]
+        await asyncio.sleep(5)
+        # A second delivery of the partition's message takes it over and writes on; the first
+        # invocation wakes while it does, with a page to stage and a checkpoint to save.
+        storage = Storage(stack)
+        await storage.send_job_message(job_id, partition=0)
+        await storage.close()
+        done = wait_for_export(client, started.headers["Location"], timeout=180)[-1].json()
+    assert done["status"] == "succeeded", done
+    assert download(stack, done["downloadUrl"]) == fence_oracle
+    log = (stack.log_dir or stack.workdir or ROOT).joinpath("devhost.log").read_text()
+    assert "was taken over by another invocation" in log, "the stale invocation tried to save"
+
+
+async def test_two_invocations_of_one_partition_at_once_give_the_clean_bytes(
+    slow_stack, fence_oracle
+):
+    """The same message delivered twice and run at once (the host's lease on it lapsed)."""
+    stack = slow_stack
+    stack.kill_devhost()  # this test is the host, until the invocations under test are done
+    try:
+        with app_settings(stack):
+            clients = build_clients(Settings.from_env())
+            job_id = await create_unqueued(clients)
+            assert await run_message(clients, ExportMessage(job_id), message_id="plan") is (
+                Outcome.PLANNED
+            )
+            await drain(clients)
+            first = asyncio.create_task(
+                run_message(clients, ExportMessage(job_id, 0), message_id="twice")
+            )
+            await asyncio.sleep(1.5)  # the first is mid-listing when the second starts
+            second = await run_message(clients, ExportMessage(job_id, 0), message_id="twice")
+            outcomes = {await first, second}
+            await clients.close()
+        assert Outcome.SKIPPED in outcomes, "one of the two stopped: it lost the partition"
+    finally:
+        stack.start_devhost()  # carries on from the checkpoints
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        done = wait_for_export(client, f"/api/exports/{job_id}", timeout=180)[-1].json()
+    assert done["status"] == "succeeded", done
+    assert download(stack, done["downloadUrl"]) == fence_oracle
+
+
+async def create_unqueued(clients) -> str:
+    """A job created as POST does, whose queue message is then lost (deleted)."""
+    await clients.ensure_resources()
+    created = await api_logic.create_export(
+        clients, body=orjson.dumps(ORACLE_BODY), trigger="http", base_url=""
+    )
+    await drain(clients)
+    return created.body["id"]
+
+
+async def drain(clients) -> None:
+    """Deletes the queued messages: the test runs them itself."""
+    async for message in clients.queue.receive_messages(max_messages=32):
+        await clients.queue.delete_message(message)
+
+
+async def test_a_relist_longer_than_the_budget_continues_across_invocations(
+    slow_stack, fence_oracle
+):
+    stack = slow_stack
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        started = client.post("/api/exports", json=ORACLE_BODY)
+        location = started.headers["Location"]
+        while client.get(location).json().get("usersWritten", 0) < 4000:
+            time.sleep(0.2)
+        # Passing over 4000 users again is 4 s of pages: more than one 3 s budget.
+        set_faults(stack, {"expirePageTokens": True})
+        done = wait_for_export(client, location, timeout=180)[-1].json()
+    assert done["status"] == "succeeded", done
+    assert httpx.get(stack.sim["stats"]).json()["faults"].get("expiredPageToken", 0) >= 1
+    assert download(stack, done["downloadUrl"]) == fence_oracle
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("nan", "positive number"), ("inf", "positive number"), ("600", "functionTimeout")],
+)
+def test_a_bad_setting_stops_the_app_at_start_naming_it(value, says):
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "USEREXPORT_TIME_BUDGET_SECONDS": value,
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "devtools.devhost", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2
+    assert "USEREXPORT_TIME_BUDGET_SECONDS" in started.stderr and says in started.stderr
+
+
+# 3. A page whose lookups outlast the budget is checkpointed mid-page.
+
+
+def test_a_page_whose_lookups_outlast_the_budget_is_split_across_invocations(tmp_path_factory):
+    config = SimConfig(users=300, seed=17)
+    expected = emails(iter_users(config))
+    # One page of 300 users, 600 lookups against 200 a 10 s: about 30 s, in 1 s invocations.
+    with running_stack(
+        tmp_path_factory.mktemp("lookups"),
+        users=300,
+        seed=17,
+        sim_args=["--auth-budget", "200"],
+        app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "1", "USEREXPORT_PARTITIONS": "1"},
+    ) as stack:
+        done = export(stack, {"columns": ["objectId", "authenticationEmail"]}, timeout=240)
+        rows = parse(download(stack, done["downloadUrl"]))
+        stats = httpx.get(stack.sim["stats"]).json()
+    assert done["status"] == "succeeded", done
+    assert {r[0]: r[1] for r in rows[1:] if r[1]} == expected
+    assert len(rows) == 301
+    # The one page was read again by each invocation that went on from mid-page.
+    assert stats["requests"]["users"] >= 3, stats["requests"]
+
+
+# 4. Transient faults are waited out; past the cap, the job fails with a reason.
+
+STORM_USERS, STORM_SEED = 3000, 23
+
+
+@pytest.fixture(scope="module")
+def storm_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("storm"),
+        users=STORM_USERS,
+        seed=STORM_SEED,
+        sim_args=["--latency-per-user-ms", "0.3"],
+        devhost_args=["--message-lease-seconds", "3"],
+        app_env={
+            "USEREXPORT_TIME_BUDGET_SECONDS": "1",
+            "USEREXPORT_LEASE_GRACE_SECONDS": "1",
+            "USEREXPORT_PARTITIONS": "3",
+        },
+    ) as stack:
+        yield stack
+
+
+async def storm_oracle(stack: LocalStack, job_id: str) -> bytes:
+    storage = Storage(stack)
+    prefixes = await storage.plan_prefixes(job_id)
+    await storage.close()
+    users = list(iter_users(SimConfig(users=STORM_USERS, seed=STORM_SEED)))
+    return oracle_csv(users, prefixes=prefixes)
+
+
+async def test_5xx_storms_and_an_outage_slow_an_export_and_lose_nothing(storm_stack):
+    stack = storm_stack
+    # Every kind of server error Graph gives, and a 12 s outage: far more than five
+    # deliveries of a message at the host's 2 s visibility timeout would survive.
+    set_faults(stack, {**STORM, "outages": [{"start": 0, "end": 12, "target": "all"}]})
+    try:
+        done = export(stack, ORACLE_BODY, timeout=240)
+    finally:
+        httpx.post(f"{stack.sim['faults']}/reset", timeout=10)
+    assert done["status"] == "succeeded", done
+    assert download(stack, done["downloadUrl"]) == await storm_oracle(stack, done["id"])
+    assert await poisoned(stack) == []
+
+
+async def test_an_outage_of_batch_requests_is_waited_out_and_every_lookup_filled(storm_stack):
+    stack = storm_stack
+    # Every $batch fails for 12 s, and some pages and lookups answer 503 throughout.
+    outage = [{"start": 0, "end": 12, "target": "batch"}]
+    set_faults(stack, {"rate503": 0.05, "retryAfter503": 1, "outages": outage})
+    try:
+        done = export(stack, {"columns": ["objectId", "authenticationEmail"]}, timeout=300)
+    finally:
+        httpx.post(f"{stack.sim['faults']}/reset", timeout=10)
+    assert done["status"] == "succeeded", done
+    rows = parse(download(stack, done["downloadUrl"]))
+    assert {r[0]: r[1] for r in rows[1:] if r[1]} == emails(
+        iter_users(SimConfig(users=STORM_USERS, seed=STORM_SEED))
+    )
+    assert len(rows) == STORM_USERS + 1
+    assert await poisoned(stack) == []
+
+
+STORM = {
+    "rate500": 0.04,
+    "rate502": 0.04,
+    "rate503": 0.04,
+    "retryAfter503": 1,
+    "rate504": 0.04,
+    "rateReset": 0.03,
+}
+
+
+async def poisoned(stack: LocalStack) -> list:
+    storage = Storage(stack)
+    messages = await storage.poison.peek_messages(max_messages=32)
+    await storage.close()
+    return messages
+
+
+async def test_an_azurite_restart_mid_export_loses_nothing(storm_stack):
+    stack = storm_stack
+    set_faults(stack, {"slowPages": {"rate": 0.5, "seconds": 1}})
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        started = client.post("/api/exports", json=ORACLE_BODY)
+        location = started.headers["Location"]
+        while client.get(location).json().get("usersWritten", 0) < 1:
+            time.sleep(0.2)
+        stack.restart_azurite(down_seconds=2)
+        httpx.post(f"{stack.sim['faults']}/reset", timeout=10)
+        done = wait_for_export(client, location, timeout=240)[-1].json()
+    assert done["status"] == "succeeded", done
+    assert download(stack, done["downloadUrl"]) == await storm_oracle(stack, done["id"])
+
+
+def test_an_outage_longer_than_the_cap_fails_the_job_saying_what_to_do(tmp_path_factory):
+    with running_stack(
+        tmp_path_factory.mktemp("cap"),
+        users=300,
+        seed=3,
+        sim_args=["--outage", "0:600"],
+        app_env={
+            "USEREXPORT_TIME_BUDGET_SECONDS": "2",
+            "USEREXPORT_FAILURE_CAP_MINUTES": "0.2",
+        },
+    ) as stack:
+        done = export(stack, ORACLE_BODY, timeout=180)
+    assert done["status"] == "failed"
+    reason = done["reason"]
+    assert "503" in reason and "USEREXPORT_FAILURE_CAP_MINUTES" in reason
+    assert "start the export again" in reason
+    assert "127.0.0.1" not in reason and "Traceback" not in reason
+
+
+# 5. Every job reaches a final state.
+
+
+async def test_a_job_whose_message_was_lost_is_moved_on_by_the_sweep(slow_stack, fence_oracle):
+    stack = slow_stack
+    stack.kill_devhost()
+    with app_settings(stack):
+        clients = build_clients(Settings.from_env())
+        job_id = await create_unqueued(clients)  # nothing would ever run it
+        await clients.close()
+    stack.env["USEREXPORT_STALL_MINUTES"] = "0.05"  # 3 s
+    try:
+        stack.start_devhost()
+        time.sleep(3.5)
+        with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+            assert client.get(f"/api/exports/{job_id}").json()["status"] == "queued"
+            assert client.post("/admin/functions/sweep_stalled_exports", json={}).is_success
+            done = wait_for_export(client, f"/api/exports/{job_id}", timeout=180)[-1].json()
+    finally:
+        del stack.env["USEREXPORT_STALL_MINUTES"]
+        stack.kill_devhost()
+        stack.start_devhost()
+    assert done["status"] == "succeeded", done
+    assert download(stack, done["downloadUrl"]) == fence_oracle
+
+
+async def test_a_job_that_never_moves_is_failed_by_the_sweep_with_a_reason(slow_stack):
+    stack = slow_stack
+    stack.kill_devhost()
+    try:
+        with app_settings(stack), pytest.MonkeyPatch.context() as patch:
+            patch.setenv("USEREXPORT_STALL_MINUTES", "0.01")
+            clients = build_clients(Settings.from_env())
+            job_id = await create_unqueued(clients)
+            for _ in range(MAX_REVIVALS + 1):
+                await asyncio.sleep(0.8)
+                assert job_id in await sweep(clients)
+                await drain(clients)  # what it was given is lost again
+            job = await clients.jobs.get(job_id)
+            await clients.close()
+    finally:
+        stack.start_devhost()
+    assert job is not None and job.status.value == "failed"
+    assert "no progress" in (job.reason or "")
+
+
+# 6. One set of clients per instance.
+
+
+async def test_invocations_starting_together_share_one_set_of_clients(stack):
+    with app_settings(stack):
+        got = await asyncio.gather(*(get_clients() for _ in range(20)))
+        assert all(clients is got[0] for clients in got)
+        assert got[0].auth_methods._limiter is got[0].graph.limiter
+        await close_clients()
+
+
+# 7. Honest error reporting.
+
+REFUSED_USERS, REFUSED_SEED = 1300, 41
+
+
+@pytest.fixture(scope="module")
+def refusing_stack(tmp_path_factory) -> Iterator[tuple[LocalStack, list[dict], set[str]]]:
+    """A tenant where Graph refuses the lookups of the first 999 users (a whole first page) and
+    of every user whose UPN starts with 'a' (a whole partition at 44 partitions), and allows
+    the others: a policy, not a missing permission."""
+    path = tmp_path_factory.mktemp("refusing") / "tenant.jsonl"
+    dump_tenant(SimConfig(users=REFUSED_USERS, seed=REFUSED_SEED), path)
+    users = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    refused = set()
+    for index, user in enumerate(users):
+        if index < 999 or user["userPrincipalName"].lower().startswith("a"):
+            user["_sim"] = {"authenticationStatus": 403}
+            refused.add(user["id"])
+    path.write_bytes(b"".join(orjson.dumps(u) + b"\n" for u in users))
+    with running_stack(
+        tmp_path_factory.mktemp("refusing-stack"),
+        tenant_file=path,
+        app_env={"USEREXPORT_PARTITIONS": "1"},
+    ) as stack:
+        yield stack, users, refused
+
+
+def restart_with(stack: LocalStack, **settings: str) -> None:
+    stack.kill_devhost()
+    stack.env.update(settings)
+    stack.start_devhost()
+
+
+@pytest.mark.parametrize("partitions", ["1", "44"])
+def test_refusals_that_are_not_everywhere_get_a_row_per_user(refusing_stack, partitions):
+    stack, users, refused = refusing_stack
+    restart_with(stack, USEREXPORT_PARTITIONS=partitions)
+    done = export(stack, {"columns": ["objectId", "authenticationEmail"]}, timeout=240)
+    assert done["status"] == "completedWithErrors", done
+    assert "reason" not in done, "Graph did not refuse every lookup"
+    errors = parse(download(stack, done["errorsUrl"]))
+    header, rows = errors[0], errors[1:]
+    assert header[:3] == ["objectId", "userPrincipalName", "failed"]
+    assert sorted(r[0] for r in rows) == sorted(refused)  # one row per refused user
+    upns = {u["id"]: u["userPrincipalName"] for u in users}
+    assert all(r[1] == upns[r[0]] and r[3] == "403" for r in rows)
+    assert done["errorCount"] == len(refused)
+    written = {r[0]: r[1] for r in parse(download(stack, done["downloadUrl"]))[1:]}
+    allowed = emails(u for u in users if u["id"] not in refused)
+    assert {k: v for k, v in written.items() if v} == allowed
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/exports?pageSize=%C2%B2",  # '²': a digit to str.isdigit, not to int()
+        "/api/exports?pageSize=%D9%A1%D9%A2",
+        "/api/exports?cursor=%F0%9F%92%A5",
+        "/api/exports?cursor=eyJSb3dLZXkiOiAxfQ",  # valid base64 JSON, not a cursor
+        "/api/exports?whatever=1",
+        "/api/exports/%F0%9F%92%A5" + "x" * 3000,
+    ],
+)
+def test_any_query_answers_a_short_problem_never_a_500(api, target):
+    answer = api.get(target)
+    assert answer.status_code in (400, 404)
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert len(answer.text) < 600, "no more than a short excerpt of the input"

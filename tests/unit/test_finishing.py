@@ -1,0 +1,106 @@
+"""The commit: exactly the blocks the checkpoints list, and a final state that a conflicting
+write delays but never loses."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from userexport.exportrequest import ExportRequest
+from userexport.finishing import finish_if_complete
+from userexport.jobs import (
+    Checkpoint,
+    Job,
+    JobConflict,
+    Partition,
+    PartitionStatus,
+    Plan,
+    Status,
+)
+from userexport.messages import Outcome
+
+REQUEST = ExportRequest(("objectId",), None, "x.csv")
+
+
+@dataclass
+class FakeBlob:
+    staged: dict[str, bytes] = field(default_factory=dict)
+    committed: list[str] | None = None
+
+    async def stage_block(self, block: str, data: bytes, **_: Any) -> None:
+        self.staged[block] = data
+
+    async def commit_block_list(self, blocks: list[Any], **_: Any) -> None:
+        self.committed = [b.id for b in blocks]
+
+
+@dataclass
+class FakeExports:
+    blobs: dict[str, FakeBlob] = field(default_factory=dict)
+
+    def get_blob_client(self, name: str) -> FakeBlob:
+        return self.blobs.setdefault(name, FakeBlob())
+
+
+class FakeStore:
+    """A job whose first `conflicts` saves meet a write of someone else (progress, an error)."""
+
+    def __init__(self, job: Job, parts: list[Partition], *, conflicts: int) -> None:
+        self.job, self.parts, self.conflicts = job, parts, conflicts
+        self.saved: list[Job] = []
+
+    async def get(self, job_id: str) -> Job:
+        return Job(**{**self.job.__dict__})
+
+    async def partitions(self, job_id: str) -> list[Partition]:
+        return self.parts
+
+    async def save(self, job: Job) -> Job:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise JobConflict(job.id)
+        self.saved.append(job)
+        return job
+
+
+@dataclass
+class FakeClients:
+    jobs: FakeStore
+    exports: FakeExports = field(default_factory=FakeExports)
+
+
+def done(index: int, segments: list[list[int]], users: int) -> Partition:
+    checkpoint = Checkpoint(segments=segments, users=users)
+    return Partition("j", index, [str(index)], status=PartitionStatus.DONE, checkpoint=checkpoint)
+
+
+def decoded(ids: list[str]) -> list[str]:
+    return [base64.b64decode(i).decode() for i in ids]
+
+
+async def test_a_conflicting_write_is_read_again_and_the_job_still_finishes():
+    job = Job("j", Status.RUNNING, "http", datetime.now(UTC), REQUEST, plan=Plan([["a"], ["b"]]))
+    parts = [done(0, [[1, 2, 0, 0], [3, 1, 0, 0]], 5), done(1, [[1, 1, 0, 0]], 2)]
+    clients = FakeClients(FakeStore(job, parts, conflicts=2))
+    assert await finish_if_complete(clients, "j") is Outcome.FINISHED  # type: ignore[arg-type]
+    [final] = clients.jobs.saved
+    assert final.status is Status.SUCCEEDED and final.user_count == 7
+    # The header, then the blocks of each owner's segment, partition by partition: epoch 2
+    # staged nothing that was saved, so no block of it is committed.
+    assert decoded(clients.exports.blobs["j/users.csv"].committed or []) == [
+        "H0000000000000000",
+        "U0000000001000000",
+        "U0000000001000001",
+        "U0000000003000000",
+        "U0001000001000000",
+    ]
+
+
+async def test_finishing_waits_for_every_partition():
+    job = Job("j", Status.RUNNING, "http", datetime.now(UTC), REQUEST, plan=Plan([["a"], ["b"]]))
+    parts = [done(0, [], 0), Partition("j", 1, ["b"])]
+    clients = FakeClients(FakeStore(job, parts, conflicts=0))
+    assert await finish_if_complete(clients, "j") is Outcome.PARTITION_DONE  # type: ignore[arg-type]
+    assert clients.jobs.saved == [] and clients.exports.blobs == {}

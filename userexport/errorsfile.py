@@ -1,0 +1,98 @@
+"""The errors file: one row per problem, with what to do about it.
+
+Refused lookups (403) need care: when the app lacks UserAuthenticationMethod.Read.All, Graph
+refuses every one, and the file should say so once, not once per user. But a partition cannot
+know that alone: another may be allowed. So a 403 row written while its partition has had no
+lookup allowed is *held* (staged in blocks of their own); the commit keeps the held rows when
+any lookup of the job succeeded, and replaces them with one row when none did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .authmethods import LookupFailure
+from .graph import EXPIRED_PAGE_TOKEN
+from .jobs import Partition
+
+ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
+AUTH_LOOKUPS = "authentication/phoneMethods,emailMethods"
+# Refused lookups, with none allowed, before a partition stops asking: more than one page of
+# users (999, two lookups each), so no single page decides it.
+DENY_AFTER = 2000
+
+_LOOKUP_ADVICE = {
+    403: "Graph refused this lookup: check the UserAuthenticationMethod.Read.All permission and "
+    "any policy that restricts this user.",
+    404: "The user was deleted after it was listed; its row holds what the listing returned.",
+}
+
+DENIED_MESSAGE = (
+    "Graph refused every authentication-method lookup, so the columns "
+    "authenticationAlternativePhoneNumber and authenticationEmail are empty for all users. "
+    "Grant the app's managed identity the Microsoft Graph application permission "
+    "UserAuthenticationMethod.Read.All (admin consent), then export again."
+)
+
+
+def lookup_rows(failures: Iterable[LookupFailure], users: list[dict[str, Any]]) -> list[list[str]]:
+    names = {u["id"]: u.get("userPrincipalName") or "" for u in users}
+    return [
+        [
+            f.user_id,
+            names.get(f.user_id, ""),
+            f"authentication/{f.lookup}",
+            str(f.status),
+            f.code,
+            _LOOKUP_ADVICE.get(
+                f.status,
+                f"Graph failed on this lookup ({f.status} {f.code or 'no code'}); the user's "
+                "authentication columns are empty. Export again to retry.",
+            ),
+        ]
+        for f in failures
+    ]
+
+
+def not_looked_up_rows(users: list[dict[str, Any]], code: str) -> list[list[str]]:
+    """Rows for users whose lookups were not made: their partition was refused every one."""
+    return [
+        [
+            u["id"],
+            u.get("userPrincipalName") or "",
+            AUTH_LOOKUPS,
+            "403",
+            code,
+            f"Not looked up: Graph refused the first {DENY_AFTER} authentication-method lookups "
+            "of this part of the export and allowed none, so these were not asked and this "
+            "user's authentication columns are empty. Check the policies that restrict access "
+            "to these users, then export again.",
+        ]
+        for u in users
+    ]
+
+
+def listing_changed_row() -> list[str]:
+    return [
+        "",
+        "",
+        "listing",
+        "400",
+        EXPIRED_PAGE_TOKEN,
+        "Graph's page token expired, so the listing started again and passed over the users "
+        "already written; the directory changed in between, so users created or deleted during "
+        "the export may be missing or repeated. Export again for an exact snapshot.",
+    ]
+
+
+def denied_everywhere(parts: list[Partition]) -> str | None:
+    """The error code when Graph refused every lookup of the job and allowed none."""
+    if any(p.checkpoint.lookups_succeeded for p in parts):
+        return None
+    refused = [p.checkpoint for p in parts if p.checkpoint.lookups_refused]
+    return (refused[0].refused_code or "Forbidden") if refused else None
+
+
+def denied_row(code: str) -> list[str]:
+    return ["", "", AUTH_LOOKUPS, "403", code, DENIED_MESSAGE]

@@ -1,0 +1,90 @@
+"""Finishing a job: once every partition is done, commit both files and record the outcome.
+
+Whichever partition finishes last gets here; two finishing at once both commit the same block
+lists (only the blocks the partitions' checkpoints name, so no stale invocation's block), and
+the job's ETag lets one of them record the final state. A conflicting write (progress, an
+error being noted) is read again and retried, never taken for a twin's success.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
+from .clients import Clients
+from .columns import resolve
+from .csvfile import CsvEncoder, encode_rows
+from .errorsfile import DENIED_MESSAGE, ERRORS_HEADER, denied_everywhere, denied_row
+from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
+from .messages import Outcome
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 20
+
+
+async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
+    for _ in range(_ATTEMPTS):
+        job = await clients.jobs.get(job_id)
+        if job is None or job.status.finished:
+            return Outcome.SKIPPED
+        if job.status is not Status.RUNNING or job.plan is None:
+            return Outcome.SKIPPED
+        parts = await clients.jobs.partitions(job_id)
+        if len(parts) < len(job.plan.partitions) or any(
+            p.status is not PartitionStatus.DONE for p in parts
+        ):
+            return Outcome.PARTITION_DONE
+        await _commit(clients, job, parts)
+        try:
+            await clients.jobs.save(job)
+        except JobConflict:
+            continue
+        log.info(
+            "Export job %s finished: %d users, %d errors.",
+            job.id,
+            job.user_count or 0,
+            job.error_count or 0,
+        )
+        return Outcome.FINISHED
+    raise JobConflict(f"job {job_id} changed on every one of {_ATTEMPTS} attempts to finish it")
+
+
+async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
+    """Commits the CSV and the errors file, and sets the job's final state (not saved yet)."""
+    users_blob = clients.exports.get_blob_client(job.blob_name)
+    errors_blob = clients.exports.get_blob_client(job.errors_blob_name)
+    denied = denied_everywhere(parts)
+    header = block_id(Stream.CSV_HEADER, 0, 0, 0)
+    await stage(users_blob, header, CsvEncoder(resolve(job.request.columns)).header())
+    errors_header = block_id(Stream.ERRORS_HEADER, 0, 0, 0)
+    await stage(errors_blob, errors_header, encode_rows(ERRORS_HEADER, [], with_header=True))
+    users_blocks, error_blocks = [header], [errors_header]
+    if denied:
+        error_blocks.append(block_id(Stream.DENIED_ROW, 0, 0, 0))
+        await stage(
+            errors_blob, error_blocks[-1], encode_rows([], [denied_row(denied)], with_header=False)
+        )
+    for p in parts:
+        for epoch, rows, errors, held in p.checkpoint.segments:
+            users_blocks += [block_id(Stream.CSV_ROWS, p.index, epoch, i) for i in range(rows)]
+            error_blocks += [block_id(Stream.ERROR_ROWS, p.index, epoch, i) for i in range(errors)]
+            if not denied:
+                error_blocks += [block_id(Stream.HELD_ROWS, p.index, epoch, i) for i in range(held)]
+    job.user_count = sum(p.checkpoint.users for p in parts)
+    job.error_count = sum(p.checkpoint.errors for p in parts) + (
+        1 if denied else sum(p.checkpoint.held_errors for p in parts)
+    )
+    job.finished_at = utcnow()
+    if max(len(users_blocks), len(error_blocks)) > MAX_BLOCKS:
+        job.status = Status.FAILED
+        job.reason = (
+            f"The export needs more than {MAX_BLOCKS} blocks, the most a blob can hold. Set "
+            "USEREXPORT_TIME_BUDGET_SECONDS higher (fewer, larger blocks), then export again."
+        )
+        return
+    file_name = job.request.file_name
+    await commit(users_blob, users_blocks, file_name=file_name)
+    await commit(errors_blob, error_blocks, file_name=job.request.errors_file_name)
+    job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
+    job.reason = DENIED_MESSAGE if denied else None

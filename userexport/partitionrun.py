@@ -1,0 +1,282 @@
+"""One partition's run: Graph pages -> CSV rows and error rows -> staged blocks, checkpointed.
+
+The data's way: the listing (graph.UsersListing) reads the page at the checkpoint's position;
+its users are taken LOOKUP_USERS at a time: their authentication methods are read
+(authmethods), their CSV rows encoded (csvfile) and buffered with their error rows
+(errorsfile), and the position moves past them. From time to time the buffers are staged as
+blocks whose ids carry this invocation's epoch, and the checkpoint (position, block segments,
+counts) is saved in the partition's row, ETag-guarded: once another invocation has claimed the
+partition, that save fails and this run stops, its blocks never committed.
+
+When the time budget runs out, wherever that happens (a page, a lookup batch, a throttling
+wait), the run saves what it has written and continues in a new queue message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from . import budget
+from .authmethods import LookupResult, LookupsCutShort
+from .blobsink import Stream, block_id, stage
+from .clients import Clients
+from .columns import graph_expand, graph_select, lookups, resolve
+from .csvfile import CsvEncoder, encode_rows
+from .errorsfile import (
+    DENY_AFTER,
+    ERRORS_HEADER,
+    listing_changed_row,
+    lookup_rows,
+    not_looked_up_rows,
+)
+from .filters import to_graph_query, with_upn_prefix
+from .finishing import finish_if_complete
+from .graph import Position, UsersListing
+from .jobs import Job, JobConflict, Partition, PartitionStatus, utcnow
+from .messages import ExportMessage, Outcome
+
+log = logging.getLogger(__name__)
+
+LOOKUP_USERS = 100  # users looked up between two looks at the deadline (10 $batch requests)
+PROBE_EVERY = 100  # chunks: once lookups stopped, one chunk in this many is looked up anyway
+MAX_RELISTS = 10  # page tokens expiring again and again before a user is written: give up
+
+
+class _TokensOutpaced(Exception):
+    """Graph's page tokens expire before the next invocation can use them."""
+
+
+BLOCK_BYTES = 4 * 1024 * 1024  # stage a block once this much CSV is buffered
+PROGRESS_SECONDS = 15.0  # ... or this long after the last checkpoint, so progress shows
+
+
+class PartitionRun:
+    def __init__(self, clients: Clients, job: Job, part: Partition) -> None:
+        self._clients, self._job, self._part = clients, job, part
+        columns = resolve(job.request.columns)
+        self._encoder = CsvEncoder(columns, formula_guard=job.request.formula_guard)
+        self._lookups = lookups(columns)
+        self._select, self._expand = graph_select(columns), graph_expand(columns)
+        self._query = to_graph_query(job.request.filter)
+        self._progress = part.checkpoint  # the saved checkpoint plus what the buffers hold
+        self._rows = bytearray()
+        self._errors: list[list[str]] = []
+        self._held: list[list[str]] = []
+        self._saved_at = time.monotonic()
+
+    async def run(self) -> Outcome:
+        settings = self._clients.settings
+        try:
+            with budget.budget(
+                settings.time_budget_seconds, failing_since=self._part.failing_since
+            ) as spent:
+                try:
+                    await self._write_all()
+                    finished = True
+                except budget.OutOfTime:
+                    finished = False
+                except _TokensOutpaced:
+                    await self._clients.jobs.fail(self._job.id, reason=TOKENS_OUTPACED)
+                    return Outcome.FINISHED
+            # The last error stays while Graph is failing, even through an invocation that
+            # only waited; a success clears both.
+            self._part.failing_since = spent.failing_since
+            failing = spent.failing_since is not None
+            self._part.last_error = (spent.last_error or self._part.last_error) if failing else None
+            if not finished:
+                return await self._continue(spent)
+            await self._save(done=True)
+        except JobConflict:
+            log.info(
+                "Job %s partition %d was taken over by another invocation; this one stops.",
+                self._job.id,
+                self._part.index,
+            )
+            return Outcome.SKIPPED
+        log.info(
+            "Job %s partition %d written: %d users.",
+            self._job.id,
+            self._part.index,
+            self._progress.users,
+        )
+        return await finish_if_complete(self._clients, self._job.id)
+
+    async def _write_all(self) -> None:
+        prefixes = self._part.prefixes
+        while self._progress.prefix < len(prefixes):
+            listing = UsersListing(
+                self._clients.graph,
+                select=self._select,
+                expand=self._expand,
+                filter=with_upn_prefix(self._query, prefixes[self._progress.prefix]).filter,
+                advanced=self._query.advanced,
+            )
+            step = await listing.read(self._progress.position)
+            if step.relisted:
+                log.warning("Job %s: a page token expired; listing again.", self._job.id)
+                self._progress = replace(self._progress, relists=self._progress.relists + 1)
+                if self._progress.relists > MAX_RELISTS:
+                    raise _TokensOutpaced
+            # Said with the first users written after it, so a page read again cannot say it twice.
+            note = [listing_changed_row()] if step.changed else []
+            position = step.at
+            for start in range(0, len(step.users), LOOKUP_USERS):
+                chunk = step.users[start : start + LOOKUP_USERS]
+                position = await self._write(chunk, position, note)
+                note = []
+                await self._save_if_due()
+                budget.check()  # past the deadline: stop mid-page, at this position
+            self._errors += note
+            self._progress = replace(self._progress, position=step.next)
+            if step.next.done:  # this prefix is listed; on to the next one
+                self._progress = replace(
+                    self._progress, prefix=self._progress.prefix + 1, position=Position()
+                )
+            await self._save_if_due()
+            budget.check()
+
+    async def _write(
+        self, users: list[dict[str, Any]], at: Position, notes: list[list[str]]
+    ) -> Position:
+        """Looks these users (read at `at`) up, encodes their rows and buffers them with their
+        error rows; the position after them. Out of time while looking up, it writes the users
+        whose lookups all finished, from the first, then raises: under a budget too short for
+        a whole chunk, each invocation still gets further."""
+        progress = self._progress
+        found = LookupResult()
+        cut_short: LookupsCutShort | None = None
+        # A partition that stopped asking still probes now and then: access may be granted
+        # (or a policy's scope end) while it runs.
+        probe = progress.users // LOOKUP_USERS % PROBE_EVERY == 0
+        looked_up = bool(self._lookups) and (not progress.lookups_stopped or probe)
+        if looked_up:
+            try:
+                found = await self._clients.auth_methods.read(
+                    [u["id"] for u in users], self._lookups
+                )
+            except LookupsCutShort as error:
+                users = users[: error.partial.complete(users, self._lookups)]
+                if not users:
+                    raise
+                found, cut_short = error.partial.only({u["id"] for u in users}), error
+        refused = [f for f in found.failures if f.status == 403]
+        allowed = progress.lookups_succeeded + found.succeeded
+        errors = notes + lookup_rows([f for f in found.failures if f.status != 403], users)
+        held: list[list[str]] = []
+        (errors if allowed else held).extend(lookup_rows(refused, users))
+        code = progress.refused_code or (refused[0].code if refused else None)
+        if self._lookups and not looked_up:
+            held += not_looked_up_rows(users, code or "Forbidden")
+        self._rows += self._encoder.rows(users, found.methods)
+        self._errors += errors
+        self._held += held
+        self._progress = replace(
+            progress,
+            position=at.after(users),
+            relists=0,
+            users=progress.users + len(users),
+            errors=progress.errors + len(errors),
+            held_errors=progress.held_errors + len(held),
+            lookups_succeeded=allowed,
+            lookups_refused=progress.lookups_refused + len(refused),
+            refused_code=code,
+            lookups_stopped=progress.lookups_stopped and not found.succeeded,
+        )
+        if (
+            looked_up
+            and not allowed
+            and self._progress.lookups_refused >= DENY_AFTER
+            and not self._progress.lookups_stopped
+            and not await self._others_allowed()
+        ):
+            log.warning(
+                "Job %s partition %d: %d lookups refused, none allowed; asking no more.",
+                self._job.id,
+                self._part.index,
+                self._progress.lookups_refused,
+            )
+            self._progress = replace(self._progress, lookups_stopped=True)
+        if cut_short:
+            raise cut_short
+        return self._progress.position
+
+    async def _others_allowed(self) -> bool:
+        parts = await self._clients.jobs.partitions(self._job.id)
+        return any(p.checkpoint.lookups_succeeded for p in parts if p.index != self._part.index)
+
+    async def _save_if_due(self) -> None:
+        if len(self._rows) >= BLOCK_BYTES or time.monotonic() - self._saved_at >= PROGRESS_SECONDS:
+            await self._save()
+
+    async def _save(self, *, done: bool = False, release: bool = False) -> None:
+        """Stages the buffers as blocks of this epoch and saves the checkpoint that lists them;
+        raises JobConflict when another invocation has claimed the partition since."""
+        part, epoch = self._part, self._part.epoch
+        segments = [list(s) for s in self._progress.segments]
+        if not segments or segments[-1][0] != epoch:
+            segments.append([epoch, 0, 0, 0])
+        current = segments[-1]
+        users_blob = self._clients.exports.get_blob_client(self._job.blob_name)
+        errors_blob = self._clients.exports.get_blob_client(self._job.errors_blob_name)
+        streams = (  # the segment's slot that counts each stream's blocks
+            (Stream.CSV_ROWS, users_blob, bytes(self._rows), 1),
+            (Stream.ERROR_ROWS, errors_blob, _error_bytes(self._errors), 2),
+            (Stream.HELD_ROWS, errors_blob, _error_bytes(self._held), 3),
+        )
+        for kind, blob, data, slot in streams:
+            if data:
+                await stage(blob, block_id(kind, part.index, epoch, current[slot]), data)
+                current[slot] += 1
+        if current == [epoch, 0, 0, 0]:
+            segments.pop()
+        part.checkpoint = replace(self._progress, segments=segments)
+        part.lease_until = utcnow() + self._clients.settings.lease_seconds
+        if done:
+            part.status = PartitionStatus.DONE
+        if done or release:
+            part.lease_owner = part.lease_until = None
+        self._part = await self._clients.jobs.save(part)
+        self._progress = self._part.checkpoint
+        self._rows, self._errors, self._held = bytearray(), [], []
+        self._saved_at = time.monotonic()
+
+    async def _continue(self, spent: budget.Budget) -> Outcome:
+        """Saves, releases the partition, then queues its next message: a crash in between
+        leaves this message undeleted, so it comes back and carries on itself."""
+        clients, job = self._clients, self._job
+        cap = clients.settings.failure_cap
+        if spent.failing_since and utcnow() - spent.failing_since >= cap:
+            await self._save(release=True)
+            await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
+            return Outcome.FINISHED
+        # While Graph has every caller paused, the next message waits out the pause unseen;
+        # the row says until when, so the sweep does not take it for a lost one.
+        pause = math.ceil(min(clients.graph.limiter.resume_in(), 600.0))
+        self._part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
+        await self._save(release=True)
+        await clients.queue.send_message(
+            ExportMessage(job.id, self._part.index).encode(), visibility_timeout=pause or None
+        )
+        log.info(
+            "Job %s partition %d continues in a new message (%d users so far).",
+            job.id,
+            self._part.index,
+            self._progress.users,
+        )
+        return Outcome.CONTINUED
+
+
+TOKENS_OUTPACED = (
+    f"Microsoft Graph's page tokens expired {MAX_RELISTS} times in a row before the export could "
+    "go on from them, so listing again never got further. Set USEREXPORT_TIME_BUDGET_SECONDS "
+    "higher (each invocation then reads more pages while its token is fresh), then export again."
+)
+
+
+def _error_bytes(rows: list[list[str]]) -> bytes:
+    return encode_rows(ERRORS_HEADER, rows, with_header=False)
