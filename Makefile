@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INFRA_VENV := .venv-infra
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench chaos clean
 
 install: $(VENV)/.installed node_modules/.installed $(INFRA_VENV)/.installed
 
@@ -36,6 +36,10 @@ test: install
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench
+
+# 30 exports under injected faults, compared byte for byte with a clean one (bench/README.md).
+chaos: $(VENV)/.installed node_modules/.installed
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules out .pytest_cache .ruff_cache
