@@ -30,8 +30,11 @@ param principalType string = 'User'
 @description('Give principalId data access to the storage account (blobs, queues, tables), so the app can run locally against Azure storage and exports can be inspected.')
 param grantDeployerDataAccess bool = false
 
-@description('Assign the Graph application permissions User.Read.All and UserAuthenticationMethod.Read.All to the managed identity. Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator); otherwise set false and follow docs/deploy.md.')
-param grantGraphPermissions bool = true
+// Off by default: most deployers may not grant Microsoft Graph application permissions, and a
+// refused grant would fail `azd up` after everything else was created. The postprovision hook
+// (infra/hooks/) prints the administrator's commands instead; docs/deploy.md has them too.
+@description('Assign the Graph application permissions User.Read.All and UserAuthenticationMethod.Read.All to the managed identity (Microsoft Graph Bicep extension, public cloud only). Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator). Default false: an administrator grants them afterwards with the commands the postprovision hook prints (docs/deploy.md).')
+param grantGraphPermissions bool = false
 
 @description('USEREXPORT_NIGHTLY_SCHEDULE: 6-field NCRONTAB, UTC (Flex Consumption ignores WEBSITE_TIME_ZONE).')
 param nightlySchedule string = '0 0 2 * * *'
@@ -54,7 +57,19 @@ param partitions int = 8
 @description('USEREXPORT_STATUS_RETRY_AFTER_SECONDS: Retry-After sent while an export runs.')
 param statusRetryAfterSeconds int = 10
 
-@description('USEREXPORT_GRAPH_BASE_URL: Microsoft Graph endpoint (change for national clouds).')
+@minValue(1)
+@description('USEREXPORT_LEASE_GRACE_SECONDS: a partition\'s lease lasts the time budget plus this grace.')
+param leaseGraceSeconds int = 120
+
+@minValue(1)
+@description('USEREXPORT_FAILURE_CAP_MINUTES: how long Graph may keep failing without a success before a job fails.')
+param failureCapMinutes int = 30
+
+@minValue(1)
+@description('USEREXPORT_STALL_MINUTES: how long a job may show no progress before the sweep queues it again from its checkpoints.')
+param stallMinutes int = 15
+
+@description('USEREXPORT_GRAPH_BASE_URL: Microsoft Graph endpoint. The app asks for its Graph token for <scheme>://<host>/.default of this URL, so a national cloud\'s Graph works (e.g. https://graph.microsoft.us/v1.0, https://dod-graph.microsoft.us/v1.0, https://microsoftgraph.chinacloudapi.cn/v1.0); grantGraphPermissions then must stay false (docs/deploy.md, "National clouds").')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
 @minValue(1)
@@ -77,6 +92,13 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = {
   'azd-env-name': environmentName
 }
+// The Microsoft Graph Bicep extension works only in the public cloud (Azure and Microsoft Graph),
+// so a grant is refused anywhere else, and a national cloud must name its own Graph: its managed
+// identity cannot get tokens for the public cloud's Graph.
+var azureIsPublicCloud = environment().name == 'AzureCloud'
+var graphIsPublicCloud = (toLower(graphBaseUrl) == 'https://graph.microsoft.com') || startsWith(toLower(graphBaseUrl), 'https://graph.microsoft.com/')
+var checkedGraphBaseUrl = (graphIsPublicCloud && !azureIsPublicCloud) ? fail('${environment().name} cannot reach the public cloud\'s Microsoft Graph (${graphBaseUrl}): set USEREXPORT_GRAPH_BASE_URL to this cloud\'s Graph endpoint, e.g. https://graph.microsoft.us/v1.0 (docs/deploy.md, "National clouds").') : graphBaseUrl
+var grantGraph = grantGraphPermissions ? ((azureIsPublicCloud && graphIsPublicCloud) ? true : fail('USEREXPORT_GRANT_GRAPH_PERMISSIONS=true works only in the public cloud with USEREXPORT_GRAPH_BASE_URL on https://graph.microsoft.com (the Microsoft Graph Bicep extension exists nowhere else); here: ${environment().name}, ${graphBaseUrl}. Run `azd env set USEREXPORT_GRANT_GRAPH_PERMISSIONS false`, provision again, and have an administrator grant the permissions by hand (docs/deploy.md, "National clouds").')) : false
 var functionAppName = 'func-userexport-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
@@ -132,9 +154,15 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
-module graphPermissions 'app/graph-permissions.bicep' = if (grantGraphPermissions) {
+module graphPermissions 'app/graph-permissions.bicep' = if (grantGraph) {
   name: 'graph-permissions'
   scope: rg
+  // Last: assigning an app role to a service principal created moments earlier can fail with
+  // "Not a valid reference update" while the directory replicates (microsoftgraph/msgraph-bicep-types
+  // #193); the function app's deployment buys it time. If it still happens, `azd provision` again.
+  dependsOn: [
+    api
+  ]
   params: {
     identityPrincipalId: identity.outputs.principalId
   }
@@ -164,7 +192,10 @@ module api 'app/api.bicep' = {
     timeBudgetSeconds: timeBudgetSeconds
     partitions: partitions
     statusRetryAfterSeconds: statusRetryAfterSeconds
-    graphBaseUrl: graphBaseUrl
+    leaseGraceSeconds: leaseGraceSeconds
+    failureCapMinutes: failureCapMinutes
+    stallMinutes: stallMinutes
+    graphBaseUrl: checkedGraphBaseUrl
   }
 }
 
@@ -182,4 +213,6 @@ output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output USEREXPORT_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output USEREXPORT_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
-output USEREXPORT_GRAPH_PERMISSIONS_GRANTED bool = grantGraphPermissions
+output USEREXPORT_GRAPH_BASE_URL string = checkedGraphBaseUrl
+// Read by the postprovision hook: when false it prints what an administrator still has to run.
+output USEREXPORT_GRAPH_PERMISSIONS_GRANTED bool = grantGraph

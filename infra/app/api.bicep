@@ -2,6 +2,14 @@
 // Storage is reached with identity-based connections only (no keys, no connection strings).
 // The app settings below are exactly those userexport/settings.py reads (APP_SETTINGS minus
 // LOCAL_ONLY_SETTINGS) plus the host's Application Insights settings; tests/infra checks it.
+//
+// Flex Consumption refuses many site and siteConfig properties that other plans take (ARM error
+// 51021, "The following list of ... site configuration properties (Site.SiteConfig.FtpsState,
+// ...) for Flex Consumption sites is invalid"), in some regions and not yet in others: a
+// template that deployed once proves nothing. tests/infra fails on any property of its list
+// (FLEX_REJECTED_SITE_PROPERTIES, with the sources). So there is no ftpsState here: FTP and FTPS
+// are off through the basicPublishingCredentialsPolicies below, and runtime, scale and the
+// deployment package live in functionAppConfig.
 param name string
 param planName string
 param location string
@@ -18,6 +26,9 @@ param sasLifetimeMinutes int
 param timeBudgetSeconds int
 param partitions int
 param statusRetryAfterSeconds int
+param leaseGraceSeconds int
+param failureCapMinutes int
+param stallMinutes int
 param graphBaseUrl string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -60,10 +71,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false
+    // Only settings Flex Consumption accepts: see the note at the top of this file.
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         // Host storage and the app's own storage clients, identity-based.
@@ -119,6 +130,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'USEREXPORT_STATUS_RETRY_AFTER_SECONDS'
           value: string(statusRetryAfterSeconds)
+        }
+        {
+          name: 'USEREXPORT_LEASE_GRACE_SECONDS'
+          value: string(leaseGraceSeconds)
+        }
+        {
+          name: 'USEREXPORT_FAILURE_CAP_MINUTES'
+          value: string(failureCapMinutes)
+        }
+        {
+          name: 'USEREXPORT_STALL_MINUTES'
+          value: string(stallMinutes)
         }
         // Telemetry with an Entra token (Application Insights has local auth disabled).
         {

@@ -1,8 +1,10 @@
 // Microsoft Graph application permissions for the function app's managed identity, with the
-// Microsoft Graph Bicep extension (infra/bicepconfig.json). Deployed only when
-// grantGraphPermissions is true; the deployer needs a directory role that may grant Graph
-// application permissions (Privileged Role Administrator or Global Administrator).
-// Without it: docs/deploy.md gives the equivalent PowerShell and `az rest` commands.
+// Microsoft Graph Bicep extension (infra/bicepconfig.json). Deployed only when the deployer asks
+// for it (grantGraphPermissions, USEREXPORT_GRANT_GRAPH_PERMISSIONS=true; off by default) and
+// only in the public cloud, the one place the extension exists (main.bicep refuses it elsewhere).
+// The deployer needs a directory role that may grant Graph application permissions (Privileged
+// Role Administrator or Global Administrator). Otherwise the postprovision hook prints the
+// equivalent `az rest` and PowerShell commands for an administrator (docs/deploy.md).
 extension microsoftGraphV1
 
 @description('Principal (object) id of the managed identity\'s service principal.')

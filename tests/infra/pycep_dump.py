@@ -3,17 +3,15 @@
 Run with the infra virtualenv's Python (/work/main/.venv-infra), not the app's: checkov and
 pycep-parser pin dependencies the app must not inherit. Usage: pycep_dump.py FILE...
 
-pycep-parser does not know the `extension` statement (Microsoft Graph Bicep extension), so
-those lines are blanked before parsing; the rest of such a file is plain Bicep.
+pycep-parser does not know the `extension` statement (Microsoft Graph Bicep extension) nor the
+fail() function: bicep_compat.for_pycep rewrites both before parsing.
 """
 
 import json
-import re
 import sys
 
+from bicep_compat import for_pycep  # beside this script, so on sys.path when it runs
 from pycep import BicepParser
-
-EXTENSION_LINE = re.compile(r"^\s*extension\s+\w+.*$", re.MULTILINE)
 
 
 def main(paths: list[str]) -> None:
@@ -21,7 +19,7 @@ def main(paths: list[str]) -> None:
     out: dict[str, object] = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
-            text = EXTENSION_LINE.sub("", f.read())
+            text = for_pycep(f.read())
         try:
             out[path] = parser.parse(text=text)
         except Exception as exc:  # noqa: BLE001 - reported per file to the test

@@ -7,6 +7,9 @@ packages). Create it with:
     python3 -m venv .venv-infra && .venv-infra/bin/pip install checkov==3.3.30
 
 (checkov 3.3.30 pins pycep-parser==0.5.1, which it installs.)
+
+Besides the Bicep, it checks what `azd up` does around it: the azd version azure.yaml requires,
+the postprovision hook (infra/hooks/), and what .funcignore lets azd upload.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -32,10 +36,13 @@ PYCEP_DUMP = Path(__file__).with_name("pycep_dump.py")
 LOCAL_SETTINGS_SAMPLE = ROOT / "local.settings.sample.json"
 PIP_COMMAND = "python3 -m venv .venv-infra && .venv-infra/bin/pip install checkov==3.3.30"
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, Path(__file__).parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from userexport import settings  # noqa: E402 - after the path set-up above
+from bicep_compat import for_pycep  # noqa: E402 - after the path set-up above
+
+from userexport import settings  # noqa: E402
 
 # --- the documented least-privilege role set -------------------------------------------------
 # Every role definition id infra/ assigns, per principal. A change here is a security review.
@@ -73,6 +80,71 @@ GRAPH_APP_ROLES = {
 }
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
+# --- the azd that `azd up` needs ----------------------------------------------------------------
+# What needs which azd (Azure/azure-dev cli/azd/CHANGELOG.md). azd brings its own Bicep, so the
+# Bicep floor is an azd floor. The minimum is the highest of these.
+AZD_NEEDS = {
+    # Bicep 0.36.1 (first in azd 1.17.0): the Graph extension microsoftgraph/v1.0:1.0.0.
+    "Microsoft Graph Bicep extension v1.0:1.0.0": "1.17.0",
+    # AZURE_PRINCIPAL_TYPE filled in from 1.17.1; 1.17.2 fixed it for `az` CLI sign-ins.
+    "AZURE_PRINCIPAL_TYPE (infra/main.parameters.json)": "1.17.2",
+    # .funcignore / .webappignore honoured by the zip packaging (Azure/azure-dev#5383).
+    ".funcignore (what the package holds)": "1.18.0",
+}
+AZD_MINIMUM = "1.18.0"
+# Its local preflight check broke on ARM expressions in resource fields; fixed in 1.23.10
+# (Azure/azure-dev#7157).
+AZD_EXCLUDED = ("1.23.9",)
+GRAPH_EXTENSION = "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:1.0.0"
+
+# --- what azd uploads ----------------------------------------------------------------------------
+# All the function app needs in Azure: the remote build installs requirements.txt.
+RUNTIME_FILES = {"function_app.py", "host.json", "requirements.txt"}
+RUNTIME_PACKAGE = "userexport"
+# Paths a developer's machine or CI has and git does not (caches, environments, local state,
+# output): none may be uploaded, whether or not this machine has them now.
+LOCAL_ONLY_PATHS = [
+    ".azure/userexport-prod/.env",
+    ".azurite/__azurite_db_blob__.json",
+    "__azurite_db_queue__.json",
+    "__blobstorage__/x",
+    "__queuestorage__/x",
+    ".coverage",
+    ".coverage.host.1234",
+    "coverage.xml",
+    "htmlcov/index.html",
+    ".DS_Store",
+    "userexport/.DS_Store",
+    ".env",
+    ".env.local",
+    ".hypothesis/examples/0a/1b",
+    ".idea/workspace.xml",
+    ".mypy_cache/3.11/x.json",
+    ".pytest_cache/v/cache/nodeids",
+    ".python_packages/lib/site-packages/x.py",
+    ".ruff_cache/0.1/x",
+    ".schemathesis/cassettes.yaml",
+    ".tox/py311/x",
+    ".venv/pyvenv.cfg",
+    ".venv/lib/python3.11/site-packages/azure/functions/__init__.py",
+    ".venv-infra/bin/checkov",
+    ".vscode/settings.json",
+    "venv/pyvenv.cfg",
+    "env/pyvenv.cfg",
+    "build/lib/userexport/api.py",
+    "dist/userexport-0.1.0-py3-none-any.whl",
+    "userexport.egg-info/PKG-INFO",
+    "local.settings.json",
+    "node_modules/azurite/package.json",
+    "out/users.csv",
+    "out/logs/host.log",
+    "bench/results.json",
+    "tests/__pycache__/x.cpython-311.pyc",
+    "userexport/__pycache__/api.cpython-311.pyc",
+    "userexport/functions/__pycache__/worker.cpython-312.pyc",
+    "userexport/api.pyc",
+]
+
 # App settings the platform/host reads, which the code does not (so not in APP_SETTINGS).
 HOST_APP_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",  # where the host and worker send telemetry
@@ -80,13 +152,68 @@ HOST_APP_SETTINGS = {
 }
 # Keys a local.settings.json may hold besides APP_SETTINGS: Core Tools' own.
 LOCAL_HOST_KEYS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsFeatureFlags"}
-# Flex Consumption rejects these app settings (runtime is set in functionAppConfig).
+# App settings Flex Consumption deprecates (runtime, scale, deployment and networking moved to
+# functionAppConfig and the plan). Source: Microsoft Learn, "App settings reference for Azure
+# Functions", section "Flex Consumption plan deprecations" (functions-app-settings.md).
 FLEX_FORBIDDEN_SETTINGS = {
-    "FUNCTIONS_WORKER_RUNTIME",
+    "ENABLE_ORYX_BUILD",
     "FUNCTIONS_EXTENSION_VERSION",
-    "WEBSITE_RUN_FROM_PACKAGE",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTOVERVNET",
     "WEBSITE_CONTENTSHARE",
+    "WEBSITE_DNS_SERVER",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL",
+    # Not in that table, but ignored on Flex Consumption (schedules are UTC, docs/deploy.md).
+    "WEBSITE_TIME_ZONE",
+}
+# Site and siteConfig properties Flex Consumption sites refuse: ARM answers 400, ExtendedCode
+# 51021, "The following list of N site configuration properties (Site.SiteConfig.X, ...) for
+# Flex Consumption sites is invalid. Please remove or rename them before retrying." Some regions
+# enforce it and others do not yet, so a template that deployed once proves nothing. Sources:
+# - ARM 51021 texts quoted in: microsoft/azure-pipelines-tasks#21032 (FtpsState,
+#   Use32BitWorkerProcess, NetFrameworkVersion, FunctionsRuntimeScaleMonitoringEnabled);
+#   Microsoft Q&A 2277522 as quoted in Azure/terraform-azurerm-avm-res-web-site#360 (the same
+#   plus PreWarmedInstanceCount); Azure/terraform-azurerm-avm-res-web-site#283 (LinuxFxVersion);
+#   Azure/azure-functions-host#10643 (FunctionAppScaleLimit).
+# - Microsoft Learn, functions-app-settings.md, "Flex Consumption plan deprecations": alwaysOn,
+#   containerSize, ftpsState, isReserved, IsXenon, javaVersion, LinuxFxVersion,
+#   netFrameworkVersion, powerShellVersion, functionAppScaleLimit, preWarmedInstanceCount,
+#   use32BitWorkerProcess, vnetBackupRestoreEnabled, vnetContentShareEnabled,
+#   vnetImagePullEnabled, vnetRouteAllEnabled, windowsFxVersion.
+# - Azure/terraform-azurerm-avm-res-web-site#345, which stops sending these for FC1 sites.
+#   Microsoft's Flex samples (Azure-Samples/functions-quickstart-python-http-azd,
+#   Azure-Samples/azure-functions-flex-consumption-samples IaC/bicep) send none of them.
+# Left out for mixed evidence: minimumElasticInstanceCount (terraform-azurerm-avm-res-web-site#353).
+# Matched case-insensitively, as ARM does.
+FLEX_REJECTED_SITE_PROPERTIES = {
+    "alwaysOn",
+    "containerSize",
+    "ftpsState",
+    "functionAppScaleLimit",
+    "functionsRuntimeScaleMonitoringEnabled",
+    "isReserved",
+    "isXenon",
+    "javaVersion",
+    "linuxFxVersion",
+    "netFrameworkVersion",
+    "powerShellVersion",
+    "preWarmedInstanceCount",
+    "use32BitWorkerProcess",
+    "vnetBackupRestoreEnabled",
+    "vnetContentShareEnabled",
+    "vnetImagePullEnabled",
+    "vnetRouteAllEnabled",
+    "windowsFxVersion",
 }
 # main.bicep parameter that feeds each tunable setting; its default must be the code's.
 SETTING_PARAMETERS = {
@@ -95,8 +222,15 @@ SETTING_PARAMETERS = {
     "USEREXPORT_TIME_BUDGET_SECONDS": "timeBudgetSeconds",
     "USEREXPORT_PARTITIONS": "partitions",
     "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "statusRetryAfterSeconds",
+    "USEREXPORT_LEASE_GRACE_SECONDS": "leaseGraceSeconds",
+    "USEREXPORT_FAILURE_CAP_MINUTES": "failureCapMinutes",
+    "USEREXPORT_STALL_MINUTES": "stallMinutes",
     "USEREXPORT_GRAPH_BASE_URL": "graphBaseUrl",
 }
+
+# main.bicep parameters it passes to app/api.bicep through a checking variable (fail() on a bad
+# value) rather than as they are.
+CHECKED_PARAMETERS = {"graphBaseUrl": "checkedGraphBaseUrl"}
 
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 ROLE_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -211,9 +345,8 @@ def _checkov(tmp_path: Path, *, with_config: bool) -> dict[str, Any]:
     _require_venv_infra()
     copy = tmp_path / ("with-config" if with_config else "no-config") / "infra"
     shutil.copytree(INFRA, copy, ignore=shutil.ignore_patterns(".checkov.yaml"))
-    for path in copy.rglob("*.bicep"):  # checkov's pycep does not know `extension` either
-        text = path.read_text()
-        path.write_text(re.sub(r"^\s*extension\s+\w+.*$", "", text, flags=re.MULTILINE))
+    for path in copy.rglob("*.bicep"):  # checkov's pycep knows neither `extension` nor fail()
+        path.write_text(for_pycep(path.read_text()))
     cmd = [str(CHECKOV), "-d", str(copy), "--framework", "bicep", "--skip-download"]
     cmd += ["--quiet", "--compact", "-o", "json"]
     if with_config:
@@ -316,7 +449,10 @@ def test_setting_parameters_default_to_the_codes_defaults(trees: dict[str, dict]
             f"main.bicep param {param} defaults to {default!r}, "
             f"userexport/settings.py to {settings.APP_SETTINGS[setting]!r}"
         )
-        assert api_params[param] == param, f"main.bicep does not pass {param} to app/api.bicep"
+        passed = CHECKED_PARAMETERS.get(param, param)
+        assert api_params[param] == passed, f"main.bicep does not pass {passed} to app/api.bicep"
+        if passed != param:
+            assert param in json.dumps(main["variables"][passed]), f"{passed} ignores {param}"
         assert param in json.dumps(values[setting]), f"{setting} is not fed by {param}"
 
 
@@ -331,6 +467,60 @@ def test_local_settings_sample_matches_the_code() -> None:
     assert not missing, f"{LOCAL_SETTINGS_SAMPLE.name} lacks app settings: {missing}"
     assert not extra, f"{LOCAL_SETTINGS_SAMPLE.name} has settings the code does not read: {extra}"
     assert sample["Values"].get("FUNCTIONS_WORKER_RUNTIME") == "python"
+
+
+# --- Flex Consumption: nothing it refuses --------------------------------------------------
+
+
+def _flex_rejected_keys(text: str) -> list[str]:
+    """FLEX_REJECTED_SITE_PROPERTIES set as object keys anywhere in a Bicep text (case-blind).
+
+    Keys begin a line or follow `{` / `,` (one-line objects), quoted or not; comments and string
+    values are not keys."""
+    names = "|".join(sorted(FLEX_REJECTED_SITE_PROPERTIES))
+    key = re.compile(rf"(?:^|[{{,])[ \t]*'?({names})'?[ \t]*:", re.IGNORECASE | re.MULTILINE)
+    return sorted({m.group(1) for m in key.finditer(text)})
+
+
+def test_no_site_property_flex_consumption_rejects(trees: dict[str, dict]) -> None:
+    plans = [_body(r)["sku"] for _, _, r in _resources(trees, "Microsoft.Web/serverfarms")]
+    assert plans == [{"name": "FC1", "tier": "FlexConsumption"}], "every site here is Flex"
+    rejected = {name.lower() for name in FLEX_REJECTED_SITE_PROPERTIES}
+    found: list[str] = []
+    # Parsed: the site's properties, its siteConfig and any sites/config 'web' resource.
+    for path, name, site in _resources(trees, "Microsoft.Web/sites"):
+        props = _body(site).get("properties") or {}
+        for scope, keys in (("properties", props), ("siteConfig", props.get("siteConfig") or {})):
+            found += [f"{path} {name} {scope}.{k}" for k in keys if k.lower() in rejected]
+    for path, name, config in _resources(trees, "Microsoft.Web/sites/config"):
+        body = _body(config)
+        if body.get("name") == "web":
+            found += [f"{path} {name} web.{k}" for k in body.get("properties") or {}]
+    # Textual, for objects the parse tree hides (variables, union(), one-line objects).
+    for path in BICEP_FILES:
+        found += [f"{path.relative_to(INFRA)}: {k}" for k in _flex_rejected_keys(path.read_text())]
+    assert not found, (
+        "Flex Consumption refuses these site properties (ARM error 51021; list and sources at "
+        f"FLEX_REJECTED_SITE_PROPERTIES): {found}"
+    )
+
+
+@pytest.mark.parametrize("prop", sorted(FLEX_REJECTED_SITE_PROPERTIES))
+def test_flex_rejected_property_scan_sees_every_spelling(prop: str) -> None:
+    block = f"siteConfig: {{\n  minTlsVersion: '1.2'\n  {prop}: false\n}}\n"
+    assert _flex_rejected_keys(block) == [prop]
+    assert _flex_rejected_keys(f"x: union(a, {{ {prop.upper()}: 1 }})") == [prop.upper()]
+    assert _flex_rejected_keys(f"o: {{ a: 1, '{prop}': 2 }}") == [prop]
+    assert _flex_rejected_keys(f"// {prop}: no, a comment\nname: '{prop}: value'\n") == []
+
+
+def test_basic_auth_publishing_is_off(trees: dict[str, dict]) -> None:
+    """What keeps FTP off now that siteConfig.ftpsState cannot (.checkov.yaml, CKV_AZURE_78)."""
+    policies = {
+        _body(r)["name"]: _body(r)["properties"]
+        for _, _, r in _resources(trees, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    }
+    assert policies == {"ftp": {"allow": False}, "scm": {"allow": False}}, policies
 
 
 # --- roles ---------------------------------------------------------------------------------
@@ -393,8 +583,49 @@ def test_graph_app_roles(trees: dict[str, dict]) -> None:
         assert "graphAppRoles" in json.dumps(body["appRoleId"]), name
     main = _tree(trees, "main.bicep")
     module = main["modules"]["graphPermissions"]
-    assert module["config"]["condition"] == "grantGraphPermissions"
-    assert main["parameters"]["grantGraphPermissions"]["type"] == "bool"
+    assert module["config"]["condition"] == "grantGraph"
+    # Last in the deployment: time for the new service principal to replicate (#193 upstream).
+    assert module["config"]["config"]["dependsOn"] == ["api"]
+    assert main["outputs"]["USEREXPORT_GRAPH_PERMISSIONS_GRANTED"]["value"] == "grantGraph"
+
+
+def test_graph_grant_is_off_unless_asked_for(trees: dict[str, dict]) -> None:
+    main = _tree(trees, "main.bicep")
+    param = main["parameters"]["grantGraphPermissions"]
+    assert param["type"] == "bool" and param["default"] is False, param
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    grant = parameters["grantGraphPermissions"]["value"]
+    assert grant == "${USEREXPORT_GRANT_GRAPH_PERMISSIONS=false}", grant
+
+
+def _bicep_var(name: str) -> str:
+    """The one-line expression of a main.bicep variable, as written."""
+    text = (INFRA / "main.bicep").read_text()
+    match = re.search(rf"^var {name} = (.+)$", text, re.MULTILINE)
+    assert match, f"main.bicep has no one-line var {name}"
+    return match.group(1)
+
+
+def test_graph_grant_and_endpoint_follow_the_cloud() -> None:
+    """The Graph Bicep extension exists in the public cloud only, and a national cloud's managed
+    identity cannot get tokens for the public cloud's Graph: both refused with fail()."""
+    assert _bicep_var("azureIsPublicCloud") == "environment().name == 'AzureCloud'"
+    public = _bicep_var("graphIsPublicCloud")
+    assert "toLower(graphBaseUrl) == 'https://graph.microsoft.com'" in public, public
+    assert "startsWith(toLower(graphBaseUrl), 'https://graph.microsoft.com/')" in public, public
+    grant = _bicep_var("grantGraph")
+    assert grant.startswith(
+        "grantGraphPermissions ? ((azureIsPublicCloud && graphIsPublicCloud) ? true : fail('"
+    ), grant
+    assert grant.endswith(") : false"), grant
+    assert "USEREXPORT_GRANT_GRAPH_PERMISSIONS false" in grant, "the message says what to do"
+    checked = _bicep_var("checkedGraphBaseUrl")
+    assert checked.startswith("(graphIsPublicCloud && !azureIsPublicCloud) ? fail('"), checked
+    assert checked.endswith(") : graphBaseUrl"), checked
+    assert "USEREXPORT_GRAPH_BASE_URL" in checked, "the message names the setting"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    default = settings.APP_SETTINGS["USEREXPORT_GRAPH_BASE_URL"]
+    assert parameters["graphBaseUrl"]["value"] == f"${{USEREXPORT_GRAPH_BASE_URL={default}}}"
 
 
 # --- resources -----------------------------------------------------------------------------
@@ -493,3 +724,319 @@ def test_deploy_doc_covers_the_manual_steps() -> None:
         *GRAPH_APP_ROLES,
     ):
         assert needle in doc, f"docs/deploy.md does not mention {needle!r}"
+
+
+def test_deploy_doc_has_the_first_deploy_checklist_and_troubleshooting() -> None:
+    doc = " ".join((ROOT / "docs" / "deploy.md").read_text().split())  # wrapping aside
+    for needle in (
+        "## First deploy checklist",
+        "## Troubleshooting",
+        "## National clouds",
+        f"azd {AZD_MINIMUM}",
+        "requiredVersions",
+        "USEREXPORT_GRANT_GRAPH_PERMISSIONS",
+        "USEREXPORT_GRAPH_BASE_URL",
+        "/.default",
+        # the errors a first deploy can meet, each with what to do
+        "for Flex Consumption sites is invalid",
+        "this project requires a version of azd within the range",
+        "Not a valid reference update",
+        "Insufficient privileges to complete the operation",
+        "EntitlementGrant entry already exists",
+        "azd provision",
+    ):
+        assert needle in doc, f"docs/deploy.md does not mention {needle!r}"
+    assert "1.10 or later" not in doc, "docs/deploy.md still asks for an azd older than needed"
+
+
+# --- azd: version, hooks -------------------------------------------------------------------
+
+
+def _azure_yaml() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "azure.yaml").read_text())
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_azd_minimum_version_is_enforced_and_documented() -> None:
+    assert max(AZD_NEEDS.values(), key=_version) == AZD_MINIMUM
+    excluded = " ".join(f"!= {v}" for v in AZD_EXCLUDED)
+    required = _azure_yaml().get("requiredVersions") or {}
+    assert required == {"azd": f">= {AZD_MINIMUM} {excluded}"}, required
+    # The reasons above hold for this extension version; another one needs a new look.
+    config = json.loads((INFRA / "bicepconfig.json").read_text())
+    assert config["extensions"]["microsoftGraphV1"] == GRAPH_EXTENSION
+    doc = " ".join((ROOT / "docs" / "deploy.md").read_text().split())
+    for needle in (f"azd {AZD_MINIMUM}", *AZD_EXCLUDED, "0.36.1", required["azd"]):
+        assert needle in doc, f"docs/deploy.md does not give the azd minimum: {needle!r}"
+
+
+HOOK_SH = INFRA / "hooks" / "postprovision.sh"
+HOOK_PS1 = INFRA / "hooks" / "postprovision.ps1"
+PRINCIPAL = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+TENANT = "11111111-2222-3333-4444-555555555555"
+
+
+def test_postprovision_hook_is_wired_for_both_shells() -> None:
+    hook = _azure_yaml()["hooks"]["postprovision"]
+    assert hook["posix"] == {
+        "shell": "sh",
+        "run": "./infra/hooks/postprovision.sh",
+        "interactive": True,  # azd shows a non-interactive hook's output only while it runs
+    }
+    assert hook["windows"] == {
+        "shell": "pwsh",
+        "run": "./infra/hooks/postprovision.ps1",
+        "interactive": True,
+    }
+    assert HOOK_SH.exists() and HOOK_PS1.exists()
+    assert os.access(HOOK_SH, os.X_OK), f"{HOOK_SH} is not executable"
+    proc = subprocess.run(["sh", "-n", str(HOOK_SH)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    # /bin/sh is dash here, so the runs below are POSIX runs; these catch what dash forgives.
+    bashisms = r"\[\[|<<<|\$\{\w+//|^\s*(?:function|local|source|declare)\s"
+    found = re.findall(bashisms, HOOK_SH.read_text(), re.MULTILINE)
+    assert not found, f"{HOOK_SH.name} must stay POSIX sh: {found}"
+
+
+def _run_hook_sh(env: dict[str, str], path_dirs: tuple[Path, ...] = ()) -> str:
+    base = {"PATH": os.pathsep.join([*map(str, path_dirs), os.environ.get("PATH", "")])}
+    proc = subprocess.run(
+        ["sh", str(HOOK_SH)], env={**base, **env}, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, f"the hook must never fail the deployment: {proc.stderr}"
+    return proc.stdout
+
+
+def _hook_env(graph_base: str, granted: str) -> dict[str, str]:
+    return {
+        "USEREXPORT_IDENTITY_PRINCIPAL_ID": PRINCIPAL,
+        "AZURE_TENANT_ID": TENANT,
+        "USEREXPORT_GRAPH_BASE_URL": graph_base,
+        "USEREXPORT_GRAPH_PERMISSIONS_GRANTED": granted,
+    }
+
+
+def test_postprovision_hook_says_nothing_is_left_when_the_deployment_granted() -> None:
+    out = _run_hook_sh(_hook_env("https://graph.microsoft.com/v1.0", "True"))
+    assert PRINCIPAL in out and "Nothing is left to do" in out, out
+    assert "az rest" not in out and "ONE STEP LEFT" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("graph_base", "az_cloud", "mg_environment"),
+    [
+        ("https://graph.microsoft.com/v1.0", "AzureCloud", "Global"),
+        ("https://graph.microsoft.us/v1.0/", "AzureUSGovernment", "USGov"),
+        ("https://dod-graph.microsoft.us/v1.0", "AzureUSGovernment", "USGovDoD"),
+        ("https://microsoftgraph.chinacloudapi.cn/v1.0", "AzureChinaCloud", "China"),
+    ],
+)
+def test_postprovision_hook_prints_the_administrators_commands(
+    graph_base: str, az_cloud: str, mg_environment: str
+) -> None:
+    out = _run_hook_sh(_hook_env(graph_base, "false"))
+    base = graph_base.rstrip("/")
+    for needle in (
+        "ONE STEP LEFT",
+        "User.Read.All",
+        "UserAuthenticationMethod.Read.All",
+        "Privileged Role Administrator or Global Administrator",
+        f"az cloud set --name {az_cloud}",
+        f"az login --tenant {TENANT}",
+        f'--uri "{base}/servicePrincipals/{PRINCIPAL}/appRoleAssignments"',
+        f"Connect-MgGraph -Environment {mg_environment} -TenantId {TENANT}",
+        f"New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {PRINCIPAL}",
+    ):
+        assert needle in out, f"{needle!r} not in the hook's output:\n{out}"
+    # Only the public cloud has the Graph Bicep extension, so only there can azd grant them.
+    offers_bicep_grant = "azd env set USEREXPORT_GRANT_GRAPH_PERMISSIONS true" in out
+    assert offers_bicep_grant == (az_cloud == "AzureCloud"), out
+
+
+def test_postprovision_hooks_az_commands_work(tmp_path: Path) -> None:
+    """Runs the printed Azure CLI block in bash against a stand-in `az` that logs its calls."""
+    out = _run_hook_sh(_hook_env("https://graph.microsoft.com/v1.0", "false"))
+    block = re.search(r"^Azure CLI \(bash\):\n((?:  .*\n)+)", out, re.MULTILINE)
+    assert block, out
+    log = tmp_path / "az.jsonl"
+    fake = tmp_path / "bin" / "az"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, re, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "args = sys.argv[1:]\n"
+        "if args[:3] == ['ad', 'sp', 'show']:\n"
+        "    query = args[args.index('--query') + 1]\n"
+        "    role = re.search(r\"value=='([^']+)'\", query)\n"
+        "    print('role-' + role.group(1) if role else 'graph-sp-id')\n"
+    )
+    fake.chmod(0o755)
+    script = "set -e\n" + "\n".join(line[2:] for line in block.group(1).splitlines())
+    env = {"PATH": f"{fake.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    posts = [c for c in calls if c[:1] == ["rest"]]
+    assert len(posts) == 2, calls
+    granted = set()
+    for call in posts:
+        assert call[call.index("--method") + 1] == "POST"
+        uri = call[call.index("--uri") + 1]
+        assert (
+            uri
+            == f"https://graph.microsoft.com/v1.0/servicePrincipals/{PRINCIPAL}/appRoleAssignments"
+        )
+        body = json.loads(call[call.index("--body") + 1])
+        assert body["principalId"] == PRINCIPAL and body["resourceId"] == "graph-sp-id", body
+        granted.add(body["appRoleId"])
+    assert granted == {"role-User.Read.All", "role-UserAuthenticationMethod.Read.All"}
+
+
+def _printed_lines(text: str, shell: str) -> list[str]:
+    """What a hook prints, variables replaced by their role, escapes undone."""
+    if shell == "sh":
+        blocks = re.findall(r"cat <<EOF\n(.*?)\nEOF\n", text, re.DOTALL)
+        blocks += re.findall(r'^\s*echo "(.*)"$', text, re.MULTILINE)
+        names = ["principal", "tenant", "graph_base", "graph_app_id", "permissions"]
+        names += ["az_cloud", "mg_environment"]
+        escape = "\\"
+    else:
+        blocks = re.findall(r'Write-Output @"\n(.*?)\n"@', text, re.DOTALL)
+        blocks += re.findall(r'^\s*Write-Output "(.*)"$', text, re.MULTILINE)
+        names = ["principal", "tenant", "graphBase", "graphAppId", "permissions"]
+        names += ["azCloud", "mgEnvironment"]
+        escape = "`"
+    roles = {name.lower().replace("_", ""): name for name in names}  # graph_base ~ graphBase
+    lines = []
+    for block in blocks:
+        for line in block.split("\n"):
+            for role, name in roles.items():
+                line = re.sub(rf"(?<![\\`])\${name}\b", "{" + role + "}", line)
+            line = line.replace(escape + "$", "$")
+            if escape == "\\":
+                line = line.replace("\\\\", "\\")
+            lines.append(line)
+    return lines
+
+
+def test_postprovision_hooks_print_the_same_in_both_shells() -> None:
+    """pwsh is not installed here, so the PowerShell twin is compared as text: same messages,
+    same commands, same clouds."""
+    sh_text, ps_text = HOOK_SH.read_text(), HOOK_PS1.read_text()
+    sh_lines, ps_lines = _printed_lines(sh_text, "sh"), _printed_lines(ps_text, "ps1")
+    assert sh_lines and sh_lines == ps_lines, (
+        "\n".join(
+            f"sh : {a!r}\nps1: {b!r}" for a, b in zip(sh_lines, ps_lines, strict=False) if a != b
+        )
+        or f"{len(sh_lines)} lines against {len(ps_lines)}"
+    )
+    sh_case = r'^\s*([\w.-]+)\) az_cloud="(\w+)"; mg_environment="(\w+)"'
+    ps_case = r'^\s*"([\w.-]+)" \{ \$azCloud = "(\w+)"; \$mgEnvironment = "(\w+)" \}'
+    sh_clouds = {h: (a, m) for h, a, m in re.findall(sh_case, sh_text, re.MULTILINE)}
+    ps_clouds = {h: (a, m) for h, a, m in re.findall(ps_case, ps_text, re.MULTILINE)}
+    assert len(sh_clouds) == 4 and sh_clouds == ps_clouds, (sh_clouds, ps_clouds)
+    for text in (sh_text, ps_text):
+        assert "USEREXPORT_GRAPH_PERMISSIONS_GRANTED" in text
+        assert text.rstrip().endswith("exit 0"), "the hook must never fail the deployment"
+
+
+@pytest.mark.skipif(shutil.which("pwsh") is None, reason="PowerShell (pwsh) is not installed")
+def test_postprovision_hooks_print_the_same_when_run() -> None:
+    for granted in ("false", "true"):
+        env = {**_hook_env("https://graph.microsoft.us/v1.0", granted), "PATH": os.environ["PATH"]}
+        sh_out = _run_hook_sh(env)
+        proc = subprocess.run(
+            ["pwsh", "-NoProfile", "-File", str(HOOK_PS1)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.replace("\r\n", "\n").strip() == sh_out.strip()
+
+
+# --- .funcignore: what azd uploads ---------------------------------------------------------
+
+
+def _funcignore_rules() -> list[tuple[re.Pattern[str], bool, bool]]:
+    """.funcignore as (pattern, anchored, directories only), for the plain subset it may use."""
+    rules = []
+    for raw in (ROOT / ".funcignore").read_text(encoding="utf-8").splitlines():
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        assert line == line.strip(), f".funcignore: no leading blanks: {raw!r}"
+        assert not line.startswith("!"), f".funcignore: azd < 1.23.13 mishandles {raw!r}"
+        assert "**" not in line and not set("[]\\") & set(line), f".funcignore: keep {raw!r} plain"
+        dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        anchored = "/" in line
+        glob = line.lstrip("/")
+        regex = "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in glob)
+        rules.append((re.compile(regex + r"\Z"), anchored, dir_only))
+    return rules
+
+
+def _excluded(rel: PurePosixPath, is_dir: bool, rules: list) -> bool:
+    """Whether azd (1.18.0 on, createDeployableZip) leaves this path out of the zip."""
+    if is_dir and rel.name == ".azure":
+        return True  # azd leaves out .azure always,
+    if not is_dir and rel.name in {".funcignore", "local.settings.json"}:
+        return True  # the ignore file itself and, for function apps, local.settings.json
+    for pattern, anchored, dir_only in rules:
+        if (is_dir or not dir_only) and pattern.match(str(rel) if anchored else rel.name):
+            return True
+    return False
+
+
+def _packaged_from_disk(rules: list) -> list[str]:
+    """The repository's files azd would zip: an excluded directory is not entered."""
+    packaged = []
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        here = PurePosixPath(Path(dirpath).relative_to(ROOT).as_posix())
+        kept = [d for d in dirnames if not _excluded(here / d, True, rules)]
+        dirnames[:] = [d for d in kept if not Path(dirpath, d).is_symlink()]
+        packaged += [f"{here / d}/ (symlink)" for d in kept if Path(dirpath, d).is_symlink()]
+        packaged += [str(here / f) for f in filenames if not _excluded(here / f, False, rules)]
+    return sorted(packaged)
+
+
+def _packaged_from_list(paths: list[str], rules: list) -> list[str]:
+    packaged = []
+    for path in paths:
+        rel = PurePosixPath(path)
+        folders = list(reversed(rel.parents))[1:]  # from the top, without "."
+        if any(_excluded(folder, True, rules) for folder in folders):
+            continue
+        if not _excluded(rel, False, rules):
+            packaged.append(path)
+    return packaged
+
+
+def test_funcignore_uploads_only_what_runs_in_azure() -> None:
+    rules = _funcignore_rules()
+    packaged = _packaged_from_disk(rules)
+    listing = "\n  ".join(packaged)
+    allowed = RUNTIME_FILES | {RUNTIME_PACKAGE}
+    stray = [p for p in packaged if PurePosixPath(p).parts[0] not in allowed]
+    assert not stray, f"azd would upload more than the app; add to .funcignore: {stray}"
+    caches = [p for p in packaged if "__pycache__" in p or p.endswith((".pyc", ".pyo"))]
+    assert not caches, f"azd would upload caches: {caches}"
+    missing = sorted(RUNTIME_FILES - set(packaged))
+    assert not missing, f"azd would not upload {missing}; package:\n  {listing}"
+    sources = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / RUNTIME_PACKAGE).rglob("*.py")
+        if "__pycache__" not in p.parts
+    ]
+    left_out = sorted(set(sources) - set(packaged))
+    assert sources and not left_out, f"azd would leave out app code: {left_out}"
+    uploaded = _packaged_from_list(LOCAL_ONLY_PATHS, rules)
+    assert not uploaded, f"azd would upload local files; add to .funcignore: {uploaded}"

@@ -1,0 +1,80 @@
+#!/bin/sh
+# azd postprovision hook (POSIX sh; infra/hooks/postprovision.ps1 is the same for Windows).
+# Says what is left to do after `azd provision` / `azd up`: unless the deployment assigned the
+# Microsoft Graph application permissions itself (USEREXPORT_GRANT_GRAPH_PERMISSIONS=true, public
+# cloud), it prints the commands an administrator runs to grant them, filled in for this
+# environment. azd passes the environment's values (main.bicep outputs included) as variables.
+# It only prints: it never fails the deployment.
+
+permissions="User.Read.All UserAuthenticationMethod.Read.All"
+graph_app_id="00000003-0000-0000-c000-000000000000"
+graph_base="${USEREXPORT_GRAPH_BASE_URL:-https://graph.microsoft.com/v1.0}"
+graph_base="${graph_base%/}"
+principal="${USEREXPORT_IDENTITY_PRINCIPAL_ID:-<USEREXPORT_IDENTITY_PRINCIPAL_ID from azd env get-values>}"
+tenant="${AZURE_TENANT_ID:-<tenant id>}"
+granted=$(printf '%s' "${USEREXPORT_GRAPH_PERMISSIONS_GRANTED:-false}" | tr '[:upper:]' '[:lower:]')
+
+if [ "$granted" = "true" ]; then
+    echo ""
+    echo "userexport: the deployment assigned the Microsoft Graph application permissions"
+    echo "  User.Read.All and UserAuthenticationMethod.Read.All to the managed identity ($principal)."
+    echo "  Nothing is left to do; the first export can run."
+    echo ""
+    exit 0
+fi
+
+# The cloud the Graph endpoint belongs to, for `az cloud set` and `Connect-MgGraph -Environment`.
+graph_host=$(printf '%s' "$graph_base" | sed -e 's#^[A-Za-z][A-Za-z0-9+.-]*://##' -e 's#[/:].*$##' | tr '[:upper:]' '[:lower:]')
+case "$graph_host" in
+    graph.microsoft.com) az_cloud="AzureCloud"; mg_environment="Global" ;;
+    graph.microsoft.us) az_cloud="AzureUSGovernment"; mg_environment="USGov" ;;
+    dod-graph.microsoft.us) az_cloud="AzureUSGovernment"; mg_environment="USGovDoD" ;;
+    microsoftgraph.chinacloudapi.cn) az_cloud="AzureChinaCloud"; mg_environment="China" ;;
+    *) az_cloud="<the az cloud of $graph_host>"; mg_environment="<the Connect-MgGraph environment of $graph_host>" ;;
+esac
+
+cat <<EOF
+
+==========================================================================================
+userexport: ONE STEP LEFT - grant the Microsoft Graph application permissions
+==========================================================================================
+The function app is deployed, but its managed identity ($principal)
+cannot read users yet: it needs the Microsoft Graph application permissions
+  User.Read.All                      (the user listing, every profile column)
+  UserAuthenticationMethod.Read.All  (authenticationAlternativePhoneNumber, authenticationEmail)
+Until they are granted, an export fails and says which permission is missing.
+
+A Privileged Role Administrator or Global Administrator of tenant $tenant
+runs ONE of the two blocks below (docs/deploy.md, "Granting the Graph permissions by hand").
+
+Azure CLI (bash):
+  az cloud set --name $az_cloud
+  az login --tenant $tenant
+  GRAPH_SP_ID=\$(az ad sp show --id $graph_app_id --query id -o tsv)
+  for PERMISSION in $permissions; do
+    ROLE_ID=\$(az ad sp show --id $graph_app_id --query "appRoles[?value=='\$PERMISSION'].id | [0]" -o tsv)
+    az rest --method POST \\
+      --uri "$graph_base/servicePrincipals/$principal/appRoleAssignments" \\
+      --headers "Content-Type=application/json" \\
+      --body "{\"principalId\":\"$principal\",\"resourceId\":\"\$GRAPH_SP_ID\",\"appRoleId\":\"\$ROLE_ID\"}"
+  done
+
+PowerShell (Microsoft.Graph.Applications module):
+  Connect-MgGraph -Environment $mg_environment -TenantId $tenant -Scopes "AppRoleAssignment.ReadWrite.All","Application.Read.All"
+  \$graph = Get-MgServicePrincipal -Filter "appId eq '$graph_app_id'"
+  foreach (\$permission in "User.Read.All", "UserAuthenticationMethod.Read.All") {
+      \$role = \$graph.AppRoles | Where-Object { \$_.Value -eq \$permission -and \$_.AllowedMemberTypes -contains "Application" }
+      New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $principal -PrincipalId $principal -ResourceId \$graph.Id -AppRoleId \$role.Id
+  }
+EOF
+if [ "$graph_host" = "graph.microsoft.com" ]; then
+    cat <<EOF
+
+Or, if you hold one of those roles yourself, let the deployment grant them:
+  azd env set USEREXPORT_GRANT_GRAPH_PERMISSIONS true
+  azd provision
+EOF
+fi
+echo "=========================================================================================="
+echo ""
+exit 0
