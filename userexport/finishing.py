@@ -79,8 +79,9 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     if max(len(users_blocks), len(error_blocks)) > MAX_BLOCKS:
         job.status = Status.FAILED
         job.reason = (
-            f"The export needs more than {MAX_BLOCKS} blocks, the most a blob can hold. Set "
-            "USEREXPORT_TIME_BUDGET_SECONDS higher (fewer, larger blocks), then export again."
+            f"The export needs more than {MAX_BLOCKS} blocks, the most a blob can hold (it wrote "
+            "for days). Export the users in parts with a filter (userPrincipalNamePrefix, say), "
+            "then join the files."
         )
         return
     file_name = job.request.file_name

@@ -52,7 +52,10 @@ class _TokensOutpaced(Exception):
 
 
 BLOCK_BYTES = 4 * 1024 * 1024  # stage a block once this much CSV is buffered
-PROGRESS_SECONDS = 15.0  # ... or this long after the last checkpoint, so progress shows
+PROGRESS_SECONDS = 5.0  # ... or this long after the last checkpoint, so progress shows
+# A blob holds at most 50,000 blocks: past this many, a partition checkpoints once a minute,
+# which keeps a long (throttled) export within the limit for days, not hours.
+MANY_BLOCKS, SLOW_PROGRESS_SECONDS = 1000, 60.0
 
 
 class PartitionRun:
@@ -210,7 +213,9 @@ class PartitionRun:
         return any(p.checkpoint.lookups_succeeded for p in parts if p.index != self._part.index)
 
     async def _save_if_due(self) -> None:
-        if len(self._rows) >= BLOCK_BYTES or time.monotonic() - self._saved_at >= PROGRESS_SECONDS:
+        staged = sum(segment[1] for segment in self._progress.segments)
+        every = SLOW_PROGRESS_SECONDS if staged >= MANY_BLOCKS else PROGRESS_SECONDS
+        if len(self._rows) >= BLOCK_BYTES or time.monotonic() - self._saved_at >= every:
             await self._save()
 
     async def _save(self, *, done: bool = False, release: bool = False) -> None:
