@@ -160,8 +160,9 @@ async def _describe(clients: Clients, job: Job) -> dict[str, Any]:
         failing += [(p.failing_since, p.last_error) for p in parts]
     if not job.status.finished:
         # What is being waited out, if anything: the longest-running failure.
-        since, error = min(failing, key=lambda f: (f[0] is None, f[0] or job.created_at))
-        if since is not None:
+        waited = [(since, error) for since, error in failing if since is not None]
+        if waited:
+            since, error = min(waited, key=lambda f: f[0])
             body["failingSince"], body["lastError"] = _iso(since), error
         elif job.last_error:
             body["lastError"] = job.last_error

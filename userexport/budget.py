@@ -43,6 +43,10 @@ class Budget:
     def succeeded(self) -> None:
         self.failing_since = None
 
+    def outlasted(self, cap: timedelta) -> bool:
+        """Whether the current run of failures has lasted `cap` (the job should fail)."""
+        return self.failing_since is not None and datetime.now(UTC) - self.failing_since >= cap
+
     def cap_reason(self, cap: timedelta) -> str:
         """Why a job fails once its failures lasted `cap`: what failed, and what to do."""
         return (

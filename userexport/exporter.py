@@ -9,7 +9,6 @@ partition done commits both files (finishing.py).
 from __future__ import annotations
 
 import logging
-import math
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
@@ -84,12 +83,12 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
 async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outcome:
     """Graph kept failing while counting: plan again in a new message, or give up past the cap."""
     cap = clients.settings.failure_cap
-    if spent.failing_since and utcnow() - spent.failing_since >= cap:
+    if spent.outlasted(cap):
         await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
         return Outcome.FINISHED
     job.failing_since, job.last_error = spent.failing_since, spent.last_error
     await _save_or_reload(clients, job)
-    pause = math.ceil(min(clients.graph.limiter.resume_in(), 600.0))
+    pause = clients.graph.limiter.resume_in()  # the message waits out Graph's pause unseen
     await clients.queue.send_message(
         ExportMessage(job.id).encode(), visibility_timeout=pause or None
     )

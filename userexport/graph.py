@@ -244,8 +244,8 @@ class UsersListing:
         except GraphError as error:
             if error.code != EXPIRED_PAGE_TOKEN or link is None:
                 raise
-            again = Position(skip=position.written, written=position.written)
-            again = replace(again, last_id=position.last_id)
+            written, last_id = position.written, position.last_id
+            again = Position(skip=written, written=written, last_id=last_id)
             return ListingStep([], again, again, relisted=True)
         skip = min(position.skip, len(page.users))
         rest = position.skip - skip  # still to pass over on the pages after this one

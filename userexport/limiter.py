@@ -13,6 +13,7 @@ Every wait counts against the invocation's time budget (budget.check).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -130,9 +131,10 @@ class AdaptiveLimiter:
     def now(self) -> float:
         return self._clock()
 
-    def resume_in(self) -> float:
-        """Seconds until paused callers may go on (0 when not paused)."""
-        return max(0.0, self._resume_at - self._clock())
+    def resume_in(self) -> int:
+        """Whole seconds until paused callers may go on (0 when not paused), at most 600: how
+        long a continuation waits unseen before it tries again."""
+        return math.ceil(min(max(0.0, self._resume_at - self._clock()), 600.0))
 
     def served(self, cost: int) -> None:
         """Records requests Graph served (part of a batch, say), for the served rate."""

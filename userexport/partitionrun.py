@@ -15,7 +15,6 @@ wait), the run saves what it has written and continues in a new queue message.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -255,13 +254,13 @@ class PartitionRun:
         leaves this message undeleted, so it comes back and carries on itself."""
         clients, job = self._clients, self._job
         cap = clients.settings.failure_cap
-        if spent.failing_since and utcnow() - spent.failing_since >= cap:
+        if spent.outlasted(cap):
             await self._save(release=True)
             await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
             return Outcome.FINISHED
         # While Graph has every caller paused, the next message waits out the pause unseen;
         # the row says until when, so the sweep does not take it for a lost one.
-        pause = math.ceil(min(clients.graph.limiter.resume_in(), 600.0))
+        pause = clients.graph.limiter.resume_in()
         self._part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
         await self._save(release=True)
         await clients.queue.send_message(

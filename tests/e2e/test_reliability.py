@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 
 import httpx
 import orjson
@@ -22,6 +24,7 @@ from devtools.tenantsim import SimConfig, dump_tenant, iter_users
 from userexport import api as api_logic
 from userexport.clients import build_clients, close_clients, get_clients
 from userexport.exporter import run_message
+from userexport.jobs import utcnow
 from userexport.messages import ExportMessage, Outcome
 from userexport.settings import Settings
 from userexport.sweep import MAX_REVIVALS, sweep
@@ -394,6 +397,45 @@ async def test_a_job_that_never_moves_is_failed_by_the_sweep_with_a_reason(slow_
         stack.start_devhost()
     assert job is not None and job.status.value == "failed"
     assert "no progress" in (job.reason or "")
+
+
+async def test_the_sweep_spares_a_continuation_waiting_out_a_pause_and_counts_progress(
+    slow_stack,
+):
+    stack = slow_stack
+    stack.kill_devhost()
+    try:
+        with app_settings(stack), pytest.MonkeyPatch.context() as patch:
+            patch.setenv("USEREXPORT_STALL_MINUTES", "0.01")
+            clients = build_clients(Settings.from_env())
+            job_id = await create_unqueued(clients)
+            assert await run_message(clients, ExportMessage(job_id), message_id="plan") is (
+                Outcome.PLANNED
+            )
+            await drain(clients)
+            # Its continuation waits out a Graph pause, unseen, for another minute.
+            part = await clients.jobs.get_partition(job_id, 0)
+            assert part is not None
+            part.resume_at = utcnow() + timedelta(minutes=1)
+            part = await clients.jobs.save(part)
+            await asyncio.sleep(0.8)
+            assert job_id not in await sweep(clients)
+            # The pause ended and nothing came: revived. Then it writes users and stalls
+            # again: revived, counting from one again.
+            part.resume_at = None
+            part = await clients.jobs.save(part)
+            await asyncio.sleep(0.8)
+            assert job_id in await sweep(clients)
+            part.checkpoint = replace(part.checkpoint, users=10)
+            await clients.jobs.save(part)
+            await asyncio.sleep(0.8)
+            assert job_id in await sweep(clients)
+            job = await clients.jobs.get(job_id)
+            await drain(clients)
+            await clients.close()
+    finally:
+        stack.start_devhost()
+    assert job is not None and (job.revivals, job.revived_at_users) == (1, 10)
 
 
 # 6. One set of clients per instance.

@@ -145,6 +145,17 @@ async def test_limiter_halves_on_throttling_and_probes_upward(clock):
         assert clock.now == pytest.approx(2.0)
 
 
+def test_failures_answered_during_a_pause_do_not_escalate_it(clock):
+    """Ten requests in flight that all fail at one moment are one failure, not ten: the
+    backoff, the limit and the pace step once (a run of ten would pause up to 60 s)."""
+    limiter = AdaptiveLimiter(initial=8, clock=clock.clock, sleep=clock.sleep)
+    pauses = [limiter.throttled(None, learn_rate=False) for _ in range(10)]
+    assert pauses[0] <= 1.0 and limiter.limit == 4
+    assert limiter.resume_in() <= 1
+    clock.now += 5  # the pause is over; the next failure is a new burst
+    assert 1.0 <= limiter.throttled(None, learn_rate=False) <= 2.0 and limiter.limit == 2
+
+
 class ScriptedReader(GraphReader):
     """A GraphReader whose sends answer from a script of errors, then a page."""
 
