@@ -8,10 +8,12 @@ INFRA_VENV := .venv-infra
 
 install: $(VENV)/.installed node_modules/.installed $(INFRA_VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The app's packages, the tools, and the `userexport` command-line client (pyproject.toml).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # Azurite, pinned in package-lock.json.
@@ -29,7 +31,16 @@ $(INFRA_VENV)/.installed: requirements-infra.txt
 demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m devtools.demo
 
-test: install
+# Debian's Chromium for the results page's browser tests (tests/ui): Playwright drives it and
+# never downloads a browser of its own. Installed once; sudo only when not root.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: install $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest

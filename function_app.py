@@ -9,9 +9,10 @@ import azure.functions as func
 from userexport.functions import http_api, nightly, sweeper, worker
 from userexport.settings import Settings
 
-Settings.from_env()
+settings = Settings.from_env()
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# A function key on every call, unless App Service authentication stands in front (settings.py).
+app = func.FunctionApp(http_auth_level=func.AuthLevel(settings.http_auth_level))
 app.register_functions(http_api.bp)
 app.register_functions(worker.bp)
 app.register_functions(nightly.bp)

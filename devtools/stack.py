@@ -5,6 +5,12 @@ endpoint (the simulator's), over https, with a locally generated certificate aut
 trusted through SSL_CERT_FILE / REQUESTS_CA_BUNDLE (never by turning verification off).
 Azurite can be stopped and started again on the same ports and data folder (a storage
 outage); the function host can be killed and started again (a crashed instance).
+
+By default every HTTP route is open, as under `func start`. As in Azure, on request: function
+keys (`function_key`, `master_key`: devhost answers 401 without one, in `?code=` or
+`x-functions-key`), and App Service authentication (`easy_auth`: devhost checks bearer tokens
+against the simulated tenant's OpenID metadata and the allow-lists, the identities being
+user-assigned identities of the simulated tenant, by name).
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import certifi
 import trustme
+
+from userexport.settings import APP_SETTINGS, PLATFORM_AUTH_ENABLED
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
@@ -51,6 +60,19 @@ def write_certificates(folder: Path) -> tuple[Path, Path, Path]:
     return cert, key, bundle
 
 
+@dataclass(frozen=True)
+class EasyAuth:
+    """App Service authentication in front of devhost, as infra/app/auth.bicep configures it
+    (authsettingsV2, Microsoft provider, Return401): tokens of the simulated tenant for
+    `audience`, from the allowed identities only. Identities are named user-assigned identities
+    of the simulated tenant (LocalStack.identity(name) gives their ids)."""
+
+    audience: str = "api://userexport-local"
+    client_id: str = ""  # registration.clientId, also an allowed audience when set
+    allowed_identities: tuple[str, ...] = ()  # allowedPrincipals.identities, by name
+    allowed_applications: tuple[str, ...] = ()  # allowedApplications, by name
+
+
 @dataclass
 class LocalStack:
     """Starts the parts; `env` holds the app settings that point the app (or a test) at them."""
@@ -63,9 +85,15 @@ class LocalStack:
     devhost_args: list[str] = field(default_factory=list)
     workdir: Path | None = None
     log_dir: Path | None = None
+    # Function keys devhost enforces as the Functions host does; None: routes are open.
+    function_key: str | None = None
+    master_key: str | None = None
+    # User-assigned identities of the simulated tenant (names), besides easy_auth's.
+    identities: tuple[str, ...] = ()
+    easy_auth: EasyAuth | None = None
     env: dict[str, str] = field(default_factory=dict, init=False)
     api_url: str = field(default="", init=False)
-    sim: dict[str, str] = field(default_factory=dict, init=False)
+    sim: dict[str, Any] = field(default_factory=dict, init=False)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
     _logs: Path = field(default=Path("."), init=False)
     _devhost: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -109,6 +137,8 @@ class LocalStack:
             if self.tenant_file
             else ["--users", str(self.users)]
         )
+        for name in self._identity_names():
+            sim_cmd += ["--identity", name]
         sim = self._spawn("tenantsim", sim_cmd + self.sim_args, logs, os.environ.copy())
         self.sim = self._read_start_line("tenantsim", sim)
 
@@ -162,6 +192,50 @@ class LocalStack:
         }
         self.start_devhost()
 
+    def _identity_names(self) -> list[str]:
+        names = list(self.identities)
+        if self.easy_auth is not None:
+            names += [*self.easy_auth.allowed_identities, *self.easy_auth.allowed_applications]
+        return list(dict.fromkeys(names))  # each once, in order
+
+    def identity(self, name: str) -> dict[str, str]:
+        """A user-assigned identity of the simulated tenant: {"name", "clientId", "objectId",
+        "resourceId"}; ManagedIdentityCredential(client_id=...) gets its tokens."""
+        for identity in self.sim.get("identities", []):
+            if identity["name"] == name:
+                return dict(identity)
+        raise KeyError(f"the simulated tenant has no identity {name!r}; add it to identities")
+
+    @property
+    def audience(self) -> str:
+        """The audience App Service authentication accepts (callers ask for <audience>/.default)."""
+        if self.easy_auth is None:
+            raise StackError("this stack has no App Service authentication (easy_auth)")
+        return self.easy_auth.audience
+
+    @property
+    def issuer(self) -> str:
+        """The simulated tenant's openIdIssuer (its v2.0 authority, on loopback)."""
+        return str(self.sim["openIdIssuer"])
+
+    def _auth_args(self) -> list[str]:
+        args: list[str] = []
+        if self.function_key:
+            args += ["--function-key", self.function_key]
+        if self.master_key:
+            args += ["--master-key", self.master_key]
+        auth = self.easy_auth
+        if auth is not None:
+            args += ["--easy-auth", "--easy-auth-issuer", self.issuer]
+            args += ["--easy-auth-audience", auth.audience]
+            if auth.client_id:
+                args += ["--easy-auth-client-id", auth.client_id]
+            for name in auth.allowed_identities:
+                args += ["--easy-auth-allowed-identity", self.identity(name)["objectId"]]
+            for name in auth.allowed_applications:
+                args += ["--easy-auth-allowed-application", self.identity(name)["clientId"]]
+        return args
+
     def start_azurite(self) -> None:
         """Starts Azurite (again, after stop_azurite) on the stack's ports, data folder and
         certificate; returns once its blob, queue and table services listen."""
@@ -188,9 +262,13 @@ class LocalStack:
         self.start_azurite()
 
     def start_devhost(self) -> None:
-        """Starts the function host (again, after kill_devhost); api_url then points at it."""
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "devtools.devhost", "--port", "0", *self.devhost_args]
+        """Starts the function host (again, after kill_devhost); api_url then points at it.
+        Its app settings are this stack's alone: none is inherited from the caller's
+        environment (where another running stack may have put its own)."""
+        inherited = {k: v for k, v in os.environ.items() if not _is_app_setting(k)}
+        env = {**inherited, **self.env, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "devtools.devhost", "--port", "0", *self._auth_args()]
+        cmd += self.devhost_args
         self._devhost = self._spawn("devhost", cmd, self._logs, env)
         self.api_url = self._read_start_line("devhost", self._devhost)["url"]
 
@@ -222,14 +300,15 @@ class LocalStack:
         self._processes.append(process)
         return process
 
-    def _read_start_line(self, name: str, process: subprocess.Popen[bytes]) -> dict[str, str]:
+    def _read_start_line(self, name: str, process: subprocess.Popen[bytes]) -> dict[str, Any]:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
             process.wait(timeout=10)
+            log = self._logs / (name + ".log")
             raise StackError(
-                f"{name} exited ({process.returncode}) before it was ready; "
-                f"see {self._logs / (name + '.log')}."
+                f"{name} exited ({process.returncode}) before it was ready; see {log}."
+                + _last_words(log)
             )
         return json.loads(line)
 
@@ -238,6 +317,21 @@ class LocalStack:
         self._processes.clear()
         self._azurite = None
         self._stack.close()
+
+
+def _last_words(log: Path, lines: int = 3) -> str:
+    """The end of a log (a process's own error message, often), to quote in a StackError."""
+    try:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return ("\n" + "\n".join(tail[-lines:])) if tail else ""
+
+
+def _is_app_setting(name: str) -> bool:
+    return name in (*APP_SETTINGS, PLATFORM_AUTH_ENABLED) or name.startswith(
+        ("USEREXPORT_", "AzureWebJobsStorage")
+    )
 
 
 def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:

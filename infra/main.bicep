@@ -72,6 +72,21 @@ param stallMinutes int = 15
 @description('USEREXPORT_GRAPH_BASE_URL: Microsoft Graph endpoint. The app asks for its Graph token for <scheme>://<host>/.default of this URL, so a national cloud\'s Graph works (e.g. https://graph.microsoft.us/v1.0, https://dod-graph.microsoft.us/v1.0, https://microsoftgraph.chinacloudapi.cn/v1.0); grantGraphPermissions then must stay false (docs/deploy.md, "National clouds").')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
+// Off by default: every HTTP route takes a function key (auth level FUNCTION). On: App Service
+// authentication stands in front and the routes take no key (docs/deploy.md, "Calling from
+// Logic Apps"); the app refuses anonymous routes unless App Service authentication is on.
+@description('Put App Service authentication (Microsoft Entra ID) in front of the HTTP API, for callers with a managed identity such as a Logic App: the routes become auth level anonymous (USEREXPORT_HTTP_AUTH_LEVEL=anonymous) and App Service lets through only access tokens for authClientId / authAudience of the identities in allowedCallerIdentities (401 without a valid token, 403 for another identity). Needs an Entra app registration for the API, made beforehand (docs/deploy.md).')
+param enableAppServiceAuth bool = false
+
+@description('With enableAppServiceAuth: the Application (client) ID of the Entra app registration that represents the API. Tokens for it are always accepted.')
+param authClientId string = ''
+
+@description('With enableAppServiceAuth: the Application ID URI callers ask tokens for (e.g. api://userexport-prod), accepted besides the client id. Empty: the client id only.')
+param authAudience string = ''
+
+@description('With enableAppServiceAuth: comma-separated object ids (principal ids) of the managed identities allowed to call the API (allowedPrincipals.identities; App Service allows 500 characters in all, about 13 ids).')
+param allowedCallerIdentities string = ''
+
 @minValue(1)
 @description('Days after which exported CSV and error files are deleted by the lifecycle rule.')
 param exportRetentionDays int = 30
@@ -99,6 +114,8 @@ var azureIsPublicCloud = environment().name == 'AzureCloud'
 var graphIsPublicCloud = (toLower(graphBaseUrl) == 'https://graph.microsoft.com') || startsWith(toLower(graphBaseUrl), 'https://graph.microsoft.com/')
 var checkedGraphBaseUrl = (graphIsPublicCloud && !azureIsPublicCloud) ? fail('${environment().name} cannot reach the public cloud\'s Microsoft Graph (${graphBaseUrl}): set USEREXPORT_GRAPH_BASE_URL to this cloud\'s Graph endpoint, e.g. https://graph.microsoft.us/v1.0 (docs/deploy.md, "National clouds").') : graphBaseUrl
 var grantGraph = grantGraphPermissions ? ((azureIsPublicCloud && graphIsPublicCloud) ? true : fail('USEREXPORT_GRANT_GRAPH_PERMISSIONS=true works only in the public cloud with USEREXPORT_GRAPH_BASE_URL on https://graph.microsoft.com (the Microsoft Graph Bicep extension exists nowhere else); here: ${environment().name}, ${graphBaseUrl}. Run `azd env set USEREXPORT_GRANT_GRAPH_PERMISSIONS false`, provision again, and have an administrator grant the permissions by hand (docs/deploy.md, "National clouds").')) : false
+var callerIdentities = empty(allowedCallerIdentities) ? [] : split(replace(allowedCallerIdentities, ' ', ''), ',')
+var appServiceAuth = enableAppServiceAuth ? ((empty(authClientId) || empty(callerIdentities) || contains(callerIdentities, '')) ? fail('enableAppServiceAuth=true needs the API\'s app registration client id (USEREXPORT_AUTH_CLIENT_ID) and the object ids of the allowed caller identities, comma-separated (USEREXPORT_ALLOWED_CALLERS): without an allow-list any identity of the tenant could export every user. Set both with `azd env set`, or USEREXPORT_APP_SERVICE_AUTH false (docs/deploy.md, "Calling from Logic Apps").') : true) : false
 var functionAppName = 'func-userexport-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
@@ -196,6 +213,20 @@ module api 'app/api.bicep' = {
     failureCapMinutes: failureCapMinutes
     stallMinutes: stallMinutes
     graphBaseUrl: checkedGraphBaseUrl
+    anonymousHttpRoutes: appServiceAuth
+  }
+}
+
+module auth 'app/auth.bicep' = if (appServiceAuth) {
+  name: 'auth'
+  scope: rg
+  params: {
+    functionAppName: api.outputs.name
+    clientId: authClientId
+    allowedAudiences: empty(authAudience) ? [] : [
+      authAudience
+    ]
+    allowedIdentities: callerIdentities
   }
 }
 
@@ -216,3 +247,5 @@ output USEREXPORT_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output USEREXPORT_GRAPH_BASE_URL string = checkedGraphBaseUrl
 // Read by the postprovision hook: when false it prints what an administrator still has to run.
 output USEREXPORT_GRAPH_PERMISSIONS_GRANTED bool = grantGraph
+// true: callers authenticate with Entra tokens (App Service authentication), not function keys.
+output USEREXPORT_APP_SERVICE_AUTH bool = appServiceAuth

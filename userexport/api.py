@@ -7,12 +7,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
+from . import idempotency
 from .clients import Clients
-from .exportrequest import InvalidRequest, excerpt, parse_export_request
-from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, utcnow
+from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES
+from .exportrequest import InvalidRequest, excerpt, parse_export_request, request_json
+from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, plausible_job_id, utcnow
 from .messages import ExportMessage
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,27 @@ class ApiResponse:
         return orjson.dumps(self.body)
 
 
+@dataclass(frozen=True)
+class Links:
+    """The URLs the API hands out. A caller authorised by ?code= in its URL gets that code
+    back in every one (as Durable Functions' status URLs do): a Logic Apps action polling the
+    Location resends no custom header, so the URL alone must authorise it."""
+
+    base_url: str
+    code: str | None = None
+
+    def status(self, job_id: str) -> str:
+        return self._url(f"/api/exports/{job_id}", {})
+
+    def page(self, page_size: str, cursor: str) -> str:
+        return self._url("/api/exports", {"pageSize": page_size, "cursor": cursor})
+
+    def _url(self, path: str, query: dict[str, str]) -> str:
+        if self.code:
+            query = {**query, "code": self.code}
+        return f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
+
+
 def problem(status: int, title: str, detail: str, *, field: str | None = None) -> ApiResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -50,17 +74,43 @@ def problem(status: int, title: str, detail: str, *, field: str | None = None) -
 
 
 async def create_export(
-    clients: Clients, *, body: bytes, trigger: str, base_url: str
+    clients: Clients,
+    *,
+    body: bytes,
+    trigger: str,
+    links: Links,
+    idempotency_key: str | None = None,
 ) -> ApiResponse:
-    """Records a queued job, then queues its message: a job never runs without a record."""
+    """Records a queued job, then queues its message: a job never runs without a record. With
+    an Idempotency-Key, a key already used answers its first job instead of starting one."""
     now = utcnow()
     try:
+        raw = request_json(body)
         request = parse_export_request(body, now=now)
+        key = idempotency.parse_key(idempotency_key)
     except InvalidRequest as error:
         return problem(400, "Invalid export request", error.detail, field=error.field)
-    job = Job(
-        id=new_job_id(now), status=Status.QUEUED, trigger=trigger, created_at=now, request=request
-    )
+    job_id = new_job_id(now)
+    if key is not None:
+        try:
+            owner = await clients.idempotency.claim(
+                key,
+                fingerprint=idempotency.fingerprint(raw),
+                job_id=job_id,
+                now=now,
+                job_exists=lambda i: _exists(clients, i),
+            )
+        except idempotency.KeyReused:
+            return problem(
+                422,
+                "Idempotency-Key reused",
+                f"This {idempotency.HEADER} started an export with a different body within the "
+                "last 24 hours. Send the same body to get that export, or use a new key.",
+                field=idempotency.HEADER,
+            )
+        if owner != job_id:
+            return await _replay(clients, owner, links)
+    job = Job(id=job_id, status=Status.QUEUED, trigger=trigger, created_at=now, request=request)
     job = await clients.jobs.create(job)
     try:
         await clients.queue.send_message(ExportMessage(job.id).encode())
@@ -70,27 +120,68 @@ async def create_export(
         await clients.jobs.fail(job.id, reason="The export could not be queued; start it again.")
         return problem(503, "Export not queued", "The queue could not be reached; try again.")
     log.info("Export job %s queued by %s.", job.id, trigger)
-    status_url = f"{base_url}/api/exports/{job.id}"
+    status_url = links.status(job.id)
     return ApiResponse(
         202,
         {"id": job.id, "status": job.status.value, "statusUrl": status_url},
-        {"Location": status_url, "Retry-After": str(clients.settings.status_retry_after_seconds)},
+        _polling(clients, status_url),
     )
 
 
-async def get_export(clients: Clients, job_id: str, *, base_url: str) -> ApiResponse:
-    job = await clients.jobs.get(job_id) if _plausible_id(job_id) else None
+async def _exists(clients: Clients, job_id: str) -> bool:
+    return await clients.jobs.get(job_id) is not None
+
+
+async def _replay(clients: Clients, job_id: str, links: Links) -> ApiResponse:
+    """The answer to a repeated POST: the first job as it is now, never a second export."""
+    job = await clients.jobs.get(job_id)
+    if job is None:  # its first POST is still writing it
+        status_url = links.status(job_id)
+        body = {"id": job_id, "status": Status.QUEUED.value, "statusUrl": status_url}
+        response = ApiResponse(202, body, _polling(clients, status_url))
+    else:
+        response = await _job_answer(clients, job, links)
+        response.headers["Location"] = links.status(job_id)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def get_export(clients: Clients, job_id: str, *, links: Links) -> ApiResponse:
+    job = await clients.jobs.get(job_id) if plausible_job_id(job_id) else None
     if job is None:
-        return problem(404, "Export not found", f"There is no export with id {excerpt(job_id)!r}.")
-    status_url = f"{base_url}/api/exports/{job.id}"
-    body = await _describe(clients, job)
+        return _not_found(job_id)
+    return await _job_answer(clients, job, links)
+
+
+async def cancel_export(clients: Clients, job_id: str, *, links: Links) -> ApiResponse:
+    """Cancels a queued or running export: 200 when nothing was running (or it was cancelled
+    already), 202 when its workers are still stopping, 409 when it finished first."""
+    job, cancelled = (
+        await clients.jobs.cancel(job_id, reason="Cancelled by a caller; nothing was committed.")
+        if plausible_job_id(job_id)
+        else (None, False)
+    )
+    if job is None:
+        return _not_found(job_id)
+    if not cancelled and job.status is not Status.CANCELLED:
+        state = f"already {job.status.value}" if job.status.finished else "is committing its files"
+        return problem(409, "Export finished", f"The export {state}; it cannot be cancelled.")
+    # A job that had started may have partitions mid-page: they stop at their next look.
+    running = cancelled and job.started_at is not None
+    return ApiResponse(
+        202 if running else 200,
+        await _describe(clients, job, links),
+        {"Location": links.status(job.id)},
+    )
+
+
+async def _job_answer(clients: Clients, job: Job, links: Links) -> ApiResponse:
+    """GET's answer for a job: 202 and polling headers until it finishes, then 200 (with the
+    files' read-only URLs when it has files)."""
+    body = await _describe(clients, job, links)
     if not job.status.finished:
-        headers = {
-            "Location": status_url,
-            "Retry-After": str(clients.settings.status_retry_after_seconds),
-        }
-        return ApiResponse(202, body, headers)
-    if job.status is not Status.FAILED:
+        return ApiResponse(202, body, _polling(clients, body["statusUrl"]))
+    if job.status.has_files:
         now = utcnow()
         exports = clients.exports
         body["downloadUrl"] = await clients.sas.read_url(
@@ -105,7 +196,26 @@ async def get_export(clients: Clients, job_id: str, *, base_url: str) -> ApiResp
     return ApiResponse(200, body)
 
 
-async def list_exports(clients: Clients, *, params: dict[str, str], base_url: str) -> ApiResponse:
+def _polling(clients: Clients, status_url: str) -> dict[str, str]:
+    return {
+        "Location": status_url,
+        "Retry-After": str(clients.settings.status_retry_after_seconds),
+    }
+
+
+def _not_found(job_id: str) -> ApiResponse:
+    return problem(404, "Export not found", f"There is no export with id {excerpt(job_id)!r}.")
+
+
+def list_columns() -> ApiResponse:
+    """The column catalogue, in order; `default` marks the admin center's 25."""
+    defaults = set(DEFAULT_COLUMN_NAMES)
+    return ApiResponse(
+        200, {"value": [{"name": name, "default": name in defaults} for name in CATALOGUE]}
+    )
+
+
+async def list_exports(clients: Clients, *, params: dict[str, str], links: Links) -> ApiResponse:
     for name in params:
         if name not in LIST_PARAMETERS:
             shown = excerpt(name)
@@ -129,16 +239,17 @@ async def list_exports(clients: Clients, *, params: dict[str, str], base_url: st
         return problem(
             400, "Invalid query", "cursor is not one this API handed out.", field="cursor"
         )
-    body: dict[str, Any] = {"value": [await _describe(clients, job) for job in jobs]}
+    body: dict[str, Any] = {"value": [await _describe(clients, job, links) for job in jobs]}
     if cursor:
-        body["nextLink"] = f"{base_url}/api/exports?pageSize={raw_size}&cursor={cursor}"
+        body["nextLink"] = links.page(raw_size, cursor)
     return ApiResponse(200, body)
 
 
-async def _describe(clients: Clients, job: Job) -> dict[str, Any]:
+async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": job.id,
         "status": job.status.value,
+        "statusUrl": links.status(job.id),
         "trigger": job.trigger,
         "createdAt": _iso(job.created_at),
         "startedAt": _iso(job.started_at),
@@ -190,9 +301,3 @@ def _progress(job: Job, parts: list[Partition]) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def _plausible_id(job_id: str) -> bool:
-    # Keeps odd characters out of the table lookup; every real id has this shape.
-    head, _, tail = job_id.partition("-")
-    return len(head) == 13 and head.isdigit() and len(tail) == 8 and tail.isalnum()

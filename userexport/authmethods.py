@@ -9,7 +9,7 @@ $batch envelope itself, are retried the same way, within the invocation's time b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,9 @@ THROTTLED = 429
 # Answers to wait out: throttling, timeouts and server errors (every 5xx Graph gives).
 RETRIED = frozenset({408, 429, 500, 502, 503, 504})
 # A lookup that failed this often while Graph answered others is that user's problem, not an
-# outage: it becomes a row in the errors file instead of holding the export up.
+# outage: it becomes a row in the errors file instead of holding the export up. The count goes
+# on across invocations (the checkpoint keeps it), so a budget too short for five attempts
+# still gets there.
 MAX_ITEM_FAILURES = 5
 
 
@@ -45,6 +47,8 @@ class LookupResult:
     failures: list[LookupFailure] = field(default_factory=list)
     succeeded: int = 0
     throttled: int = 0
+    # Server errors so far of the lookups not answered yet, by "user id/lookup".
+    server_errors: dict[str, int] = field(default_factory=dict)
 
     def complete(self, users: Sequence[dict[str, Any]], lookups: Sequence[str]) -> int:
         """How many of these users, from the first, have every lookup answered."""
@@ -62,7 +66,43 @@ class LookupResult:
             methods,
             [f for f in self.failures if f.user_id in user_ids],
             sum(len(m) for m in methods.values()),
+            server_errors={
+                k: n for k, n in self.server_errors.items() if k.split("/")[0] in user_ids
+            },
         )
+
+
+def _failure(item: _Item, answer: dict[str, Any]) -> LookupFailure:
+    error = (answer.get("body") or {}).get("error") or {}
+    return LookupFailure(
+        item.user_id,
+        item.lookup,
+        int(answer.get("status", 0)),
+        str(error.get("code", "")),
+        str(error.get("message", "")),
+    )
+
+
+def _give_up_on_failing_items(
+    retry: list[tuple[_Item, dict[str, Any]]],
+    result: LookupResult,
+    *,
+    own: set[_Item],
+) -> list[tuple[_Item, dict[str, Any]]]:
+    """Counts the server errors of the items that failed on their own (`own`); one that
+    reached MAX_ITEM_FAILURES, this invocation or earlier ones, becomes a failure. The rest,
+    to retry."""
+    kept = []
+    for item, answer in retry:
+        if int(answer.get("status", 0)) != THROTTLED and item in own:
+            count = result.server_errors.get(item.key, 0) + 1
+            result.server_errors[item.key] = count
+            if count >= MAX_ITEM_FAILURES:
+                del result.server_errors[item.key]
+                result.failures.append(_failure(item, answer))
+                continue
+        kept.append((item, answer))
+    return kept
 
 
 class LookupsCutShort(budget.OutOfTime):
@@ -78,19 +118,30 @@ class _Item:
     user_id: str
     lookup: str
 
+    @property
+    def key(self) -> str:
+        return f"{self.user_id}/{self.lookup}"
+
 
 class AuthMethodsReader:
     def __init__(self, graph: GraphReader, *, limiter: AdaptiveLimiter | None = None) -> None:
         self._graph = graph
         self._limiter = limiter or graph.limiter
 
-    async def read(self, user_ids: Iterable[str], lookups: Sequence[str]) -> LookupResult:
+    async def read(
+        self,
+        user_ids: Iterable[str],
+        lookups: Sequence[str],
+        *,
+        server_errors: Mapping[str, int] | None = None,
+    ) -> LookupResult:
         """The methods of these users, and a failure for every lookup Graph refused.
 
         Throttled items, server errors and lost connections are retried until the invocation's
-        budget runs out; then LookupsCutShort (an OutOfTime) raises with what was answered."""
+        budget runs out; then LookupsCutShort (an OutOfTime) raises with what was answered and
+        the server errors counted so far, which the next invocation passes back in."""
         items = [_Item(uid, lookup) for uid in user_ids for lookup in lookups]
-        result = LookupResult()
+        result = LookupResult(server_errors=dict(server_errors or {}))
         chunks = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
         try:
             await budget.gather_all(*(self._read_chunk(chunk, result) for chunk in chunks))
@@ -100,8 +151,8 @@ class AuthMethodsReader:
 
     async def _read_chunk(self, items: list[_Item], result: LookupResult) -> None:
         pending = items
-        failures: dict[_Item, tuple[float, int]] = {}  # server errors: first one's time, count
         attempts = 0  # retries of items that failed among served ones
+        first_failed: dict[_Item, float] = {}  # when each item first failed in this invocation
         while pending:
             budget.check()
             async with self._limiter.slot(len(pending)):
@@ -111,39 +162,37 @@ class AuthMethodsReader:
                 except GraphError as error:  # the envelope itself failed
                     self._graph.wait_out(error)
                     continue
-            retry: list[_Item] = []
+            retry: list[tuple[_Item, dict[str, Any]]] = []
             retry_after: float | None = None
             statuses: set[int] = set()
             for item, answer in zip(pending, answers, strict=True):
                 status = int(answer.get("status", 0))
-                body = answer.get("body") or {}
                 if 200 <= status < 300:
                     user = result.methods.setdefault(item.user_id, {})
-                    user[item.lookup] = body.get("value", [])
+                    user[item.lookup] = (answer.get("body") or {}).get("value", [])
+                    result.server_errors.pop(item.key, None)
                     result.succeeded += 1
-                elif status in RETRIED and not self._gives_up(item, status, failures):
-                    retry.append(item)
+                elif status in RETRIED:
+                    retry.append((item, answer))
                     wait = retry_after_seconds(answer.get("headers"))
                     retry_after = max(retry_after or 0.0, wait or 0.0) or None
                     result.throttled += status == THROTTLED
                     statuses.add(status)
                 else:
-                    error = body.get("error") or {}
-                    result.failures.append(
-                        LookupFailure(
-                            item.user_id,
-                            item.lookup,
-                            status,
-                            str(error.get("code", "")),
-                            str(error.get("message", "")),
-                        )
-                    )
+                    result.failures.append(_failure(item, answer))
             # One batch is one signal to the limiter, however many of its items failed:
             # counting each item would collapse the concurrency and then overshoot again. Only
             # throttling, or a batch that failed whole while Graph served nothing else (an
             # outage), pauses everyone; items failing while others are served wait on their own.
             served = len(pending) - len(retry)
             outage = bool(retry) and not served and self._limiter.last_success < sent_at
+            for item, _ in retry:
+                first_failed.setdefault(item, sent_at)
+            # An item failing while Graph serves others (in its batch, or anywhere since it
+            # first failed) fails on its own: counted, and given up on at MAX_ITEM_FAILURES.
+            last_success = self._limiter.last_success
+            own = {i for i, _ in retry if served or last_success >= first_failed[i]}
+            retry = _give_up_on_failing_items(retry, result, own=own)
             if THROTTLED in statuses or outage:
                 self._limiter.served(served)
                 self._limiter.throttled(retry_after, learn_rate=THROTTLED in statuses)
@@ -155,16 +204,7 @@ class AuthMethodsReader:
                 if retry:
                     attempts += 1
                     await self._limiter.backoff(attempts, retry_after)
-            pending = retry
-
-    def _gives_up(self, item: _Item, status: int, failures: dict[_Item, tuple[float, int]]) -> bool:
-        """Whether a server error of this item is final: it failed MAX_ITEM_FAILURES times and
-        Graph answered other requests cleanly since its first failure (no outage, then)."""
-        if status == THROTTLED:
-            return False
-        first, count = failures.get(item, (self._limiter.now(), 0))
-        failures[item] = (first, count + 1)
-        return count + 1 >= MAX_ITEM_FAILURES and self._limiter.last_success >= first
+            pending = [item for item, _ in retry]
 
     async def _send(self, items: list[_Item]) -> list[dict[str, Any]]:
         """One $batch; the answers in the order of the items."""

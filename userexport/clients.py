@@ -25,6 +25,7 @@ from msgraph import GraphServiceClient
 from .authmethods import AuthMethodsReader
 from .blobsink import SasMinter
 from .graph import GraphReader
+from .idempotency import IdempotencyStore
 from .jobs import JobStore
 from .settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE, Settings
 
@@ -46,6 +47,7 @@ class Clients:
     exports: ContainerClient
     sas: SasMinter
     jobs: JobStore
+    idempotency: IdempotencyStore
     queue: QueueClient
     poison_queue: QueueClient
     graph: GraphReader
@@ -115,6 +117,7 @@ def build_clients(settings: Settings) -> Clients:
         exports=blobs.get_container_client(EXPORTS_CONTAINER),
         sas=SasMinter(blobs, lifetime=settings.sas_lifetime),
         jobs=JobStore(tables.get_table_client(JOBS_TABLE)),
+        idempotency=IdempotencyStore(tables.get_table_client(JOBS_TABLE)),
         queue=queue(JOBS_QUEUE),
         poison_queue=queue(POISON_QUEUE),
         graph=graph,

@@ -17,7 +17,7 @@ from .clients import Clients
 from .filters import to_graph_query
 from .finishing import finish_if_complete
 from .graph import GraphError
-from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
+from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .partitionrun import PartitionRun
 from .planning import plan_listing
@@ -53,20 +53,29 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
     if job.status is Status.QUEUED:
         job.status, job.started_at = Status.RUNNING, utcnow()
         job = await _save_or_reload(clients, job)
+    if job.status is not Status.RUNNING:  # cancelled meanwhile
+        return Outcome.SKIPPED
     if job.plan is None:
         settings = clients.settings
         counts = dict(job.plan_counts or {})  # what earlier invocations counted
         with budget.budget(settings.time_budget_seconds, failing_since=job.failing_since) as spent:
             try:
                 query = to_graph_query(job.request.filter)
-                plan = await plan_listing(
-                    clients.graph, query, partitions=settings.partitions, counts=counts
+                plan = await clients.jobs.while_running(
+                    job.id,
+                    plan_listing(
+                        clients.graph, query, partitions=settings.partitions, counts=counts
+                    ),
                 )
             except budget.OutOfTime:
                 job.plan_counts = counts
                 return await _plan_later(clients, job, spent)
+            except JobStopped:
+                return Outcome.SKIPPED
         job.plan, job.plan_counts, job.failing_since = plan, None, None
         job = await _save_or_reload(clients, job)
+        if job.status is not Status.RUNNING:  # cancelled while counting: no partitions
+            return Outcome.SKIPPED
         if job.plan is None:
             raise RuntimeError(f"job {job_id} has no plan after planning")
     # Replayed (a crash, a duplicate), this only adds what is missing and re-queues what is

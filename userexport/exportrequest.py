@@ -66,8 +66,8 @@ def default_file_name(now: datetime) -> str:
     return f"exportUsers_{now:%Y-%m-%d_%H-%M-%S}Z.csv"
 
 
-def parse_export_request(body: bytes, *, now: datetime) -> ExportRequest:
-    """The export request a job records: columns, filter, fileName and formulaGuard, filled in."""
+def request_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object ({} when empty)."""
     data: Any = {}
     if body.strip():
         try:
@@ -76,6 +76,12 @@ def parse_export_request(body: bytes, *, now: datetime) -> ExportRequest:
             raise InvalidRequest("body", f"The body is not valid JSON: {error}.") from None
     if not isinstance(data, dict):
         raise InvalidRequest("body", "The body must be a JSON object (or empty).")
+    return data
+
+
+def parse_export_request(body: bytes, *, now: datetime) -> ExportRequest:
+    """The export request a job records: columns, filter, fileName and formulaGuard, filled in."""
+    data = request_json(body)
     for name in data:
         if name not in FIELDS:
             shown = excerpt(name)

@@ -1,9 +1,11 @@
 """Finishing a job: once every partition is done, commit both files and record the outcome.
 
-Whichever partition finishes last gets here; two finishing at once both commit the same block
-lists (only the blocks the partitions' checkpoints name, so no stale invocation's block), and
-the job's ETag lets one of them record the final state. A conflicting write (progress, an
-error being noted) is read again and retried, never taken for a twin's success.
+Whichever partition finishes last gets here. It first marks the job as committing, ETag-guarded:
+a cancel saved before that mark stops the job with nothing committed, one after it is refused.
+Two finishing at once both commit the same block lists (only the blocks the partitions'
+checkpoints name, so no stale invocation's block), and the job's ETag lets one of them record
+the final state. A conflicting write (progress, an error being noted) is read again and
+retried, never taken for a twin's success.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
             p.status is not PartitionStatus.DONE for p in parts
         ):
             return Outcome.PARTITION_DONE
+        if not job.committing:
+            # Said first, ETag-guarded: from here on a cancel answers 409, so a cancelled job
+            # never has committed files.
+            job.committing = True
+            try:
+                job = await clients.jobs.save(job)
+            except JobConflict:
+                continue
         await _commit(clients, job, parts)
         try:
             await clients.jobs.save(job)

@@ -8,9 +8,11 @@ contend for one row. Every change is ETag-guarded: of two invocations working on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,7 +21,6 @@ from typing import Any, Self, TypeVar
 import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -32,6 +33,7 @@ from .graph import Position
 log = logging.getLogger(__name__)
 
 PARTITION = "job"
+JOB_POLL_SECONDS = 2.0  # how often running work looks whether its job was cancelled
 # Row keys sort newest first: Table Storage lists in ascending RowKey order.
 _MAX_MS = 10**13 - 1
 
@@ -42,14 +44,23 @@ class Status(StrEnum):
     SUCCEEDED = "succeeded"
     COMPLETED_WITH_ERRORS = "completedWithErrors"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (Status.SUCCEEDED, Status.COMPLETED_WITH_ERRORS, Status.FAILED)
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def has_files(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.COMPLETED_WITH_ERRORS)
 
 
 class JobConflict(Exception):
     """Someone else changed the row since it was read (its ETag moved on)."""
+
+
+class JobStopped(Exception):
+    """The job is no longer running (cancelled, or failed elsewhere); its work stopped."""
 
 
 @dataclass
@@ -80,6 +91,9 @@ class Checkpoint:
     refused_code: str | None = None  # Graph's error code of the first refusal
     lookups_stopped: bool = False  # refused DENY_AFTER times and never allowed: no more asked
     relists: int = 0  # expired page tokens since a user was last written
+    # Server errors so far of the lookups of the users at `position` ("user id/lookup": count),
+    # so that a user whose lookup always fails is given up on even under a short budget.
+    lookup_server_errors: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
@@ -145,6 +159,7 @@ class Job(_Row):
     failing_since: datetime | None = None  # the plan step's current run of failures
     revivals: int = 0  # times in a row the sweep found it stalled and queued it again
     revived_at_users: int = 0  # users written when it was last revived
+    committing: bool = False  # its files are being committed: too late to cancel
     updated_at: datetime | None = None
     etag: str | None = None
     _json_fields = ("request", "plan", "plan_counts")
@@ -224,6 +239,7 @@ class Partition(_Row):
 
 
 R = TypeVar("R", Job, Partition)
+T = TypeVar("T")
 
 
 def _partitions_key(job_id: str) -> str:
@@ -241,20 +257,25 @@ def new_job_id(now: datetime) -> str:
     return f"{inverted:013d}-{secrets.token_hex(4)}"
 
 
-def _parse_cursor(cursor: str) -> dict[str, str]:
-    """A continuation token, as Table Storage handed it out: RowKey and PartitionKey, text."""
+def plausible_job_id(job_id: str) -> bool:
+    """Whether `job_id` has the shape of new_job_id's ids (keeps odd text out of lookups)."""
+    head, _, tail = job_id.partition("-")
+    return len(head) == 13 and head.isdigit() and len(tail) == 8 and tail.isalnum()
+
+
+def _cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> str:
+    """The job a cursor names: the last job of the page before."""
     try:
-        token = orjson.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, UnicodeEncodeError):
+        job_id = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+    except (ValueError, UnicodeError):
         raise ValueError("not a cursor") from None
-    if (
-        not isinstance(token, dict)
-        or not token
-        or set(token) - {"PartitionKey", "RowKey"}
-        or not all(isinstance(v, str) and 0 < len(v) <= 256 for v in token.values())
-    ):
+    if not plausible_job_id(job_id) or _cursor(job_id) != cursor:
         raise ValueError("not a cursor")
-    return token
+    return job_id
 
 
 def utcnow() -> datetime:
@@ -307,6 +328,50 @@ class JobStore:
                 continue
         raise JobConflict(f"job {job_id} changed on every one of 20 attempts to fail it")
 
+    async def cancel(self, job_id: str, *, reason: str) -> tuple[Job | None, bool]:
+        """Cancels a queued or running job, unless its files are being committed. Returns the
+        job as it is now and whether this call cancelled it."""
+        for _ in range(20):
+            job = await self.get(job_id)
+            if job is None or job.status.finished or job.committing:
+                return job, False
+            job.status, job.reason, job.finished_at = Status.CANCELLED, reason, utcnow()
+            try:
+                job = await self.save(job)
+            except JobConflict:
+                continue
+            log.info("Export job %s cancelled.", job_id)
+            return job, True
+        raise JobConflict(f"job {job_id} changed on every one of 20 attempts to cancel it")
+
+    async def while_running(self, job_id: str, work: Coroutine[Any, Any, T]) -> T:
+        """Runs `work` while the job's row says running. Once it says otherwise (cancelled, or
+        failed by another partition), cancels the work wherever it is, a throttling wait
+        included, and raises JobStopped: what it staged is never committed."""
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(self._stopped(job_id))
+        try:
+            done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for running in (task, watcher):
+                running.cancel()
+            await asyncio.gather(task, watcher, return_exceptions=True)
+        if task in done:
+            return task.result()  # OutOfTime and every other failure, as raised
+        raise JobStopped(watcher.result())
+
+    async def _stopped(self, job_id: str) -> str:
+        """The job's status, once it is no longer running (read every JOB_POLL_SECONDS)."""
+        while True:
+            await asyncio.sleep(JOB_POLL_SECONDS)
+            try:
+                job = await self.get(job_id)
+            except Exception as error:  # noqa: BLE001 - a storage blip: the work goes on
+                log.warning("Job %s: could not read its status (%s).", job_id, error)
+                continue
+            if job is None or job.status is not Status.RUNNING:
+                return job.status.value if job else "deleted"
+
     async def unfinished(self) -> list[Job]:
         """The jobs still queued or running (the sweep looks at these)."""
         entities = self._table.query_entities(
@@ -338,22 +403,23 @@ class JobStore:
 
     async def list(self, *, page_size: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """One page of jobs, newest first, and the cursor of the next page (None at the end).
-        A cursor this store did not hand out raises ValueError."""
-        token = _parse_cursor(cursor) if cursor else None
-        pages = self._table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": PARTITION}, results_per_page=page_size
-        ).by_page(continuation_token=token)
+        A cursor names the last job of the page before; one that names no job was not handed
+        out by this store, and raises ValueError."""
+        query, parameters = "PartitionKey eq @pk", {"pk": PARTITION}
+        if cursor:
+            after = _parse_cursor(cursor)
+            if await self.get(after) is None:
+                raise ValueError("the cursor names no job")
+            query, parameters = f"{query} and RowKey gt @after", {**parameters, "after": after}
         jobs: list[Job] = []
-        try:
-            async for page in pages:
-                jobs = [Job.from_entity(entity) async for entity in page]
-                break
-        except HttpResponseError as error:
-            if token is None or error.status_code != 400:
-                raise
-            raise ValueError("the table refused the cursor") from error
-        next_token = pages.continuation_token
-        next_cursor = (
-            base64.urlsafe_b64encode(orjson.dumps(next_token)).decode() if next_token else None
+        # One more than a page tells whether another page follows.
+        entities = self._table.query_entities(
+            query, parameters=parameters, results_per_page=page_size + 1
         )
-        return jobs, next_cursor
+        async for entity in entities:
+            jobs.append(Job.from_entity(entity))
+            if len(jobs) > page_size:
+                break
+        if len(jobs) > page_size:
+            return jobs[:page_size], _cursor(jobs[page_size - 1].id)
+        return jobs, None

@@ -9,7 +9,8 @@ counts) is saved in the partition's row, ETag-guarded: once another invocation h
 partition, that save fails and this run stops, its blocks never committed.
 
 When the time budget runs out, wherever that happens (a page, a lookup batch, a throttling
-wait), the run saves what it has written and continues in a new queue message.
+wait), the run saves what it has written and continues in a new queue message. When the job
+is cancelled, the run stops within seconds, wherever it is, and saves nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .errorsfile import (
 from .filters import to_graph_query, with_upn_prefix
 from .finishing import finish_if_complete
 from .graph import Position, UsersListing
-from .jobs import Job, JobConflict, Partition, PartitionStatus, utcnow
+from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, utcnow
 from .messages import ExportMessage, Outcome
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class PartitionRun:
                 settings.time_budget_seconds, failing_since=self._part.failing_since
             ) as spent:
                 try:
-                    await self._write_all()
+                    await self._clients.jobs.while_running(self._job.id, self._write_all())
                     finished = True
                 except budget.OutOfTime:
                     finished = False
@@ -98,6 +99,11 @@ class PartitionRun:
                 "Job %s partition %d was taken over by another invocation; this one stops.",
                 self._job.id,
                 self._part.index,
+            )
+            return Outcome.SKIPPED
+        except JobStopped as stopped:
+            log.info(
+                "Job %s partition %d stops: the job is %s.", self._job.id, self._part.index, stopped
             )
             return Outcome.SKIPPED
         log.info(
@@ -156,16 +162,26 @@ class PartitionRun:
         # (or a policy's scope end) while it runs.
         probe = progress.users // LOOKUP_USERS % PROBE_EVERY == 0
         looked_up = bool(self._lookups) and (not progress.lookups_stopped or probe)
+        carried: dict[str, int] = {}  # server errors of lookups to finish in a later invocation
         if looked_up:
             try:
                 found = await self._clients.auth_methods.read(
-                    [u["id"] for u in users], self._lookups
+                    [u["id"] for u in users],
+                    self._lookups,
+                    server_errors=progress.lookup_server_errors,
                 )
             except LookupsCutShort as error:
                 users = users[: error.partial.complete(users, self._lookups)]
+                written = {u["id"] for u in users}
+                carried = {
+                    key: count
+                    for key, count in error.partial.server_errors.items()
+                    if key.split("/")[0] not in written
+                }
                 if not users:
+                    self._progress = replace(progress, lookup_server_errors=carried)
                     raise
-                found, cut_short = error.partial.only({u["id"] for u in users}), error
+                found, cut_short = error.partial.only(written), error
         refused = [f for f in found.failures if f.status == 403]
         allowed = progress.lookups_succeeded + found.succeeded
         errors = notes + lookup_rows([f for f in found.failures if f.status != 403], users)
@@ -188,6 +204,7 @@ class PartitionRun:
             lookups_refused=progress.lookups_refused + len(refused),
             refused_code=code,
             lookups_stopped=progress.lookups_stopped and not found.succeeded,
+            lookup_server_errors=carried,
         )
         if (
             looked_up

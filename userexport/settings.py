@@ -44,7 +44,11 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_LEASE_GRACE_SECONDS": "120",
     "USEREXPORT_FAILURE_CAP_MINUTES": "30",
     "USEREXPORT_STALL_MINUTES": "15",
+    "USEREXPORT_HTTP_AUTH_LEVEL": "function",
 }
+# Set by App Service itself (never by a deployment) when App Service authentication is on.
+PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
+HTTP_AUTH_LEVELS = ("function", "anonymous")
 
 # Settings that only a local run uses; a deployment sets every other one.
 LOCAL_ONLY_SETTINGS = frozenset({"AzureWebJobsStorage"})
@@ -84,6 +88,7 @@ class Settings:
     lease_seconds: timedelta  # a partition's lease: the budget and a grace
     failure_cap: timedelta  # how long Graph may fail without a success before a job fails
     stall: timedelta  # how long a job may show no progress before the sweep moves it
+    http_auth_level: str = "function"  # the HTTP routes' auth level: "function" or "anonymous"
 
     @property
     def graph_scope(self) -> str:
@@ -145,6 +150,9 @@ class Settings:
             ),
             failure_cap=timedelta(minutes=positive("USEREXPORT_FAILURE_CAP_MINUTES", kind=float)),
             stall=timedelta(minutes=positive("USEREXPORT_STALL_MINUTES", kind=float)),
+            http_auth_level=_http_auth_level(
+                get("USEREXPORT_HTTP_AUTH_LEVEL") or "", env.get(PLATFORM_AUTH_ENABLED, "")
+            ),
         )
 
 
@@ -199,6 +207,23 @@ def _partitions(count: float) -> int:
     if count > 44:
         raise SettingsError("USEREXPORT_PARTITIONS must be from 1 (sequential) to 44.")
     return int(count)
+
+
+def _http_auth_level(level: str, platform_auth: str) -> str:
+    level = level.lower()
+    if level not in HTTP_AUTH_LEVELS:
+        raise SettingsError(
+            f"USEREXPORT_HTTP_AUTH_LEVEL must be 'function' (a function key on every call) or "
+            f"'anonymous' (behind App Service authentication), not {level!r}."
+        )
+    # Anonymous routes without App Service authentication in front would be open to anyone.
+    if level == "anonymous" and platform_auth.strip().lower() != "true":
+        raise SettingsError(
+            "USEREXPORT_HTTP_AUTH_LEVEL is 'anonymous' but App Service authentication is off "
+            f"({PLATFORM_AUTH_ENABLED} is not True): turn it on (infra parameter "
+            "enableAppServiceAuth) or set USEREXPORT_HTTP_AUTH_LEVEL to 'function'."
+        )
+    return level
 
 
 def validate_ncrontab(expression: str, *, setting: str) -> None:

@@ -3,6 +3,12 @@
 Loads the function app, serves its HTTP routes on loopback, pumps its queue triggers from the
 real queues and fires its timers on POST /admin/functions/{name}. Prints one JSON line
 ({"url": ...}) once it is ready, and serves until stopped.
+
+As in Azure, when asked to: --function-key/--master-key enforce the host's keys (each route's
+auth level; 401 without a valid key in `x-functions-key` or `?code=`), --easy-auth puts App
+Service authentication in front (bearer tokens of an Entra tenant, 401/403; see auth.py) and
+sets WEBSITE_AUTH_ENABLED=True for the app, as App Service does. Without them every route is
+open, like `func start`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from azure.storage.queue.aio import QueueClient
 from userexport.clients import BLOB_QUEUE_RETRY, close_clients
 from userexport.settings import APP_SETTINGS, Settings, SettingsError
 
+from .auth import AuthSetupError, EasyAuth, EasyAuthSettings, FunctionKeys
 from .hostjson import HostSettings
 from .http import HttpRoutes
 from .queues import MESSAGE_LEASE_SECONDS, QueuePump
@@ -53,11 +60,25 @@ def _resolve(value: str) -> str:
     return value
 
 
-async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int) -> None:
+async def serve(
+    app_module: str,
+    port: int,
+    host_json: Path,
+    lease_seconds: int,
+    keys: FunctionKeys | None = None,
+    easy_auth: EasyAuthSettings | None = None,
+) -> None:
+    if easy_auth is not None:
+        # What App Service sets when its authentication is on, before the app starts.
+        os.environ["WEBSITE_AUTH_ENABLED"] = "True"
     settings = Settings.from_env()
     host = HostSettings.load(host_json)
     app = importlib.import_module(app_module).app
-    routes = HttpRoutes(host.route_prefix)
+    gate: EasyAuth | None = None
+    if easy_auth is not None:
+        gate = EasyAuth(easy_auth)
+        await gate.start()
+    routes = HttpRoutes(host.route_prefix, keys=keys, easy_auth=gate)
     if settings.credential == "default":
         credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id)
     else:
@@ -75,11 +96,13 @@ async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int)
             methods = [
                 str(getattr(m, "value", m)) for m in trigger.get("methods") or ["GET", "POST"]
             ]
+            level = trigger.get("authLevel") or "function"
             routes.add(
                 trigger.get("route") or function.get_function_name(),
                 methods,
                 arg_name,
                 user_function,
+                str(getattr(level, "value", level)),
             )
         elif kind == "queueTrigger":
             queue_name = _resolve(trigger["queueName"])
@@ -132,6 +155,8 @@ async def serve(app_module: str, port: int, host_json: Path, lease_seconds: int)
     await close_clients()  # the app's sessions, as the worker process ends
     for client in [*queue_clients, credential]:
         await client.close()
+    if gate is not None:
+        await gate.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +175,63 @@ def main(argv: list[str] | None = None) -> int:
         default=MESSAGE_LEASE_SECONDS,
         help="how long a running message stays invisible before a renewal (the host: 600)",
     )
+    keys = parser.add_argument_group("function keys (default: not enforced, like func start)")
+    keys.add_argument(
+        "--function-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a valid function key (repeatable); routes at auth level function need one",
+    )
+    keys.add_argument(
+        "--master-key", metavar="KEY", help="the master key: every route and the admin API"
+    )
+    easy = parser.add_argument_group("App Service authentication (authsettingsV2, Microsoft)")
+    easy.add_argument("--easy-auth", action="store_true", help="turn it on (Return401)")
+    easy.add_argument(
+        "--easy-auth-issuer",
+        metavar="URL",
+        help="registration.openIdIssuer: URL/.well-known/openid-configuration is read at start",
+    )
+    easy.add_argument(
+        "--easy-auth-client-id", default="", metavar="ID", help="registration.clientId"
+    )
+    easy.add_argument(
+        "--easy-auth-audience",
+        action="append",
+        default=[],
+        metavar="AUDIENCE",
+        help="validation.allowedAudiences (repeatable; the client id is always allowed)",
+    )
+    easy.add_argument(
+        "--easy-auth-allowed-identity",
+        action="append",
+        default=[],
+        metavar="OBJECT_ID",
+        help="defaultAuthorizationPolicy.allowedPrincipals.identities (repeatable)",
+    )
+    easy.add_argument(
+        "--easy-auth-allowed-application",
+        action="append",
+        default=[],
+        metavar="CLIENT_ID",
+        help="defaultAuthorizationPolicy.allowedApplications (repeatable)",
+    )
     args = parser.parse_args(argv)
+    easy_auth = None
+    if args.easy_auth:
+        if not args.easy_auth_issuer:
+            parser.error("--easy-auth needs --easy-auth-issuer")
+        if not (args.easy_auth_client_id or args.easy_auth_audience):
+            parser.error("--easy-auth needs --easy-auth-client-id or --easy-auth-audience")
+        easy_auth = EasyAuthSettings(
+            open_id_issuer=args.easy_auth_issuer,
+            client_id=args.easy_auth_client_id,
+            allowed_audiences=tuple(args.easy_auth_audience),
+            allowed_identities=frozenset(args.easy_auth_allowed_identity),
+            allowed_applications=frozenset(args.easy_auth_allowed_application),
+        )
+    function_keys = FunctionKeys(frozenset(args.function_key), args.master_key)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -161,8 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.settings:
         _load_settings_file(args.settings)
     try:
-        asyncio.run(serve(args.app, args.port, args.host_json, args.message_lease_seconds))
-    except SettingsError as error:
+        asyncio.run(
+            serve(
+                args.app,
+                args.port,
+                args.host_json,
+                args.message_lease_seconds,
+                function_keys,
+                easy_auth,
+            )
+        )
+    except (SettingsError, AuthSetupError) as error:
         print(f"devhost: {error}", file=sys.stderr)
         return 2
     return 0

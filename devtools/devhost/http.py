@@ -1,15 +1,19 @@
-"""Serves a FunctionApp's HTTP triggers and the host's admin endpoint for timers, on aiohttp."""
+"""Serves a FunctionApp's HTTP triggers and the host's admin endpoint for timers, on aiohttp,
+behind the host's function keys and App Service authentication when asked to (auth.py)."""
 
 from __future__ import annotations
 
 import inspect
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 from aiohttp import web
 from azure.functions.timer import TimerRequest
+
+from .auth import EasyAuth, FunctionKeys
 
 
 def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
@@ -29,43 +33,75 @@ async def _call(function: Callable[..., Any], **kwargs: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+@dataclass(frozen=True)
+class _Route:
+    pattern: re.Pattern[str]
+    methods: set[str]
+    arg_name: str
+    function: Callable[..., Any]
+    auth_level: str
+
+
 class HttpRoutes:
-    def __init__(self, prefix: str) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        keys: FunctionKeys | None = None,
+        easy_auth: EasyAuth | None = None,
+    ) -> None:
         self._prefix = prefix
-        self._routes: list[tuple[re.Pattern[str], set[str], str, Callable[..., Any]]] = []
+        self._routes: list[_Route] = []
+        self._keys = keys or FunctionKeys()
+        self._easy_auth = easy_auth
         self.timers: dict[str, tuple[str, Callable[..., Any]]] = {}
 
     def add(
-        self, route: str, methods: list[str], arg_name: str, function: Callable[..., Any]
+        self,
+        route: str,
+        methods: list[str],
+        arg_name: str,
+        function: Callable[..., Any],
+        auth_level: str = "function",
     ) -> None:
-        self._routes.append((_route_pattern(self._prefix, route), set(methods), arg_name, function))
+        pattern = _route_pattern(self._prefix, route)
+        self._routes.append(_Route(pattern, set(methods), arg_name, function, auth_level.lower()))
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        headers: dict[str, str] = dict(request.headers)
+        if self._easy_auth is not None:
+            # App Service authentication runs before the host sees the request.
+            authenticated = await self._easy_auth.authenticate(request)
+            if isinstance(authenticated, web.StreamResponse):
+                return authenticated
+            headers = authenticated
         admin = re.fullmatch(r"/admin/functions/([^/]+)", request.path)
         if admin and request.method == "POST":
+            if not self._keys.allows("admin", request.headers, request.query):
+                return web.Response(status=401)
             return await self._fire_timer(admin.group(1))
         allowed = False
-        for pattern, methods, arg_name, function in self._routes:
-            match = pattern.fullmatch(request.path)
+        for route in self._routes:
+            match = route.pattern.fullmatch(request.path)
             if not match:
                 continue
             allowed = True
-            if request.method not in methods:
+            if request.method not in route.methods:
                 continue
+            if not self._keys.allows(route.auth_level, request.headers, request.query):
+                return web.Response(status=401)
             req = func.HttpRequest(
                 method=request.method,
                 url=str(request.url),
-                headers=dict(request.headers),
+                headers=headers,
                 params=dict(request.query),
                 route_params=match.groupdict(),
                 body=await request.read(),
             )
-            response: func.HttpResponse = await _call(function, **{arg_name: req})
-            headers = dict(response.headers)
-            headers["Content-Type"] = response.mimetype or "text/plain"
-            return web.Response(
-                body=response.get_body(), status=response.status_code, headers=headers
-            )
+            response: func.HttpResponse = await _call(route.function, **{route.arg_name: req})
+            out = dict(response.headers)
+            out["Content-Type"] = response.mimetype or "text/plain"
+            return web.Response(body=response.get_body(), status=response.status_code, headers=out)
         return web.Response(status=405 if allowed else 404)
 
     async def _fire_timer(self, name: str) -> web.Response:

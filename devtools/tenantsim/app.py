@@ -13,11 +13,19 @@ from .control import ControlError, FaultChange, parse_change, settings_json
 from .faults import FaultInjector, FaultSettings
 from .graphapi import GraphApi, Headers
 from .identity import IDENTITY_PATH, identity_answer
+from .openid import (
+    V1_KEYS_PATH,
+    V1_METADATA_PATH,
+    V2_KEYS_PATH,
+    V2_METADATA_PATH,
+    metadata,
+    unknown_tenant,
+)
 from .responses import JSON_PLAIN, Answer, error_answer
 from .stats import Stats
 from .tenant import Tenant
 from .throttle import Throttle
-from .tokens import GRAPH_AUDIENCES, TokenError, TokenIssuer
+from .tokens import GRAPH_AUDIENCES, ManagedIdentity, TokenError, TokenIssuer
 
 log = logging.getLogger("tenantsim")
 
@@ -30,6 +38,10 @@ class SimState:
         self.tenant = tenant
         self.stats = Stats()
         self.issuer = TokenIssuer(tenant.tenant_id, config.roles, config.token_lifetime)
+        # The app's user-assigned identities, selectable at the identity endpoint.
+        self.identities = tuple(
+            ManagedIdentity.named(tenant.tenant_id, name) for name in config.identities
+        )
         self.faults = FaultInjector(config.fault_settings(), config.effective_fault_seed)
         self.graph = GraphApi(
             config,
@@ -195,9 +207,31 @@ async def identity(request: web.Request) -> web.Response:
         state.config.identity_header,
         state.issuer,
         state.config.client_id,
+        state.identities,
     )
     log.info("identity -> %d", status)
     return _json(body, status)
+
+
+def _tenant_issuer(request: web.Request) -> TokenIssuer | web.Response:
+    issuer = _state(request).issuer
+    tenant = request.match_info["tenant"]
+    if tenant.lower() != issuer.tenant_id.lower():
+        return _json(unknown_tenant(tenant), 400)
+    return issuer
+
+
+async def openid_configuration(request: web.Request) -> web.Response:
+    issuer = _tenant_issuer(request)
+    if isinstance(issuer, web.Response):
+        return issuer
+    v2 = "/v2.0/" in request.path
+    return _json(metadata(issuer, str(request.url.origin()), v2=v2))
+
+
+async def signing_keys(request: web.Request) -> web.Response:
+    issuer = _tenant_issuer(request)
+    return issuer if isinstance(issuer, web.Response) else _json(issuer.jwks())
 
 
 async def stats_get(request: web.Request) -> web.Response:
@@ -240,6 +274,10 @@ def build_app(state: SimState) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app[STATE_KEY] = state
     app.router.add_get(IDENTITY_PATH, identity)
+    app.router.add_get(V2_METADATA_PATH, openid_configuration)
+    app.router.add_get(V1_METADATA_PATH, openid_configuration)
+    app.router.add_get(V2_KEYS_PATH, signing_keys)
+    app.router.add_get(V1_KEYS_PATH, signing_keys)
     app.router.add_get("/_sim/stats", stats_get)
     app.router.add_post("/_sim/stats/reset", stats_reset)
     app.router.add_get("/_sim/faults", faults_get)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from .faults import DEFAULT_FAULT_TARGETS, STATUS_KINDS, FaultSettings, Outage
 
 DEFAULT_ROLES: tuple[str, ...] = ("User.Read.All", "UserAuthenticationMethod.Read.All")
+# A user-assigned managed identity's resource name (ARM: letters, digits, '-' and '_').
+IDENTITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 @dataclass
@@ -27,6 +30,8 @@ class SimConfig:
     identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     tenant_id: str | None = None  # None: derived from the seed
     client_id: str = "8c3d6f52-7a1e-4c55-9a3e-3f1b1c6e2d90"
+    # Names of user-assigned identities (ids derived from tenant and name; see README.md)
+    identities: tuple[str, ...] = ()
     roles: tuple[str, ...] = DEFAULT_ROLES
     token_lifetime: int = 3600
     # Throttling: resource units per 10 s
@@ -63,6 +68,12 @@ class SimConfig:
         self.outages = tuple(self.outages)
         self.fault_settings()  # raises ValueError on bad fault options
         self.roles = tuple(self.roles)
+        self.identities = tuple(self.identities)
+        for name in self.identities:
+            if not IDENTITY_NAME.fullmatch(name):
+                raise ValueError(f"identity name {name!r}: letters, digits, '-' and '_' only")
+        if len(set(self.identities)) != len(self.identities):
+            raise ValueError("identity names must be unique")
         if self.tenant is not None:
             self.tenant = Path(self.tenant)
         if self.dump is not None:
@@ -106,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--identity-header", help="secret the identity endpoint expects (default: random)")
     a("--tenant-id", help="tenant id in tokens (default: derived from the seed)")
     a("--client-id", default=d.client_id, help="managed identity client id")
+    a(
+        "--identity",
+        dest="identities",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a user-assigned managed identity the endpoint can issue tokens for (client_id, "
+        "object_id or mi_res_id selects it); repeatable",
+    )
     a("--roles", type=_csv, default=d.roles, help="comma-separated app roles in tokens")
     a("--token-lifetime", type=int, default=d.token_lifetime, help="seconds (default 3600)")
     a("--budget", type=float, default=d.budget, help="RU per 10 s for app+tenant")

@@ -14,7 +14,9 @@ from aiohttp import web
 from .app import SimState, build_app
 from .config import SimConfig
 from .identity import IDENTITY_PATH
+from .openid import open_id_issuer
 from .tenant import load_tenant
+from .tokens import ManagedIdentity
 
 
 @dataclass
@@ -40,6 +42,17 @@ class RunningSim:
         return f"{self.base_url}{IDENTITY_PATH}"
 
     @property
+    def open_id_issuer(self) -> str:
+        """The tenant's v2.0 authority on loopback (authsettingsV2's openIdIssuer): its
+        /.well-known/openid-configuration names the JWKS that verifies the tokens."""
+        return open_id_issuer(self.base_url, self.tenant_id)
+
+    @property
+    def identities(self) -> dict[str, ManagedIdentity]:
+        """The user-assigned identities (SimConfig.identities), by name."""
+        return {identity.name: identity for identity in self.state.identities}
+
+    @property
     def stats_url(self) -> str:
         return f"{self.base_url}/_sim/stats"
 
@@ -56,6 +69,8 @@ class RunningSim:
             "tenantId": self.tenant_id,
             "stats": self.stats_url,
             "faults": self.faults_url,
+            "openIdIssuer": self.open_id_issuer,
+            "identities": [identity.as_json() for identity in self.state.identities],
             "users": len(self.state.tenant),
         }
 

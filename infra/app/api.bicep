@@ -30,6 +30,17 @@ param leaseGraceSeconds int
 param failureCapMinutes int
 param stallMinutes int
 param graphBaseUrl string
+@description('App Service authentication stands in front (app/auth.bicep): the HTTP routes take no function key.')
+param anonymousHttpRoutes bool = false
+
+// Only when App Service authentication is on; absent, the routes keep the code's default
+// (function: a key on every call).
+var httpAuthLevelSettings = anonymousHttpRoutes ? [
+  {
+    name: 'USEREXPORT_HTTP_AUTH_LEVEL'
+    value: 'anonymous'
+  }
+] : []
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -76,7 +87,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
-      appSettings: [
+      appSettings: concat([
         // Host storage and the app's own storage clients, identity-based.
         {
           name: 'AzureWebJobsStorage__blobServiceUri'
@@ -152,7 +163,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
         }
-      ]
+      ], httpAuthLevelSettings)
     }
     functionAppConfig: {
       deployment: {

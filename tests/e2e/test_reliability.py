@@ -165,7 +165,7 @@ async def create_unqueued(clients) -> str:
     """A job created as POST does, whose queue message is then lost (deleted)."""
     await clients.ensure_resources()
     created = await api_logic.create_export(
-        clients, body=orjson.dumps(ORACLE_BODY), trigger="http", base_url=""
+        clients, body=orjson.dumps(ORACLE_BODY), trigger="http", links=api_logic.Links("")
     )
     await drain(clients)
     return created.body["id"]

@@ -295,14 +295,58 @@ def _code_app_settings() -> set[str]:
     return set(settings.APP_SETTINGS) - set(settings.LOCAL_ONLY_SETTINGS)
 
 
-def _bicep_app_settings(trees: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every app setting infra/ sets: siteConfig.appSettings and sites/config 'appsettings'."""
-    result: dict[str, Any] = {}
-    sites = _resources(trees, "Microsoft.Web/sites")
-    assert len(sites) == 1, f"expected one Microsoft.Web/sites, found {[s[:2] for s in sites]}"
-    for _, _, site in sites:
+def _declared_sites(trees: dict[str, dict[str, Any]]) -> list[tuple[str, str, dict]]:
+    """The Microsoft.Web/sites infra/ deploys (not the `existing` references to it)."""
+    return [s for s in _resources(trees, "Microsoft.Web/sites") if not s[2].get("existing")]
+
+
+def _app_setting_entries(tree: dict[str, Any], expression: Any) -> list[tuple[dict, str | None]]:
+    """The {name, value} entries of a siteConfig.appSettings expression, each with the
+    condition it is set under (None: always). Understands a plain array, concat() of arrays and
+    variables, and a variable `cond ? [entries] : []`."""
+    if isinstance(expression, list):
+        return [(entry, None) for entry in expression]
+    if isinstance(expression, str) and expression in (tree.get("variables") or {}):
+        return _app_setting_entries(tree, tree["variables"][expression]["value"])
+    function = expression.get("function", {}) if isinstance(expression, dict) else {}
+    if function.get("type") == "concat":
+        return [
+            entry
+            for argument in function["parameters"].values()
+            for entry in _app_setting_entries(tree, argument)
+        ]
+    operator = expression.get("operator", {}) if isinstance(expression, dict) else {}
+    if operator.get("type") == "conditional":
+        operands = operator["operands"]
+        condition = operands["condition"]
+        assert isinstance(condition, str), f"app settings under a complex condition: {condition}"
+        assert operands["false_value"] == [], "a conditional app setting has no else branch"
+        return [
+            (entry, condition) for entry, _ in _app_setting_entries(tree, operands["true_value"])
+        ]
+    raise AssertionError(f"siteConfig.appSettings not understood: {json.dumps(expression)[:300]}")
+
+
+def _conditional_app_settings(trees: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Any]]:
+    """App settings infra/ sets only under a condition: {name: (condition, value)}."""
+    result = {}
+    for path, _, site in _declared_sites(trees):
         site_config = _body(site).get("properties", {}).get("siteConfig", {})
-        for entry in site_config.get("appSettings", []) or []:
+        for entry, condition in _app_setting_entries(trees[path], site_config.get("appSettings")):
+            if condition is not None:
+                result[entry["name"]] = (condition, entry["value"])
+    return result
+
+
+def _bicep_app_settings(trees: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every app setting infra/ sets: siteConfig.appSettings (conditional ones included) and
+    sites/config 'appsettings'."""
+    result: dict[str, Any] = {}
+    sites = _declared_sites(trees)
+    assert len(sites) == 1, f"expected one Microsoft.Web/sites, found {[s[:2] for s in sites]}"
+    for path, _, site in sites:
+        site_config = _body(site).get("properties", {}).get("siteConfig", {})
+        for entry, _ in _app_setting_entries(trees[path], site_config.get("appSettings", [])):
             assert entry["name"] not in result, f"app setting {entry['name']} set twice"
             result[entry["name"]] = entry["value"]
     for _, _, config in _resources(trees, "Microsoft.Web/sites/config"):
@@ -346,7 +390,10 @@ def _checkov(tmp_path: Path, *, with_config: bool) -> dict[str, Any]:
     copy = tmp_path / ("with-config" if with_config else "no-config") / "infra"
     shutil.copytree(INFRA, copy, ignore=shutil.ignore_patterns(".checkov.yaml"))
     for path in copy.rglob("*.bicep"):  # checkov's pycep knows neither `extension` nor fail()
-        path.write_text(for_pycep(path.read_text()))
+        text = for_pycep(path.read_text())
+        if not with_config:  # what the inline skips hide, too
+            text = INLINE_SKIP.sub("//", text)
+        path.write_text(text)
     cmd = [str(CHECKOV), "-d", str(copy), "--framework", "bicep", "--skip-download"]
     cmd += ["--quiet", "--compact", "-o", "json"]
     if with_config:
@@ -361,6 +408,19 @@ def _checkov(tmp_path: Path, *, with_config: bool) -> dict[str, Any]:
     assert result["summary"]["parsing_errors"] == 0, f"checkov parsing errors: {result}"
     assert result["summary"]["resource_count"] > 0, "checkov scanned no resources"
     return result
+
+
+# A skip on one resource: `// checkov:skip=CKV_ID: reason`, inside the resource's body.
+INLINE_SKIP = re.compile(r"//\s*checkov:skip=(CKV\w+):?(.*)$", re.MULTILINE)
+
+
+def _inline_skips() -> dict[str, str]:
+    """CKV ids skipped inline in infra/'s .bicep files (path: id), each with its reason."""
+    return {
+        f"{path.relative_to(INFRA)}: {m.group(1)}": m.group(2).strip()
+        for path in BICEP_FILES
+        for m in INLINE_SKIP.finditer(path.read_text())
+    }
 
 
 def _skipped_in_config() -> dict[str, str]:
@@ -397,10 +457,18 @@ def test_checkov_skips_are_justified_and_current(tmp_path: Path) -> None:
     assert skips, "infra/.checkov.yaml skips nothing: then drop skip-check altogether"
     unjustified = [cid for cid, why in skips.items() if len(why) < 20]
     assert not unjustified, f"skips without a reason comment in infra/.checkov.yaml: {unjustified}"
+    inline = _inline_skips()
+    unjustified = [skip for skip, why in inline.items() if len(why) < 20]
+    assert not unjustified, f"inline checkov skips without a reason: {unjustified}"
     result = _checkov(tmp_path, with_config=False)
     failing = {c["check_id"] for c in result["results"]["failed_checks"]}
     stale = sorted(set(skips) - failing)
     assert not stale, f"infra/.checkov.yaml skips checks that no longer fail: {stale}"
+    failing_at = {
+        f"{c['file_path'].lstrip('/')}: {c['check_id']}" for c in result["results"]["failed_checks"]
+    }
+    stale = sorted(set(inline) - failing_at)
+    assert not stale, f"inline checkov skips of checks that no longer fail there: {stale}"
 
 
 # --- app settings --------------------------------------------------------------------------
@@ -747,6 +815,175 @@ def test_deploy_doc_has_the_first_deploy_checklist_and_troubleshooting() -> None
     ):
         assert needle in doc, f"docs/deploy.md does not mention {needle!r}"
     assert "1.10 or later" not in doc, "docs/deploy.md still asks for an azd older than needed"
+
+
+# --- App Service authentication (callers with a managed identity) ------------------------------
+
+AUTH_LEVEL_SETTING = "USEREXPORT_HTTP_AUTH_LEVEL"
+# azd environment variable feeding each App Service authentication parameter of main.bicep.
+AUTH_PARAMETERS = {
+    "enableAppServiceAuth": "${USEREXPORT_APP_SERVICE_AUTH=false}",
+    "authClientId": "${USEREXPORT_AUTH_CLIENT_ID}",
+    "authAudience": "${USEREXPORT_AUTH_AUDIENCE}",
+    "allowedCallerIdentities": "${USEREXPORT_ALLOWED_CALLERS}",
+}
+
+
+def test_app_service_auth_parameters_are_off_by_default(trees: dict) -> None:
+    main = _tree(trees, "main.bicep")
+    params = main["parameters"]
+    assert params["enableAppServiceAuth"]["type"] == "bool"
+    assert params["enableAppServiceAuth"]["default"] is False
+    for name in ("authClientId", "authAudience", "allowedCallerIdentities"):
+        assert params[name]["type"] == "string" and params[name]["default"] == "", name
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    for name, value in AUTH_PARAMETERS.items():
+        assert parameters[name]["value"] == value, name
+    # On without a client id or without an allow-list: refused with a message saying what to
+    # set (any identity of the tenant could otherwise export every user).
+    check = _bicep_var("appServiceAuth")
+    assert check.startswith(
+        "enableAppServiceAuth ? ((empty(authClientId) || empty(callerIdentities) || "
+        "contains(callerIdentities, '')) ? fail('"
+    ), check
+    assert check.endswith(") : true) : false"), check
+    for needle in ("USEREXPORT_AUTH_CLIENT_ID", "USEREXPORT_ALLOWED_CALLERS", "docs/deploy.md"):
+        assert needle in check, f"the message does not name {needle}"
+    assert _bicep_var("callerIdentities") == (
+        "empty(allowedCallerIdentities) ? [] : "
+        "split(replace(allowedCallerIdentities, ' ', ''), ',')"
+    )
+    assert main["outputs"]["USEREXPORT_APP_SERVICE_AUTH"]["value"] == "appServiceAuth"
+
+
+def _effective_app_settings(trees: dict, *, app_service_auth: bool) -> dict[str, Any]:
+    """The app settings deployed when main.bicep's appServiceAuth is `app_service_auth`."""
+    main = _tree(trees, "main.bicep")
+    api_params = _body(main["modules"]["api"])["params"]
+    api = _tree(trees, "app/api.bicep")
+    values = {"appServiceAuth": app_service_auth}
+    conditions = {p: values[v] for p, v in api_params.items() if isinstance(v, str) and v in values}
+    conditional = _conditional_app_settings(trees)
+    return {
+        name: value
+        for name, value in _bicep_app_settings(trees).items()
+        if name not in conditional
+        or conditions.get(conditional[name][0], api["parameters"][conditional[name][0]]["default"])
+    }
+
+
+@pytest.mark.parametrize("app_service_auth", [False, True])
+def test_app_service_auth_and_the_routes_auth_level(
+    trees: dict, tmp_path: Path, app_service_auth: bool
+) -> None:
+    """Off: no authsettingsV2, no USEREXPORT_HTTP_AUTH_LEVEL (the code's default, a function key
+    on every call). On: authsettingsV2 deployed and USEREXPORT_HTTP_AUTH_LEVEL=anonymous, which
+    the app accepts only when App Service says its authentication is on."""
+    conditional = _conditional_app_settings(trees)
+    assert set(conditional) == {AUTH_LEVEL_SETTING}, conditional
+    assert conditional[AUTH_LEVEL_SETTING] == ("anonymousHttpRoutes", "anonymous")
+    api = _tree(trees, "app/api.bicep")
+    assert api["parameters"]["anonymousHttpRoutes"] == {
+        "decorators": api["parameters"]["anonymousHttpRoutes"]["decorators"],
+        "type": "bool",
+        "default": False,
+    }
+    main = _tree(trees, "main.bicep")
+    assert _body(main["modules"]["api"])["params"]["anonymousHttpRoutes"] == "appServiceAuth"
+    module = main["modules"]["auth"]
+    assert module["detail"]["path"] == "app/auth.bicep"
+    assert module["config"]["condition"] == "appServiceAuth", "authsettingsV2 only when on"
+
+    deployed = _effective_app_settings(trees, app_service_auth=app_service_auth)
+    expected = _code_app_settings() | HOST_APP_SETTINGS
+    if not app_service_auth:
+        expected -= {AUTH_LEVEL_SETTING}
+    assert set(deployed) == expected
+    assert settings.APP_SETTINGS[AUTH_LEVEL_SETTING] == "function", "absent means a key"
+    # What the app makes of it (its other settings aside), with and without App Service auth.
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    if app_service_auth:
+        env[AUTH_LEVEL_SETTING] = deployed[AUTH_LEVEL_SETTING]
+        with pytest.raises(settings.SettingsError, match=AUTH_LEVEL_SETTING):
+            settings.Settings.from_env(env)
+        env["WEBSITE_AUTH_ENABLED"] = "True"  # set by App Service itself, never by infra/
+    assert "WEBSITE_AUTH_ENABLED" not in deployed
+    level = settings.Settings.from_env(env).http_auth_level
+    assert level == ("anonymous" if app_service_auth else "function")
+
+
+def test_authsettings_v2_is_app_service_auth_for_an_api(trees: dict) -> None:
+    configs = [
+        (path, _body(r))
+        for path, _, r in _resources(trees, "Microsoft.Web/sites/config")
+        if _body(r).get("name") == "authsettingsV2"
+    ]
+    assert [path for path, _ in configs] == ["app/auth.bicep"], configs
+    auth = _tree(trees, "app/auth.bicep")
+    site = auth["resources"]["functionApp"]
+    assert site["type"] == "Microsoft.Web/sites" and site["existing"], site
+    props = configs[0][1]["properties"]
+    assert configs[0][1]["parent"] == "functionApp"
+    assert props["platform"]["enabled"] is True
+    assert props["globalValidation"] == {
+        "requireAuthentication": True,
+        "unauthenticatedClientAction": "Return401",
+    }
+    assert props["httpSettings"]["requireHttps"] is True
+    assert props["login"]["tokenStore"]["enabled"] is False
+    (provider,) = props["identityProviders"].items()
+    assert provider[0] == "azureActiveDirectory"
+    aad = provider[1]
+    assert aad["enabled"] is True
+    assert aad["registration"]["clientId"] == "clientId"
+    issuer = aad["registration"]["openIdIssuer"]
+    assert issuer == "${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0"
+    assert aad["validation"]["allowedAudiences"] == "allowedAudiences"
+    assert aad["validation"]["defaultAuthorizationPolicy"] == {
+        "allowedPrincipals": {"identities": "allowedIdentities"}
+    }
+    main = _tree(trees, "main.bicep")
+    params = _body(main["modules"]["auth"])["params"]
+    assert params["clientId"] == "authClientId"
+    assert params["allowedIdentities"] == "callerIdentities"
+    assert "authAudience" in json.dumps(params["allowedAudiences"])
+    assert "api" in json.dumps(params["functionAppName"]), "after the app, on the app"
+
+
+def test_deploy_doc_shows_both_ways_from_logic_apps() -> None:
+    doc = " ".join((ROOT / "docs" / "deploy.md").read_text().split())
+    for needle in (
+        "## Calling from Logic Apps",
+        "?code=",
+        "az functionapp keys list",
+        "ManagedServiceIdentity",
+        "Idempotency-Key",
+        "@{workflow().run.name}",
+        "downloadUrl",
+        "Azure/logicapps#611",
+        *(value[2:-1].split("=")[0] for value in AUTH_PARAMETERS.values()),
+        AUTH_LEVEL_SETTING,
+        "object id",
+    ):
+        assert needle in doc, f"docs/deploy.md does not mention {needle!r}"
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    section = text[text.index("## Calling from Logic Apps") :]
+    section = section[: section.index("\n## ", 1)]
+    workflows = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
+    assert len(workflows) == 2, "one complete workflow definition for each way"
+    starts = [w["definition"]["actions"]["Start_export"] for w in workflows]
+    for workflow, start in zip(workflows, starts, strict=True):
+        actions = workflow["definition"]["actions"]
+        assert start["type"] == "Http" and start["inputs"]["method"] == "POST"
+        assert start["inputs"]["headers"]["Idempotency-Key"] == "@{workflow().run.name}"
+        assert "x-functions-key" not in {h.lower() for h in start["inputs"]["headers"]}
+        assert "DisableAsyncPattern" not in json.dumps(start), "the action follows the Location"
+        assert "downloadUrl" in json.dumps(actions["Download_CSV"])
+    key, identity = starts
+    assert "?code=@{encodeUriComponent(" in key["inputs"]["uri"]
+    assert "authentication" not in key["inputs"]
+    assert identity["inputs"]["authentication"]["type"] == "ManagedServiceIdentity"
+    assert "code" not in identity["inputs"]["uri"]
 
 
 # --- azd: version, hooks -------------------------------------------------------------------

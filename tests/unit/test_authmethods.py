@@ -9,7 +9,7 @@ import pytest
 from kiota_abstractions.request_information import RequestInformation
 
 from userexport import budget
-from userexport.authmethods import AuthMethodsReader, LookupsCutShort
+from userexport.authmethods import MAX_ITEM_FAILURES, AuthMethodsReader, LookupsCutShort
 from userexport.graph import GraphError, GraphReader
 from userexport.limiter import AdaptiveLimiter
 
@@ -238,3 +238,28 @@ async def test_cut_short_by_the_budget_it_hands_over_what_was_answered(clock):
     first_two = partial.only({"a", "b"})
     assert set(first_two.methods) == {"a"} and [f.user_id for f in first_two.failures] == ["b"]
     assert first_two.succeeded == 1
+
+
+async def test_failures_counted_in_earlier_invocations_carry_over(clock):
+    """Under a budget too short for five attempts, each invocation counts on from the last."""
+    key = "a/emailMethods"
+    counts: dict[str, int] = {}
+    for invocation in range(1, MAX_ITEM_FAILURES):
+        graph = FakeGraph({url("a"): [(500, {})], url("b"): [(200, {})]})
+        with budget.budget(0.5, clock=clock.clock), pytest.raises(LookupsCutShort) as cut:
+            await reader(graph, clock).read(["a", "b"], ["emailMethods"], server_errors=counts)
+        counts = cut.value.partial.server_errors
+        assert counts == {key: invocation} and not cut.value.partial.failures
+    graph = FakeGraph({url("a"): [(500, {})], url("b"): [(200, {})]})
+    result = await reader(graph, clock).read(["a", "b"], ["emailMethods"], server_errors=counts)
+    assert [(f.user_id, f.status) for f in result.failures] == [("a", 500)]
+    assert result.server_errors == {} and len(graph.batches) == 1
+
+
+async def test_failures_during_an_outage_are_not_counted_towards_giving_up(clock):
+    graph = FakeGraph({url("a"): [(503, {})] * 30})
+    with budget.budget(600, clock=clock.clock), pytest.raises(LookupsCutShort) as cut:
+        await reader(graph, clock).read(
+            ["a"], ["emailMethods"], server_errors={"a/emailMethods": 4}
+        )
+    assert cut.value.partial.server_errors == {"a/emailMethods": 4}

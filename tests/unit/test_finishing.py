@@ -61,7 +61,7 @@ class FakeStore:
         if self.conflicts:
             self.conflicts -= 1
             raise JobConflict(job.id)
-        self.saved.append(job)
+        self.saved.append(Job(**job.__dict__))  # as saved, not as changed later
         return job
 
 
@@ -85,7 +85,9 @@ async def test_a_conflicting_write_is_read_again_and_the_job_still_finishes():
     parts = [done(0, [[1, 2, 0, 0], [3, 1, 0, 0]], 5), done(1, [[1, 1, 0, 0]], 2)]
     clients = FakeClients(FakeStore(job, parts, conflicts=2))
     assert await finish_if_complete(clients, "j") is Outcome.FINISHED  # type: ignore[arg-type]
-    [final] = clients.jobs.saved
+    # First the mark that makes a cancel too late, then the outcome.
+    [marked, final] = clients.jobs.saved
+    assert marked.committing and marked.status is Status.RUNNING
     assert final.status is Status.SUCCEEDED and final.user_count == 7
     # The header, then the blocks of each owner's segment, partition by partition: epoch 2
     # staged nothing that was saved, so no block of it is committed.
@@ -103,4 +105,11 @@ async def test_finishing_waits_for_every_partition():
     parts = [done(0, [], 0), Partition("j", 1, ["b"])]
     clients = FakeClients(FakeStore(job, parts, conflicts=0))
     assert await finish_if_complete(clients, "j") is Outcome.PARTITION_DONE  # type: ignore[arg-type]
+    assert clients.jobs.saved == [] and clients.exports.blobs == {}
+
+
+async def test_a_cancelled_job_is_never_committed():
+    job = Job("j", Status.CANCELLED, "http", datetime.now(UTC), REQUEST, plan=Plan([["a"]]))
+    clients = FakeClients(FakeStore(job, [done(0, [[1, 2, 0, 0]], 5)], conflicts=0))
+    assert await finish_if_complete(clients, "j") is Outcome.SKIPPED  # type: ignore[arg-type]
     assert clients.jobs.saved == [] and clients.exports.blobs == {}

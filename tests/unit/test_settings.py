@@ -83,3 +83,24 @@ def test_the_lease_outlives_the_budget_by_the_grace():
 def test_the_token_scope_follows_the_graph_endpoint(base_url, scope):
     settings = Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_GRAPH_BASE_URL": base_url})
     assert settings.graph_scope == scope
+
+
+@pytest.mark.parametrize("platform", [None, "", "False", "false"])
+def test_anonymous_routes_need_app_service_authentication(platform):
+    env = {**IDENTITY_STORAGE, "USEREXPORT_HTTP_AUTH_LEVEL": "anonymous"}
+    if platform is not None:
+        env["WEBSITE_AUTH_ENABLED"] = platform
+    with pytest.raises(SettingsError, match=r"USEREXPORT_HTTP_AUTH_LEVEL.*WEBSITE_AUTH_ENABLED"):
+        Settings.from_env(env)
+
+
+def test_the_auth_level_is_a_function_key_unless_app_service_authentication_is_on():
+    assert Settings.from_env(IDENTITY_STORAGE).http_auth_level == "function"
+    env = {
+        **IDENTITY_STORAGE,
+        "USEREXPORT_HTTP_AUTH_LEVEL": "Anonymous",
+        "WEBSITE_AUTH_ENABLED": "True",
+    }
+    assert Settings.from_env(env).http_auth_level == "anonymous"
+    with pytest.raises(SettingsError, match="USEREXPORT_HTTP_AUTH_LEVEL"):
+        Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_HTTP_AUTH_LEVEL": "admin"})
