@@ -51,7 +51,7 @@ class Budget:
         """Why a job fails once its failures lasted `cap`: what failed, and what to do."""
         return (
             f"{self.last_error or 'Microsoft Graph failed'} on every attempt for "
-            f"{round(cap.total_seconds() / 60)} minutes (USEREXPORT_FAILURE_CAP_MINUTES), so "
+            f"{cap.total_seconds() / 60:g} minutes (USEREXPORT_FAILURE_CAP_MINUTES), so "
             "the export stopped. Check Microsoft Graph's health in the Microsoft 365 admin "
             "center, then start the export again."
         )
