@@ -14,7 +14,7 @@ import orjson
 from . import idempotency
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES
-from .exportrequest import InvalidRequest, excerpt, parse_export_request, request_json
+from .exportrequest import InvalidRequest, excerpt, export_request, request_json
 from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, plausible_job_id, utcnow
 from .messages import ExportMessage
 
@@ -86,7 +86,7 @@ async def create_export(
     now = utcnow()
     try:
         raw = request_json(body)
-        request = parse_export_request(body, now=now)
+        request = export_request(raw, now=now)
         key = idempotency.parse_key(idempotency_key)
     except InvalidRequest as error:
         return problem(400, "Invalid export request", error.detail, field=error.field)

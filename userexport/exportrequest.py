@@ -81,7 +81,11 @@ def request_json(body: bytes) -> dict[str, Any]:
 
 def parse_export_request(body: bytes, *, now: datetime) -> ExportRequest:
     """The export request a job records: columns, filter, fileName and formulaGuard, filled in."""
-    data = request_json(body)
+    return export_request(request_json(body), now=now)
+
+
+def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
+    """parse_export_request for a body already read as JSON (request_json)."""
     for name in data:
         if name not in FIELDS:
             shown = excerpt(name)
