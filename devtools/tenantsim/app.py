@@ -47,7 +47,7 @@ class SimState:
             config,
             tenant,
             self.stats,
-            Throttle(config.budget, config.auth_budget),
+            Throttle(config.budget, config.auth_budget, config.signin_budget),
             self.faults,
         )
 
@@ -62,10 +62,12 @@ class SimState:
             self.graph.expire_page_tokens()
 
     def reset_faults(self) -> None:
-        """No faults at all (targets back to the configured ones); stats are kept."""
-        self.change_faults(
-            FaultChange(FaultSettings(fault_targets=self.config.fault_targets), 0, False)
+        """No faults at all (targets and premium back to the configured ones); stats are
+        kept."""
+        settings = FaultSettings(
+            fault_targets=self.config.fault_targets, premium=self.config.premium
         )
+        self.change_faults(FaultChange(settings, 0, False))
         self.graph.unexpire_page_tokens()
 
 
@@ -168,12 +170,11 @@ async def graph_get(request: web.Request) -> web.StreamResponse:
 
 
 def _endpoint_label(tail: str) -> str:
-    # No user keys (UPNs are PII) in logs: only the shape of the path.
+    # No user keys (UPNs are PII) or object ids in logs: only the shape of the path.
     parts = tail.strip("/").split("/")
-    if len(parts) >= 3:
-        return f"users/{{id}}/{'/'.join(parts[2:])}"
-    if len(parts) == 2 and parts[1] != "$count":
-        return "users/{id}"
+    keyed = {"users": 1, "groups": 1, "directory": 2}.get(parts[0].lower(), 0)
+    if keyed and len(parts) > keyed and not (keyed == 1 and parts[1] in ("$count", "%24count")):
+        parts[keyed] = "{id}"
     return "/".join(parts)
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from .faults import DEFAULT_FAULT_TARGETS, STATUS_KINDS, FaultSettings, Outage
 
-DEFAULT_ROLES: tuple[str, ...] = ("User.Read.All", "UserAuthenticationMethod.Read.All")
+DEFAULT_ROLES: tuple[str, ...] = (
+    "User.Read.All",
+    "UserAuthenticationMethod.Read.All",
+    "AuditLog.Read.All",
+    "LicenseAssignment.Read.All",
+    "GroupMember.Read.All",
+    "AdministrativeUnit.Read.All",
+)
 # A user-assigned managed identity's resource name (ARM: letters, digits, '-' and '_').
 IDENTITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
@@ -37,6 +44,7 @@ class SimConfig:
     # Throttling: resource units per 10 s
     budget: float = 8000.0
     auth_budget: float = 8000.0
+    signin_budget: float = 8000.0  # requests selecting signInActivity (real figure unknown)
     no_retry_after: bool = False
     # Latency in milliseconds
     latency_ms: float = 0.0
@@ -57,12 +65,14 @@ class SimConfig:
     slow_page_rate: float = 0.0
     slow_page_seconds: float = 0.0
     page_token_ttl: float = 0.0  # seconds; 0 never expires
+    # Entra ID P1/P2: without it signInActivity gets 403 (changeable at run time: "premium")
+    premium: bool = True
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
         if self.users < 0:
             raise ValueError("users must be >= 0")
-        if self.budget <= 0 or self.auth_budget <= 0:
+        if self.budget <= 0 or self.auth_budget <= 0 or self.signin_budget <= 0:
             raise ValueError("budgets must be > 0")
         self.fault_targets = frozenset(self.fault_targets)
         self.outages = tuple(self.outages)
@@ -104,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = SimConfig(identity_header="")
     p = argparse.ArgumentParser(
         prog="python -m devtools.tenantsim",
-        description="Simulated Entra tenant: Graph v1.0 users, auth methods, $batch, "
-        "throttling, faults and a managed identity endpoint, on loopback.",
+        description="Simulated Entra tenant: Graph v1.0 users, auth methods, groups, "
+        "administrative units, subscribedSkus, $batch, throttling, faults and a managed "
+        "identity endpoint, on loopback.",
     )
     a = p.add_argument
     a("--host", default=d.host, help="bind address (default %(default)s)")
@@ -130,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     a("--token-lifetime", type=int, default=d.token_lifetime, help="seconds (default 3600)")
     a("--budget", type=float, default=d.budget, help="RU per 10 s for app+tenant")
     a("--auth-budget", type=float, default=d.auth_budget, help="RU per 10 s, auth methods")
+    a(
+        "--signin-budget",
+        type=float,
+        default=d.signin_budget,
+        help="RU per 10 s for requests selecting signInActivity",
+    )
+    a(
+        "--no-premium",
+        dest="premium",
+        action="store_false",
+        help="a tenant without Entra ID P1/P2: signInActivity gets 403",
+    )
     a("--no-retry-after", action="store_true", help="send 429s without Retry-After")
     a("--latency-ms", type=float, default=0.0, help="added to every Graph request")
     a("--latency-per-user-ms", type=float, default=0.0, help="added per returned user")

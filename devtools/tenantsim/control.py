@@ -28,7 +28,9 @@ _SCALARS: dict[str, tuple[str, Check, bool]] = {
     **{f"retryAfter{k}": (f"retry_after_{k}", check_seconds, True) for k in STATUS_KINDS},
     "pageTokenTtl": ("page_token_ttl", check_seconds, False),
 }
-KEYS: frozenset[str] = frozenset({*_SCALARS, "targets", "outages", "slowPages", "expirePageTokens"})
+KEYS: frozenset[str] = frozenset(
+    {*_SCALARS, "targets", "outages", "slowPages", "expirePageTokens", "premium"}
+)
 _OUTAGE_KEYS = frozenset({"start", "end", "target", "mode"})
 _SLOW_KEYS = frozenset({"rate", "seconds", "next"})
 
@@ -69,6 +71,10 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
     if "slowPages" in body:
         rate, seconds, slow_next = _slow_pages(body["slowPages"])
         fields["slow_page_rate"], fields["slow_page_seconds"] = rate, seconds
+    if "premium" in body:
+        if not isinstance(body["premium"], bool):
+            raise ControlError("premium must be true or false")
+        fields["premium"] = body["premium"]
     expire = body.get("expirePageTokens", False)
     if not isinstance(expire, bool):
         raise ControlError("expirePageTokens must be true or false")
@@ -82,6 +88,7 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
 def settings_json(settings: FaultSettings, slow_next: int, elapsed: float) -> dict[str, Any]:
     """The settings as GET /_sim/faults shows them: outages from now, ended ones left out."""
     out: dict[str, Any] = {key: getattr(settings, name) for key, (name, _, _) in _SCALARS.items()}
+    out["premium"] = settings.premium
     out["targets"] = sorted(settings.fault_targets)
     out["outages"] = [
         {

@@ -96,6 +96,7 @@ class FaultSettings:
     slow_page_rate: float = 0.0
     slow_page_seconds: float = 0.0
     page_token_ttl: float = 0.0  # seconds; 0 never expires
+    premium: bool = True  # False: signInActivity answers 403 (no Entra ID P1/P2)
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
@@ -112,6 +113,8 @@ class FaultSettings:
         if self.slow_page_rate > 0 and self.slow_page_seconds <= 0:
             raise ValueError("slow pages need slow_page_seconds > 0")
         check_seconds("page_token_ttl", self.page_token_ttl)
+        if not isinstance(self.premium, bool):
+            raise ValueError(f"premium must be true or false, got {self.premium!r}")
         # Frozen: normalise through object.__setattr__ so lists from JSON/argparse compare equal.
         object.__setattr__(self, "fault_targets", frozenset(self.fault_targets))
         object.__setattr__(self, "outages", tuple(self.outages))

@@ -1,4 +1,5 @@
-"""The Graph v1.0 subset: /users, /users/$count, auth methods and $batch, as Answers.
+"""The Graph v1.0 subset: /users, /users/$count, auth methods, /subscribedSkus, groups and
+administrative units with their member lists, and $batch, as Answers.
 
 Everything here works on (method, path, raw query, headers) so top-level requests and
 $batch items run through the same code, including throttling, faults and latency.
@@ -14,7 +15,7 @@ import re
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -22,9 +23,17 @@ from urllib.parse import unquote, unquote_plus
 import orjson
 
 from .config import SimConfig
+from .directory import ADMINISTRATIVE_UNIT, GROUP, GUID, DirObject
 from .faults import FaultInjector
 from .odata import Expand, Filter, ODataError, parse_expand, parse_filter, parse_select
-from .properties import DEFAULT_SELECT
+from .properties import (
+    AU_PROPERTIES,
+    DEFAULT_AU_SELECT,
+    DEFAULT_GROUP_SELECT,
+    DEFAULT_SELECT,
+    GROUP_PROPERTIES,
+    SKU_PROPERTIES,
+)
 from .responses import (
     GRAPH_METADATA,
     JSON_PLAIN,
@@ -50,9 +59,39 @@ AUTH_ROLES = frozenset(
     {"UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"}
 )
 NARROW_AUTH_ROLES = {
-    "phoneMethods": "UserAuthMethod-Phone.Read.All",
-    "emailMethods": "UserAuthMethod-Email.Read.All",
+    "phoneMethods": frozenset({"UserAuthMethod-Phone.Read.All"}),
+    "emailMethods": frozenset({"UserAuthMethod-Email.Read.All"}),
+    "methods": frozenset(),
 }
+SIGNIN_ROLE = "AuditLog.Read.All"  # needed besides User.Read.All for signInActivity
+SKU_ROLES = frozenset(
+    {
+        "LicenseAssignment.Read.All",
+        "Organization.Read.All",
+        "Directory.Read.All",
+        "Organization.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    }
+)
+GROUP_ROLES = frozenset(
+    {
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Directory.Read.All",
+        "GroupMember.ReadWrite.All",
+        "Group.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    }
+)
+AU_ROLES = frozenset(
+    {
+        "AdministrativeUnit.Read.All",
+        "Directory.Read.All",
+        "AdministrativeUnit.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    }
+)
+SIGNIN_PAGE_CAP = 120  # users per page when signInActivity is selected (user-list.md)
 _KNOWN_OPTIONS = frozenset(
     {"$select", "$filter", "$top", "$expand", "$count", "$skiptoken", "$orderby", "$search"}
 )
@@ -60,6 +99,23 @@ _SCAN_SLICE = 2000  # users scanned between yields to the event loop
 _FILTER_CACHE = 16
 # A filter that is only startsWith on the UPN: served from the UPN prefix index.
 _UPN_PREFIX = re.compile(r"startsWith\(userPrincipalName,'((?:[^']|'')+)'\)", re.IGNORECASE)
+# The type cast of a member list; msgraph-sdk sends the short alias graph.user.
+_USER_CASTS = ("microsoft.graph.user", "graph.user")
+_COUNT = "$count"
+
+
+@dataclass(frozen=True)
+class MemberSource:
+    """Which member list a request reads: a group's (direct or transitive) or an
+    administrative unit's direct user members."""
+
+    kind: str  # GROUP or ADMINISTRATIVE_UNIT
+    key: str  # the object id as requested
+    transitive: bool
+
+    @property
+    def endpoint(self) -> str:
+        return "groupMembers" if self.kind == GROUP else "auMembers"
 
 
 class Headers:
@@ -128,6 +184,42 @@ def _project(user: Mapping[str, Any], select: list[str] | None) -> dict[str, Any
     return out
 
 
+def _object_select(text: str | None, known: frozenset[str], type_name: str) -> list[str] | None:
+    """$select of a group, administrative unit or SKU (names case-insensitive, id added)."""
+    if text is None:
+        return None
+    canonical = {k.lower(): k for k in known}
+    names: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name = canonical.get(part.strip().lower())
+        if name is None:
+            raise ODataError(
+                400,
+                "BadRequest",
+                f"Could not find a property named '{part.strip()}' on type "
+                f"'microsoft.graph.{type_name}'.",
+            )
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ODataError(400, "BadRequest", "The $select query option is empty.")
+    return names
+
+
+def _project_object(obj: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    out = {k: obj.get(k) for k in names}
+    out.setdefault("id", obj.get("id"))
+    return out
+
+
+def _wants_signin(select: list[str] | None, expand: Expand | None) -> bool:
+    return (select is not None and "signInActivity" in select) or (
+        expand is not None and expand.select is not None and "signInActivity" in expand.select
+    )
+
+
 class GraphApi:
     """Graph handlers over one tenant, with the shared throttle, faults and stats."""
 
@@ -163,7 +255,8 @@ class GraphApi:
         """Answer one Graph request; `raw_path` is relative to /v1.0, still %-encoded."""
         crid = headers.get("client-request-id")
         segments = [unquote(s) for s in raw_path.strip("/").split("/")] if raw_path else []
-        if not segments or segments[0].lower() != "users":
+        head = segments[0].lower() if segments else ""
+        if head not in ("users", "subscribedskus", "groups", "directory"):
             name = segments[0] if segments else ""
             self.stats.requests["other"] += 1
             return error_answer(
@@ -179,29 +272,76 @@ class GraphApi:
             )
         try:
             query = Query.parse(raw_query)
-            if len(segments) == 1:
-                return await self._list_users(query, headers, roles, crid, batch_item)
-            if len(segments) == 2 and segments[1] == "$count":
-                return await self._count_users(query, headers, roles, crid)
-            if len(segments) == 2:
-                return await self._get_user(segments[1], query, roles, crid)
-            if (
-                len(segments) == 4
-                and segments[2] == "authentication"
-                and segments[3] in ("phoneMethods", "emailMethods")
-            ):
-                return await self._auth_methods(segments[1], segments[3], roles, crid)
+            ans = await self._route(
+                head, segments, raw_path.strip("/"), query, headers, roles, crid, batch_item
+            )
+            if ans is not None:
+                return ans
         except ODataError as exc:
             return error_answer(exc.status, exc.code, exc.message, crid)
         self.stats.requests["other"] += 1
+        if head == "groups" and len(segments) == 1:
+            return error_answer(
+                400, "BadRequest", "Listing groups is not simulated by tenantsim.", crid
+            )
         return error_answer(
             400, "BadRequest", f"Resource not found for the segment '{segments[-1]}'.", crid
         )
 
-    def _gate(self, endpoint: str, cost: int, target: str, crid: str | None) -> Answer | None:
+    async def _route(
+        self,
+        head: str,
+        segments: list[str],
+        path: str,
+        query: Query,
+        headers: Headers,
+        roles: frozenset[str],
+        crid: str | None,
+        batch_item: bool,
+    ) -> Answer | None:
+        """The handler of a GET path, or None when the simulator does not serve it."""
+        n = len(segments)
+        lows = [s.lower() for s in segments]
+        if head == "users":
+            if n == 1:
+                return await self._list_users(path, query, headers, roles, crid, batch_item)
+            if n == 2 and segments[1] == _COUNT:
+                return await self._count_users(query, headers, roles, crid)
+            if n == 2:
+                return await self._get_user(segments[1], query, roles, crid)
+            if (
+                n == 4
+                and segments[2] == "authentication"
+                and segments[3] in ("phoneMethods", "emailMethods", "methods")
+            ):
+                return await self._auth_methods(segments[1], segments[3], roles, crid)
+            return None
+        if head == "subscribedskus":
+            return await self._subscribed_skus(query, roles, crid) if n == 1 else None
+        if head == "groups":
+            kind, rest = GROUP, segments[1:]
+        elif n >= 3 and lows[1] == "administrativeunits":
+            kind, rest = ADMINISTRATIVE_UNIT, segments[2:]
+        else:
+            return None
+        if len(rest) == 1:
+            return await self._get_object(kind, rest[0], query, roles, crid)
+        lists = ("members", "transitivemembers") if kind == GROUP else ("members",)
+        if len(rest) not in (3, 4) or rest[1].lower() not in lists:
+            return None
+        if rest[2].lower() not in _USER_CASTS or (len(rest) == 4 and rest[3] != _COUNT):
+            return None
+        source = MemberSource(kind, rest[0], rest[1].lower() == "transitivemembers")
+        if len(rest) == 4:
+            return await self._count_members(source, query, headers, roles, crid)
+        return await self._member_list(source, path, query, headers, roles, crid)
+
+    def _gate(
+        self, endpoint: str, cost: int, target: str, crid: str | None, signin: bool = False
+    ) -> Answer | None:
         """Throttle and fault decisions, taken before any await so draws stay in order."""
         self.stats.requests[endpoint] += 1
-        decision = self.throttle.charge(cost, auth_method=target == "auth")
+        decision = self.throttle.charge(cost, auth_method=target == "auth", signin=signin)
         if not decision.allowed:
             self.stats.throttled += 1
             self.stats.throttled_by_endpoint[endpoint] += 1
@@ -329,7 +469,7 @@ class GraphApi:
         keys = sorted(k for k in index if k.startswith(needle[:2]))
         if len(needle) <= 1:
             return array("I", heapq.merge(*(index[k] for k in keys)))
-        user = self.tenant.user
+        user = self.tenant.lite
         candidates = index.get(needle[:2], array("I"))
         if len(needle) == 2:
             return candidates
@@ -339,7 +479,7 @@ class GraphApi:
 
     async def _build_upn_index(self) -> dict[str, array]:
         index: dict[str, array] = {}
-        user = self.tenant.user
+        user = self.tenant.lite
         n = len(self.tenant)
         for start in range(0, n, _SCAN_SLICE):
             for i in range(start, min(n, start + _SCAN_SLICE)):
@@ -351,13 +491,36 @@ class GraphApi:
     async def _scan(self, flt: Filter) -> array:
         out = array("I")
         pred = flt.predicate
-        user = self.tenant.user
+        user = self.tenant.lite
         n = len(self.tenant)
         for start in range(0, n, _SCAN_SLICE):
             for i in range(start, min(n, start + _SCAN_SLICE)):
                 if pred(user(i)):
                     out.append(i)
             await asyncio.sleep(0)  # let other requests in during a long scan
+        return out
+
+    async def _member_matches(self, key: str, members: array, flt: Filter) -> array:
+        """The members matching a filter, scanned once per (member list, filter text)."""
+        task = self._scans.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._scan_members(members, flt))
+            self._scans[key] = task
+            while len(self._scans) > _FILTER_CACHE:
+                self._scans.popitem(last=False)
+        else:
+            self._scans.move_to_end(key)
+        return await asyncio.shield(task)
+
+    async def _scan_members(self, members: array, flt: Filter) -> array:
+        out = array("I")
+        pred = flt.predicate
+        user = self.tenant.lite
+        for start in range(0, len(members), _SCAN_SLICE):
+            for i in members[start : start + _SCAN_SLICE]:
+                if pred(user(i)):
+                    out.append(i)
+            await asyncio.sleep(0)
         return out
 
     # ------------------------------------------------------------------ endpoints
@@ -374,8 +537,32 @@ class GraphApi:
             crid,
         )
 
+    def _signin_denied(self, roles: frozenset[str], crid: str | None) -> Answer | None:
+        """signInActivity needs AuditLog.Read.All and a tenant with Entra ID P1/P2."""
+        if SIGNIN_ROLE not in roles:
+            return self._need(roles, frozenset({SIGNIN_ROLE}), crid)
+        if not self.faults.settings.premium:
+            self.stats.forbidden += 1
+            return error_answer(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+                crid,
+            )
+        return None
+
+    def _lookup(self, kind: str, key: str, crid: str | None) -> DirObject | Answer:
+        """A group or administrative unit by id; 404 for an unknown GUID, 400 otherwise."""
+        obj = self.tenant.directory.find(kind, key)
+        if obj is not None:
+            return obj
+        if GUID.fullmatch(key):
+            return _not_found(key, crid)
+        return error_answer(400, "Request_BadRequest", f"Invalid object identifier '{key}'.", crid)
+
     async def _list_users(
         self,
+        path: str,
         query: Query,
         headers: Headers,
         roles: frozenset[str],
@@ -386,6 +573,63 @@ class GraphApi:
         if denied:
             self.stats.requests["users"] += 1
             return denied
+        return await self._serve_list("users", path, None, query, headers, roles, crid, batch_item)
+
+    async def _member_list(
+        self,
+        source: MemberSource,
+        path: str,
+        query: Query,
+        headers: Headers,
+        roles: frozenset[str],
+        crid: str | None,
+    ) -> Answer:
+        denied = self._need(roles, GROUP_ROLES if source.kind == GROUP else AU_ROLES, crid)
+        if denied:
+            self.stats.requests[source.endpoint] += 1
+            return denied
+        return await self._serve_list(
+            source.endpoint, path, source, query, headers, roles, crid, True
+        )
+
+    def _member_filter(
+        self, query: Query, headers: Headers, expand: Expand | None
+    ) -> Filter | None:
+        """On member lists any $filter is an advanced query, and $expand is refused in one."""
+        advanced = self._advanced(query, headers)
+        if expand is not None and advanced:
+            raise ODataError(
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported query: $expand is not supported with advanced queries "
+                "(ConsistencyLevel: eventual and $count=true).",
+            )
+        text = query.options.get("$filter")
+        if text is None:
+            return None
+        flt = parse_filter(text)
+        if not advanced:
+            raise ODataError(
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported query: filtering a member list needs advanced query capabilities. "
+                "Try adding $count with a value of true and the ConsistencyLevel header with a "
+                "value of eventual.",
+            )
+        return flt
+
+    async def _serve_list(
+        self,
+        endpoint: str,
+        path: str,
+        source: MemberSource | None,
+        query: Query,
+        headers: Headers,
+        roles: frozenset[str],
+        crid: str | None,
+        batch_item: bool,
+    ) -> Answer:
+        """A page of /users or of a member list (source): the same options, paging, costs."""
         self._check_options(query)
         select = parse_select(query.options["$select"]) if "$select" in query.options else None
         expand: Expand | None = (
@@ -405,13 +649,24 @@ class GraphApi:
         want_count = query.options.get("$count", "").lower() == "true"
         if want_count and not self._advanced(query, headers):
             raise ODataError(400, "Request_BadRequest", "$count is not currently supported.")
-        flt = self._filter(query, headers)
+        flt = (
+            self._filter(query, headers)
+            if source is None
+            else self._member_filter(query, headers, expand)
+        )
+        signin = _wants_signin(select, expand)
+        if signin:
+            denied = self._signin_denied(roles, crid)
+            if denied:
+                self.stats.requests[endpoint] += 1
+                return denied
+            top = min(top, SIGNIN_PAGE_CAP)  # Graph caps these pages silently
         token = query.options.get("$skiptoken")
         page_token = PageToken.decode(token) if token is not None else None
         position = page_token.position if page_token is not None else 0
 
         cost = list_users_cost(select is not None, expand is not None)
-        gated = self._gate("users", cost, "users", crid)
+        gated = self._gate(endpoint, cost, "users", crid, signin=signin)
         if gated is not None:
             return gated
         if page_token is not None and self._expired(page_token):
@@ -432,16 +687,27 @@ class GraphApi:
             self.stats.faults["slowPage"] += 1
             await asyncio.sleep(slow)
 
-        if flt is None:
+        if source is not None:
+            obj = self._lookup(source.kind, source.key, crid)
+            if isinstance(obj, Answer):
+                return self._finish(obj, cost)
+            members = await self.tenant.directory.users_of_async(obj, source.transitive)
+            if flt is not None:
+                key = f"{obj.kind}:{obj.id.lower()}:{source.transitive}:{flt.text}"
+                members = await self._member_matches(key, members, flt)
+            total = len(members)
+            indexes: Any = members[position : position + top]
+        elif flt is None:
             total = len(self.tenant)
-            indexes: Any = range(position, min(total, position + top))
+            indexes = range(position, min(total, position + top))
         else:
             matches = await self._matches(flt)
             total = len(matches)
             indexes = matches[position : position + top]
+        read = self.tenant.user if signin else self.tenant.lite
         value = []
         for i in indexes:
-            user = self.tenant.user(i)
+            user = read(i)
             item = _project(user, select)
             if expand is not None:
                 mgr = self._manager(user)
@@ -466,10 +732,12 @@ class GraphApi:
             rest = query.without("$skiptoken")
             sep = "&" if rest else ""
             body["@odata.nextLink"] = (
-                f"{self.base_url}/users?{rest}{sep}$skiptoken={self._next_token(nxt)}"
+                f"{self.base_url}/{path}?{rest}{sep}$skiptoken={self._next_token(nxt)}"
             )
         body["value"] = value
         self.stats.users_returned += len(value)
+        if signin:
+            self.stats.signin_pages += 1
         await self._latency(len(value))
         return self._finish(ok_answer(body), cost)
 
@@ -479,23 +747,36 @@ class GraphApi:
             return None
         return self.tenant.find(ref["id"])
 
-    async def _count_users(
-        self, query: Query, headers: Headers, roles: frozenset[str], crid: str | None
-    ) -> Answer:
-        denied = self._need(roles, USERS_ROLES, crid)
+    def _count_request(
+        self,
+        endpoint: str,
+        needed: frozenset[str],
+        query: Query,
+        headers: Headers,
+        roles: frozenset[str],
+        crid: str | None,
+    ) -> Filter | Answer | None:
+        """The checks every $count makes (role, ConsistencyLevel, throttling): its $filter, or
+        the answer that refuses it."""
+        denied = self._need(roles, needed, crid)
         if denied:
-            self.stats.requests["usersCount"] += 1
+            self.stats.requests[endpoint] += 1
             return denied
         if (headers.get("ConsistencyLevel") or "").strip().lower() != "eventual":
-            self.stats.requests["usersCount"] += 1
+            self.stats.requests[endpoint] += 1
             return error_answer(
                 400, "Request_BadRequest", "Count is not currently supported.", crid
             )
         text = query.options.get("$filter")
         flt = parse_filter(text) if text is not None else None
-        gated = self._gate("usersCount", 1, "users", crid)
-        if gated is not None:
-            return gated
+        return self._gate(endpoint, 1, "users", crid) or flt
+
+    async def _count_users(
+        self, query: Query, headers: Headers, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        flt = self._count_request("usersCount", USERS_ROLES, query, headers, roles, crid)
+        if isinstance(flt, Answer):
+            return flt
         count = len(self.tenant) if flt is None else len(await self._matches(flt))
         await self._latency(0)
         ans = ok_answer(str(count), TEXT_PLAIN)
@@ -509,7 +790,13 @@ class GraphApi:
             self.stats.requests["user"] += 1
             return denied
         select = parse_select(query.options["$select"]) if "$select" in query.options else None
-        gated = self._gate("user", 1, "users", crid)
+        signin = _wants_signin(select, None)
+        if signin:
+            denied = self._signin_denied(roles, crid)
+            if denied:
+                self.stats.requests["user"] += 1
+                return denied
+        gated = self._gate("user", 1, "users", crid, signin=signin)
         if gated is not None:
             return gated
         user = self.tenant.find(key)
@@ -523,7 +810,7 @@ class GraphApi:
     async def _auth_methods(
         self, key: str, kind: str, roles: frozenset[str], crid: str | None
     ) -> Answer:
-        denied = self._need(roles, AUTH_ROLES | {NARROW_AUTH_ROLES[kind]}, crid)
+        denied = self._need(roles, AUTH_ROLES | NARROW_AUTH_ROLES[kind], crid)
         if denied:
             self.stats.requests[kind] += 1
             return denied
@@ -543,6 +830,82 @@ class GraphApi:
         body = {
             "@odata.context": f"{GRAPH_METADATA}#users('{key}')/authentication/{kind}",
             "value": methods,
+        }
+        return self._finish(ok_answer(body), 1)
+
+    async def _count_members(
+        self,
+        source: MemberSource,
+        query: Query,
+        headers: Headers,
+        roles: frozenset[str],
+        crid: str | None,
+    ) -> Answer:
+        needed = GROUP_ROLES if source.kind == GROUP else AU_ROLES
+        flt = self._count_request("membersCount", needed, query, headers, roles, crid)
+        if isinstance(flt, Answer):
+            return flt
+        obj = self._lookup(source.kind, source.key, crid)
+        if isinstance(obj, Answer):
+            return self._finish(obj, 1)
+        members = await self.tenant.directory.users_of_async(obj, source.transitive)
+        if flt is not None:
+            key = f"{obj.kind}:{obj.id.lower()}:{source.transitive}:{flt.text}"
+            members = await self._member_matches(key, members, flt)
+        await self._latency(0)
+        return self._finish(ok_answer(str(len(members)), TEXT_PLAIN), 1)
+
+    async def _get_object(
+        self, kind: str, key: str, query: Query, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        """GET /groups/{id} or /directory/administrativeUnits/{id}, $select supported."""
+        endpoint = "group" if kind == GROUP else "administrativeUnit"
+        denied = self._need(roles, GROUP_ROLES if kind == GROUP else AU_ROLES, crid)
+        if denied:
+            self.stats.requests[endpoint] += 1
+            return denied
+        if kind == GROUP:
+            known, default, type_name, entity = (
+                GROUP_PROPERTIES,
+                DEFAULT_GROUP_SELECT,
+                "group",
+                "groups",
+            )
+        else:
+            known, default, type_name = AU_PROPERTIES, DEFAULT_AU_SELECT, "administrativeUnit"
+            entity = "directory/administrativeUnits"
+        names = _object_select(query.options.get("$select"), known, type_name)
+        gated = self._gate(endpoint, 1, "users", crid)
+        if gated is not None:
+            return gated
+        obj = self._lookup(kind, key, crid)
+        if isinstance(obj, Answer):
+            return self._finish(obj, 1)
+        await self._latency(0)
+        inner = f"({','.join(names)})" if names else ""
+        body: dict[str, Any] = {"@odata.context": f"{GRAPH_METADATA}#{entity}{inner}/$entity"}
+        body |= _project_object(obj.props, names or default)
+        return self._finish(ok_answer(body), 1)
+
+    async def _subscribed_skus(
+        self, query: Query, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        denied = self._need(roles, SKU_ROLES, crid)
+        if denied:
+            self.stats.requests["subscribedSkus"] += 1
+            return denied
+        names = _object_select(
+            query.options.get("$select"), frozenset(SKU_PROPERTIES), "subscribedSku"
+        )
+        gated = self._gate("subscribedSkus", 1, "users", crid)
+        if gated is not None:
+            return gated
+        skus = await self.tenant.directory.skus_async()
+        await self._latency(0)
+        inner = f"({','.join(names)})" if names else ""
+        body = {
+            "@odata.context": f"{GRAPH_METADATA}#subscribedSkus{inner}",
+            "value": [_project_object(sku, names) if names else sku for sku in skus],
         }
         return self._finish(ok_answer(body), 1)
 

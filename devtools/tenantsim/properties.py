@@ -38,6 +38,7 @@ USER_PROPERTIES: frozenset[str] = frozenset(
         "displayName",
         "employeeHireDate",
         "employeeId",
+        "employeeLeaveDateTime",
         "employeeOrgData",
         "employeeType",
         "externalUserState",
@@ -119,3 +120,58 @@ EXTRA_KEYS: frozenset[str] = frozenset({"authentication", "manager", "_sim"})
 
 # Navigation properties that $expand accepts.
 EXPANDABLE: frozenset[str] = frozenset({"manager"})
+
+# microsoft.graph.group properties the simulator serves (GET /groups/{id}): the ones a tenant
+# file's group line may hold; the others read as null. DEFAULT_GROUP_SELECT is what GET
+# answers without $select.
+DEFAULT_GROUP_SELECT: tuple[str, ...] = (
+    "id",
+    "deletedDateTime",
+    "classification",
+    "createdDateTime",
+    "description",
+    "displayName",
+    "expirationDateTime",
+    "groupTypes",
+    "isAssignableToRole",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "onPremisesSyncEnabled",
+    "preferredDataLocation",
+    "proxyAddresses",
+    "renewedDateTime",
+    "securityEnabled",
+    "securityIdentifier",
+    "visibility",
+)
+GROUP_PROPERTIES: frozenset[str] = frozenset(DEFAULT_GROUP_SELECT)  # Graph's default: all of them
+# microsoft.graph.administrativeUnit (GET /directory/administrativeUnits/{id}).
+DEFAULT_AU_SELECT: tuple[str, ...] = (
+    "id",
+    "deletedDateTime",
+    "displayName",
+    "description",
+    "isMemberManagementRestricted",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "membershipType",
+    "visibility",
+)
+AU_PROPERTIES: frozenset[str] = frozenset(DEFAULT_AU_SELECT)
+# microsoft.graph.subscribedSku (GET /subscribedSkus), in the order Graph prints them.
+SKU_PROPERTIES: tuple[str, ...] = (
+    "accountName",
+    "accountId",
+    "appliesTo",
+    "capabilityStatus",
+    "consumedUnits",
+    "id",
+    "skuId",
+    "skuPartNumber",
+    "subscriptionIds",
+    "prepaidUnits",
+    "servicePlans",
+)

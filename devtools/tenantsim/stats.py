@@ -19,6 +19,7 @@ class Stats:
     resource_units: int = 0
     users_returned: int = 0
     auth_methods_returned: int = 0
+    signin_pages: int = 0  # list pages answered with signInActivity selected
     unauthorized: int = 0
     forbidden: int = 0
 
@@ -36,6 +37,7 @@ class Stats:
             "faults": dict(self.faults),
             "usersReturned": self.users_returned,
             "authMethodsReturned": self.auth_methods_returned,
+            "signInPages": self.signin_pages,
             "unauthorized": self.unauthorized,
             "forbidden": self.forbidden,
         }

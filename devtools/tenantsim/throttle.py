@@ -49,17 +49,27 @@ class TokenBucket:
 
 
 class Throttle:
-    """The app+tenant bucket for every request and a separate one for auth-method reads."""
+    """The app+tenant bucket for every request, a separate one for auth-method reads and one
+    for requests that select signInActivity."""
 
     def __init__(
-        self, budget: float, auth_budget: float, clock: Callable[[], float] = time.monotonic
+        self,
+        budget: float,
+        auth_budget: float,
+        signin_budget: float = 8000.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.main = TokenBucket(budget, clock)
         self.auth = TokenBucket(auth_budget, clock)
+        self.signin = TokenBucket(signin_budget, clock)
 
-    def charge(self, cost: int, auth_method: bool) -> Decision:
+    def charge(self, cost: int, auth_method: bool, signin: bool = False) -> Decision:
         """Take `cost` units from the buckets involved, all or nothing."""
-        buckets = [self.main, self.auth] if auth_method else [self.main]
+        buckets = [self.main]
+        if auth_method:
+            buckets.append(self.auth)
+        if signin:
+            buckets.append(self.signin)
         wait = 0.0
         for b in buckets:
             b.refill()

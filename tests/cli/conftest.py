@@ -116,7 +116,7 @@ class Cli:
 @pytest.fixture(scope="session")
 def tenant_ids(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     path = tmp_path_factory.mktemp("cli-tenant") / "tenant.jsonl"
-    dump_tenant(SimConfig(users=USERS, seed=SEED), path)
+    dump_tenant(SimConfig(users=USERS, seed=SEED), path, users_only=True)
     users = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     users[FAILING_USER]["_sim"] = {"authenticationStatus": 404}
     path.write_bytes(b"".join(orjson.dumps(u) + b"\n" for u in users))

@@ -460,7 +460,7 @@ def refusing_stack(tmp_path_factory) -> Iterator[tuple[LocalStack, list[dict], s
     of every user whose UPN starts with 'a' (a whole partition at 44 partitions), and allows
     the others: a policy, not a missing permission."""
     path = tmp_path_factory.mktemp("refusing") / "tenant.jsonl"
-    dump_tenant(SimConfig(users=REFUSED_USERS, seed=REFUSED_SEED), path)
+    dump_tenant(SimConfig(users=REFUSED_USERS, seed=REFUSED_SEED), path, users_only=True)
     users = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     refused = set()
     for index, user in enumerate(users):

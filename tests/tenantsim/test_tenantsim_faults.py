@@ -33,6 +33,7 @@ DEFAULTS = {
     "retryAfter503": 0,
     "retryAfter504": 0,
     "pageTokenTtl": 0.0,
+    "premium": True,
     "targets": ["auth", "users"],
     "outages": [],
     "slowPages": {"rate": 0.0, "seconds": 0.0, "next": 0},

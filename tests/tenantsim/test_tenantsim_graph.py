@@ -90,7 +90,7 @@ def test_guest_upn_key_and_empty_methods(http: Any, users: list[dict]) -> None:
     )
     assert status == 200
     assert body["value"] == guest.get("authentication", {}).get("phoneMethods", [])
-    bare = next(u for u in users if "authentication" not in u)
+    bare = next(u for u in users if not u["authentication"]["emailMethods"])
     assert http.get(f"/users/{bare['id']}/authentication/emailMethods")[2]["value"] == []
 
 
@@ -154,7 +154,14 @@ def test_identity_endpoint(http: Any, sim: Any) -> None:
     assert claims["tid"] == sim.tenant_id
     assert claims["appid"] == "11111111-2222-3333-4444-555555555555"
     assert claims["exp"] - claims["iat"] == 3600 and claims["nbf"] <= claims["iat"]
-    assert claims["roles"] == ["User.Read.All", "UserAuthenticationMethod.Read.All"]
+    assert claims["roles"] == [
+        "User.Read.All",
+        "UserAuthenticationMethod.Read.All",
+        "AuditLog.Read.All",
+        "LicenseAssignment.Read.All",
+        "GroupMember.Read.All",
+        "AdministrativeUnit.Read.All",
+    ]
     assert int(body["expires_on"]) == claims["exp"]
 
 

@@ -108,3 +108,93 @@ def test_sdk_retry_middleware_recovers_from_429(monkeypatch: pytest.MonkeyPatch)
     assert stats["throttled"] >= 1
     assert stats["throttledByEndpoint"]["users"] == stats["throttled"]
     assert stats["usersReturned"] == 5000
+
+
+async def _sdk_additions(graph_url: str, uid: str, gid: str) -> dict[str, Any]:
+    """signInActivity, methods, subscribedSkus and a group's members through typed models."""
+    from msgraph.generated.groups.item.transitive_members.graph_user.count.count_request_builder import (  # noqa: E501
+        CountRequestBuilder,
+    )
+    from msgraph.generated.groups.item.transitive_members.graph_user.graph_user_request_builder import (  # noqa: E501
+        GraphUserRequestBuilder,
+    )
+
+    credential = ManagedIdentityCredential()
+    out: dict[str, Any] = {}
+    try:
+        client = GraphServiceClient(credentials=credential, scopes=[GRAPH_SCOPE])
+        client.request_adapter.base_url = graph_url
+        params = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            select=["id", "signInActivity"], top=999
+        )
+        page = await client.users.get(RequestConfiguration(query_parameters=params))
+        out["signin_sizes"] = []
+        out["signin"] = {}
+        while page is not None:
+            out["signin_sizes"].append(len(page.value or []))
+            for u in page.value or []:
+                out["signin"][u.id] = u.sign_in_activity
+            if not page.odata_next_link:
+                break
+            page = await client.users.with_url(page.odata_next_link).get()
+        methods = await client.users.by_user_id(uid).authentication.methods.get()
+        out["methods"] = [(type(m).__name__, m.id) for m in methods.value or []]
+        skus = await client.subscribed_skus.get()
+        out["skus"] = [
+            (str(s.sku_id), s.sku_part_number, s.consumed_units) for s in skus.value or []
+        ]
+        members = client.groups.by_group_id(gid).transitive_members.graph_user
+        mparams = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(
+            select=["id"], top=100
+        )
+        page = await members.get(RequestConfiguration(query_parameters=mparams))
+        out["members"] = []
+        while page is not None:
+            out["members"] += [u.id for u in page.value or []]
+            if not page.odata_next_link:
+                break
+            page = await members.with_url(page.odata_next_link).get()
+        count_config = RequestConfiguration(
+            query_parameters=CountRequestBuilder.CountRequestBuilderGetQueryParameters()
+        )
+        count_config.headers.add("ConsistencyLevel", "eventual")
+        out["count"] = await members.count.get(count_config)
+        return out
+    finally:
+        await credential.close()
+
+
+def test_sdk_reads_the_additions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devtools.tenantsim import members_of, subscribed_skus, tenant_groups
+
+    config = SimConfig(users=400, seed=14, identity_header="mi-secret")
+    users = list(iter_users(config))
+    rich = max(users, key=lambda u: len(u["authentication"]["methods"]))
+    gid = next(g["id"] for g in tenant_groups(config) if g["displayName"] == "All Staff")
+    with run_in_thread(config) as sim:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", sim.identity_url)
+        monkeypatch.setenv("IDENTITY_HEADER", sim.identity_header)
+        got = asyncio.run(_sdk_additions(sim.graph_url, rich["id"], gid))
+    assert got["signin_sizes"] == [120, 120, 120, 40]
+    for u in users:
+        act, typed = u.get("signInActivity"), got["signin"][u["id"]]
+        if act is None:
+            assert typed is None
+            continue
+        assert typed.last_sign_in_request_id == act["lastSignInRequestId"]
+        never = act["lastNonInteractiveSignInDateTime"].startswith("0001")
+        when = typed.last_non_interactive_sign_in_date_time
+        assert (
+            (when.year == 1)
+            if never
+            else when.isoformat().startswith(act["lastNonInteractiveSignInDateTime"][:19])
+        )
+    expected = [
+        (m["@odata.type"].split(".")[-1], m["id"]) for m in rich["authentication"]["methods"]
+    ]
+    assert [(name[0].lower() + name[1:], mid) for name, mid in got["methods"]] == expected
+    assert got["skus"] == [
+        (s["skuId"], s["skuPartNumber"], s["consumedUnits"]) for s in subscribed_skus(config)
+    ]
+    staff = [u["id"] for u in members_of(config, gid)]
+    assert got["members"] == staff and got["count"] == len(staff)

@@ -13,6 +13,7 @@ import jwt
 import pytest
 
 from devtools.tenantsim import RunningSim, SimConfig, run_in_thread
+from devtools.tenantsim.config import DEFAULT_ROLES
 
 API = "api://userexport-local"
 
@@ -90,7 +91,7 @@ def test_graph_tokens_verify_with_the_published_keys(make_http: Any, sim: Runnin
     claims = verify_as_a_third_party(
         http, token_for(http, "https://graph.microsoft.com"), "https://graph.microsoft.com"
     )
-    assert claims["roles"] == ["User.Read.All", "UserAuthenticationMethod.Read.All"]
+    assert claims["roles"] == list(DEFAULT_ROLES)
     assert claims["tid"] == sim.tenant_id and claims["ver"] == "1.0"
     assert claims["appid"] == sim.state.config.client_id
     assert claims["oid"] == claims["sub"] == sim.state.issuer.object_id
