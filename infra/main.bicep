@@ -33,7 +33,7 @@ param grantDeployerDataAccess bool = false
 // Off by default: most deployers may not grant Microsoft Graph application permissions, and a
 // refused grant would fail `azd up` after everything else was created. The postprovision hook
 // (infra/hooks/) prints the administrator's commands instead; docs/deploy.md has them too.
-@description('Assign the Graph application permissions User.Read.All and UserAuthenticationMethod.Read.All to the managed identity (Microsoft Graph Bicep extension, public cloud only). Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator). Default false: an administrator grants them afterwards with the commands the postprovision hook prints (docs/deploy.md).')
+@description('Assign the Graph application permissions User.Read.All, UserAuthenticationMethod.Read.All, AuditLog.Read.All, LicenseAssignment.Read.All, GroupMember.Read.All and AdministrativeUnit.Read.All to the managed identity (Microsoft Graph Bicep extension, public cloud only). Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator). Default false: an administrator grants them afterwards with the commands the postprovision hook prints (docs/deploy.md, which also says what each permission is for).')
 param grantGraphPermissions bool = false
 
 @description('USEREXPORT_NIGHTLY_SCHEDULE: 6-field NCRONTAB, UTC (Flex Consumption ignores WEBSITE_TIME_ZONE).')

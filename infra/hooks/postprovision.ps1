@@ -6,7 +6,6 @@
 # environment. azd passes the environment's values (main.bicep outputs included) as variables.
 # It only prints: it never fails the deployment.
 
-$permissions = "User.Read.All UserAuthenticationMethod.Read.All"
 $graphAppId = "00000003-0000-0000-c000-000000000000"
 $graphBase = $env:USEREXPORT_GRAPH_BASE_URL
 if (-not $graphBase) { $graphBase = "https://graph.microsoft.com/v1.0" }
@@ -20,7 +19,9 @@ $granted = "$env:USEREXPORT_GRAPH_PERMISSIONS_GRANTED".ToLowerInvariant()
 if ($granted -eq "true") {
     Write-Output ""
     Write-Output "userexport: the deployment assigned the Microsoft Graph application permissions"
-    Write-Output "  User.Read.All and UserAuthenticationMethod.Read.All to the managed identity ($principal)."
+    Write-Output "  User.Read.All, UserAuthenticationMethod.Read.All, AuditLog.Read.All,"
+    Write-Output "  LicenseAssignment.Read.All, GroupMember.Read.All and AdministrativeUnit.Read.All"
+    Write-Output "  to the managed identity ($principal)."
     Write-Output "  Nothing is left to do; the first export can run."
     Write-Output ""
     exit 0
@@ -48,17 +49,27 @@ userexport: ONE STEP LEFT - grant the Microsoft Graph application permissions
 The function app is deployed, but its managed identity ($principal)
 cannot read users yet: it needs the Microsoft Graph application permissions
   User.Read.All                      (the user listing, every profile column)
-  UserAuthenticationMethod.Read.All  (authenticationAlternativePhoneNumber, authenticationEmail)
-Until they are granted, an export fails and says which permission is missing.
+  UserAuthenticationMethod.Read.All  (the authentication columns, e.g. authenticationEmail)
+  AuditLog.Read.All                  (the sign-in columns, e.g. lastSignInDateTime; Entra ID P1/P2)
+  LicenseAssignment.Read.All         (licence names in assignedLicenses, not SKU ids)
+  GroupMember.Read.All               (exports with filter.group)
+  AdministrativeUnit.Read.All        (exports with filter.administrativeUnit)
+Until they are granted, an export says which one it missed: without User.Read.All it
+fails; without one of the others it leaves those columns empty (SKU ids instead of
+licence names) and says why in its errors file, or, filtered by a group or an
+administrative unit, it fails naming the permission (docs/deploy.md).
 
 A Privileged Role Administrator or Global Administrator of tenant $tenant
 runs ONE of the two blocks below (docs/deploy.md, "Granting the Graph permissions by hand").
+One already granted answers "Permission being assigned already exists on the object":
+harmless, the others are granted all the same.
 
 Azure CLI (bash):
   az cloud set --name $azCloud
   az login --tenant $tenant
   GRAPH_SP_ID=`$(az ad sp show --id $graphAppId --query id -o tsv)
-  for PERMISSION in $permissions; do
+  for PERMISSION in User.Read.All UserAuthenticationMethod.Read.All AuditLog.Read.All \
+      LicenseAssignment.Read.All GroupMember.Read.All AdministrativeUnit.Read.All; do
     ROLE_ID=`$(az ad sp show --id $graphAppId --query "appRoles[?value=='`$PERMISSION'].id | [0]" -o tsv)
     az rest --method POST \
       --uri "$graphBase/servicePrincipals/$principal/appRoleAssignments" \
@@ -69,7 +80,8 @@ Azure CLI (bash):
 PowerShell (Microsoft.Graph.Applications module):
   Connect-MgGraph -Environment $mgEnvironment -TenantId $tenant -Scopes "AppRoleAssignment.ReadWrite.All","Application.Read.All"
   `$graph = Get-MgServicePrincipal -Filter "appId eq '$graphAppId'"
-  foreach (`$permission in "User.Read.All", "UserAuthenticationMethod.Read.All") {
+  foreach (`$permission in "User.Read.All", "UserAuthenticationMethod.Read.All", "AuditLog.Read.All",
+                           "LicenseAssignment.Read.All", "GroupMember.Read.All", "AdministrativeUnit.Read.All") {
       `$role = `$graph.AppRoles | Where-Object { `$_.Value -eq `$permission -and `$_.AllowedMemberTypes -contains "Application" }
       New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $principal -PrincipalId $principal -ResourceId `$graph.Id -AppRoleId `$role.Id
   }

@@ -73,10 +73,26 @@ DEPLOYER_ROLES = {
     # Storage Table Data Contributor: read and write job rows.
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
 }
-# Microsoft Graph application permissions (app role ids), assigned to the managed identity.
+# Microsoft Graph application permissions, name -> app role id (type Application) on the public
+# cloud's Graph service principal, assigned to the managed identity. A change here is a security
+# review. Sources: microsoftgraph/microsoft-graph-docs-contrib concepts/includes/permissions-ids.md
+# (the permissions reference's "All permissions and IDs"), and, for LicenseAssignment.Read.All
+# (newer than that table), microsoftgraph/microsoft-graph-devx-content
+# permissions/new/ProvisioningInfo.json, the list Graph Explorer and the reference come from.
 GRAPH_APP_ROLES = {
-    "df021288-bdef-4463-88db-98f22de89214",  # User.Read.All: the user profile columns
-    "38d9df27-64da-44fd-b7c5-a6fbac20248f",  # UserAuthenticationMethod.Read.All: auth columns
+    # GET /users: the user listing and every profile column. Without it an export fails.
+    "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+    # /users/{id}/authentication/...: the authentication columns.
+    "UserAuthenticationMethod.Read.All": "38d9df27-64da-44fd-b7c5-a6fbac20248f",
+    # $select=signInActivity: the sign-in columns (the tenant also needs Entra ID P1/P2).
+    "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
+    # GET /subscribedSkus: licence names instead of SKU ids in assignedLicenses.
+    "LicenseAssignment.Read.All": "e2f98668-2877-4f38-a2f4-8202e0717aa1",
+    # GET /groups/{id}/transitiveMembers/microsoft.graph.user: filter.group.
+    "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    # GET /directory/administrativeUnits/{id}/members/microsoft.graph.user:
+    # filter.administrativeUnit.
+    "AdministrativeUnit.Read.All": "134fd756-38ce-4afd-ba33-e9623dbe66c2",
 }
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -635,20 +651,43 @@ def test_deployer_roles_are_optional(trees: dict[str, dict]) -> None:
 
 def test_graph_app_roles(trees: dict[str, dict]) -> None:
     graph = _tree(trees, "app/graph-permissions.bicep")
-    sps = [
-        r for r in graph["resources"].values() if r["type"] == "Microsoft.Graph/servicePrincipals"
-    ]
-    assert len(sps) == 1 and sps[0]["existing"], sps
+    sps = {
+        name: r
+        for name, r in graph["resources"].items()
+        if r["type"] == "Microsoft.Graph/servicePrincipals"
+    }
+    assert len(sps) == 1 and all(r["existing"] for r in sps.values()), sps
     assert graph["variables"]["graphAppId"]["value"] == GRAPH_APP_ID
+    # The permissions by name, each with Microsoft's id for it (GRAPH_APP_ROLES's sources);
+    # pycep keeps the quotes of the object's keys.
+    roles = graph["variables"]["graphAppRoles"]["value"]
+    assert {key.strip("'"): value for key, value in roles.items()} == GRAPH_APP_ROLES
+    for role_id in GRAPH_APP_ROLES.values():
+        assert ROLE_GUID.fullmatch(role_id), role_id
     assigned = _resources(trees, "Microsoft.Graph/appRoleAssignedTo")
     assert {p for p, _, _ in assigned} == {"app/graph-permissions.bicep"}
-    roles = {v: k for k, v in graph["variables"]["graphAppRoles"]["value"].items()}
-    assert set(roles) == GRAPH_APP_ROLES
-    assert len(assigned) == len(GRAPH_APP_ROLES)
+    granted: dict[str, str] = {}
     for _, name, resource in assigned:
         body = _body(resource)
+        assert "condition" not in resource["config"], f"{name}: the module's condition is enough"
         assert body["principalId"] == "identityPrincipalId", name
-        assert "graphAppRoles" in json.dumps(body["appRoleId"]), name
+        assert body["resourceId"] == {
+            "operator": {
+                "type": "property_accessor",
+                "operands": {"operand_1": next(iter(sps)), "operand_2": "id"},
+            }
+        }, name
+        role = body["appRoleId"]["operator"]
+        assert role["type"] == "index_accessor", name
+        assert role["operands"]["operand_1"] == "graphAppRoles", name
+        permission = role["operands"]["operand_2"]
+        assert permission not in granted, f"{permission} granted twice ({granted[permission]})"
+        granted[permission] = name
+    assert set(granted) == set(GRAPH_APP_ROLES), "every permission granted, each once"
+    # The module's output lists every grant (what azd shows after a deployment).
+    output = graph["outputs"]["grantedAppRoleIds"]["value"]
+    listed = [item["operator"]["operands"]["operand_1"] for item in output]
+    assert sorted(listed) == sorted(granted.values()), listed
     main = _tree(trees, "main.bicep")
     module = main["modules"]["graphPermissions"]
     assert module["config"]["condition"] == "grantGraph"
@@ -790,8 +829,92 @@ def test_deploy_doc_covers_the_manual_steps() -> None:
         "Location",
         "Logic Apps",
         *GRAPH_APP_ROLES,
+        *GRAPH_APP_ROLES.values(),
     ):
         assert needle in doc, f"docs/deploy.md does not mention {needle!r}"
+
+
+def _doc_section(doc: str, heading: str) -> str:
+    match = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^## )", doc, re.MULTILINE | re.DOTALL)
+    assert match, f"docs/deploy.md has no section {heading!r}"
+    return match.group(1)
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """A markdown table's rows whose first cell is a `code` name: {name: the other cells}."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        match = re.fullmatch(r"`([\w.]+)`", cells[0]) if line.startswith("|") else None
+        if match:
+            assert match.group(1) not in rows, f"{match.group(1)} twice in one table"
+            rows[match.group(1)] = cells[1:]
+    return rows
+
+
+# What the export does without each permission (the app's behaviour, issue 12): words the
+# "without it" cell of docs/deploy.md's permission table must hold, wrapping aside.
+WITHOUT_PERMISSION = {
+    "User.Read.All": ("fails", "`User.Read.All`"),
+    "UserAuthenticationMethod.Read.All": ("empty", "errors file"),
+    "AuditLog.Read.All": (
+        "completes",
+        "`completedWithErrors`",
+        "four sign-in columns empty",
+        "one row in the errors file",
+        "`reason`",
+        "`Authentication_RequestFromNonPremiumTenantOrB2CTenant`",
+    ),
+    "LicenseAssignment.Read.All": (
+        "`assignedLicenses` holds the SKU GUIDs instead of names",
+        "one row in the errors file",
+        "`reason`",
+    ),
+    "GroupMember.Read.All": ("`filter.group` fails", "naming `GroupMember.Read.All`"),
+    "AdministrativeUnit.Read.All": (
+        "`filter.administrativeUnit` fails",
+        "naming `AdministrativeUnit.Read.All`",
+    ),
+}
+
+
+def test_deploy_doc_says_what_each_graph_permission_is_for() -> None:
+    assert set(WITHOUT_PERMISSION) == set(GRAPH_APP_ROLES)
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    section = _doc_section(doc, "## The six Graph permissions")
+    tables = [_table_rows(t) for t in re.split(r"\n\s*\n", section) if t.lstrip().startswith("|")]
+    assert len(tables) == 2, "a table of what each permission does, and one of their ids"
+    purposes, ids = tables
+    assert list(purposes) == list(GRAPH_APP_ROLES), list(purposes)
+    for permission, needles in WITHOUT_PERMISSION.items():
+        enables, without = purposes[permission]
+        assert enables, f"{permission}: what it enables"
+        for needle in needles:
+            assert needle in without, f"{permission}: {needle!r} not in {without!r}"
+    assert {name: cells[0].strip("`") for name, cells in ids.items()} == GRAPH_APP_ROLES
+
+
+def _permissions_in_commands(text: str) -> tuple[list[str], list[str]]:
+    """The permissions the az loop and the PowerShell foreach of a text grant, in order."""
+    az = re.findall(r"for PERMISSION in (.*?); do", text.replace("\\\n", " "), re.DOTALL)
+    ps = re.findall(r"foreach \(\$permission in (.*?)\) \{", text, re.DOTALL)
+    assert len(az) == 1 and len(ps) == 1, (az, ps)
+    return az[0].split(), re.findall(r'"([^"]+)"', ps[0])
+
+
+def test_deploy_doc_commands_grant_the_six_permissions() -> None:
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    az, ps = _permissions_in_commands(doc)
+    assert az == list(GRAPH_APP_ROLES), az
+    assert ps == list(GRAPH_APP_ROLES), ps
+
+
+def test_main_bicep_describes_the_graph_grant() -> None:
+    text = (INFRA / "main.bicep").read_text()
+    match = re.search(r"^@description\('(.*)'\)\nparam grantGraphPermissions ", text, re.MULTILINE)
+    assert match, "grantGraphPermissions has no one-line @description"
+    for permission in GRAPH_APP_ROLES:
+        assert permission in match.group(1), f"its description does not name {permission}"
 
 
 def test_deploy_doc_has_the_first_deploy_checklist_and_troubleshooting() -> None:
@@ -1060,6 +1183,8 @@ def test_postprovision_hook_says_nothing_is_left_when_the_deployment_granted() -
     out = _run_hook_sh(_hook_env("https://graph.microsoft.com/v1.0", "True"))
     assert PRINCIPAL in out and "Nothing is left to do" in out, out
     assert "az rest" not in out and "ONE STEP LEFT" not in out, out
+    for permission in GRAPH_APP_ROLES:
+        assert permission in out, f"{permission} not among what the deployment granted:\n{out}"
 
 
 @pytest.mark.parametrize(
@@ -1078,8 +1203,6 @@ def test_postprovision_hook_prints_the_administrators_commands(
     base = graph_base.rstrip("/")
     for needle in (
         "ONE STEP LEFT",
-        "User.Read.All",
-        "UserAuthenticationMethod.Read.All",
         "Privileged Role Administrator or Global Administrator",
         f"az cloud set --name {az_cloud}",
         f"az login --tenant {TENANT}",
@@ -1088,6 +1211,13 @@ def test_postprovision_hook_prints_the_administrators_commands(
         f"New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {PRINCIPAL}",
     ):
         assert needle in out, f"{needle!r} not in the hook's output:\n{out}"
+    # Each permission with what it is for, on a line of its own, in GRAPH_APP_ROLES's order.
+    listed = re.findall(r"^  ([\w.]+) +\((.+)\)$", out, re.MULTILINE)
+    assert [name for name, _ in listed] == list(GRAPH_APP_ROLES), listed
+    # Both blocks grant exactly the six.
+    az, ps = _permissions_in_commands(out)
+    assert az == list(GRAPH_APP_ROLES), az
+    assert ps == list(GRAPH_APP_ROLES), ps
     # Only the public cloud has the Graph Bicep extension, so only there can azd grant them.
     offers_bicep_grant = "azd env set USEREXPORT_GRANT_GRAPH_PERMISSIONS true" in out
     assert offers_bicep_grant == (az_cloud == "AzureCloud"), out
@@ -1120,7 +1250,7 @@ def test_postprovision_hooks_az_commands_work(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     posts = [c for c in calls if c[:1] == ["rest"]]
-    assert len(posts) == 2, calls
+    assert len(posts) == len(GRAPH_APP_ROLES), calls
     granted = set()
     for call in posts:
         assert call[call.index("--method") + 1] == "POST"
@@ -1132,7 +1262,7 @@ def test_postprovision_hooks_az_commands_work(tmp_path: Path) -> None:
         body = json.loads(call[call.index("--body") + 1])
         assert body["principalId"] == PRINCIPAL and body["resourceId"] == "graph-sp-id", body
         granted.add(body["appRoleId"])
-    assert granted == {"role-User.Read.All", "role-UserAuthenticationMethod.Read.All"}
+    assert granted == {f"role-{permission}" for permission in GRAPH_APP_ROLES}
 
 
 def _printed_lines(text: str, shell: str) -> list[str]:
