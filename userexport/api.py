@@ -13,7 +13,7 @@ import orjson
 
 from . import idempotency
 from .clients import Clients
-from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES
+from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
 from .exportrequest import InvalidRequest, excerpt, export_request, request_json
 from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, plausible_job_id, utcnow
 from .messages import ExportMessage
@@ -208,11 +208,19 @@ def _not_found(job_id: str) -> ApiResponse:
 
 
 def list_columns() -> ApiResponse:
-    """The column catalogue, in order; `default` marks the admin center's 25."""
+    """The column catalogue, in order; `default` marks the admin center's 25, `presets` the
+    presets a column is in."""
     defaults = set(DEFAULT_COLUMN_NAMES)
-    return ApiResponse(
-        200, {"value": [{"name": name, "default": name in defaults} for name in CATALOGUE]}
-    )
+    value = [
+        {
+            "name": name,
+            "default": name in defaults,
+            "presets": [preset for preset, names in PRESETS.items() if name in names],
+            "permission": column.permission,
+        }
+        for name, column in CATALOGUE.items()
+    ]
+    return ApiResponse(200, {"value": value, "presets": {k: list(v) for k, v in PRESETS.items()}})
 
 
 async def list_exports(clients: Clients, *, params: dict[str, str], links: Links) -> ApiResponse:
@@ -264,6 +272,8 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
         body["partitions"] = len(job.plan.partitions)
         if job.plan.note:
             body["planNote"] = job.plan.note
+        if job.plan.estimate:
+            body["estimate"] = job.plan.estimate
     failing = [(job.failing_since, job.last_error)]
     if job.status is Status.RUNNING and job.plan is not None:
         parts = await clients.jobs.partitions(job.id)

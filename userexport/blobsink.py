@@ -35,7 +35,7 @@ class Stream(StrEnum):
     ERRORS_HEADER = "G"
     ERROR_ROWS = "E"
     HELD_ROWS = "K"  # error rows kept or dropped at the commit (see errorsfile)
-    DENIED_ROW = "D"
+    NOTICES = "D"  # rows said once for the whole job (a refusal that empties columns)
 
 
 def block_id(stream: Stream, partition: int, epoch: int, seq: int) -> str:

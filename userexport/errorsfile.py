@@ -9,7 +9,7 @@ any lookup of the job succeeded, and replaces them with one row when none did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .authmethods import LookupFailure
@@ -17,7 +17,6 @@ from .graph import EXPIRED_PAGE_TOKEN
 from .jobs import Partition
 
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
-AUTH_LOOKUPS = "authentication/phoneMethods,emailMethods"
 # Refused lookups, with none allowed, before a partition stops asking: more than one page of
 # users (999, two lookups each), so no single page decides it.
 DENY_AFTER = 2000
@@ -55,13 +54,20 @@ def lookup_rows(failures: Iterable[LookupFailure], users: list[dict[str, Any]]) 
     ]
 
 
-def not_looked_up_rows(users: list[dict[str, Any]], code: str) -> list[list[str]]:
+def lookups_label(lookups: Sequence[str]) -> str:
+    """What the errors file's `failed` column says for these lookups."""
+    return "authentication/" + ",".join(lookups)
+
+
+def not_looked_up_rows(
+    users: list[dict[str, Any]], code: str, lookups: Sequence[str]
+) -> list[list[str]]:
     """Rows for users whose lookups were not made: their partition was refused every one."""
     return [
         [
             u["id"],
             u.get("userPrincipalName") or "",
-            AUTH_LOOKUPS,
+            lookups_label(lookups),
             "403",
             code,
             f"Not looked up: Graph refused the first {DENY_AFTER} authentication-method lookups "
@@ -94,5 +100,5 @@ def denied_everywhere(parts: list[Partition]) -> str | None:
     return (refused[0].refused_code or "Forbidden") if refused else None
 
 
-def denied_row(code: str) -> list[str]:
-    return ["", "", AUTH_LOOKUPS, "403", code, DENIED_MESSAGE]
+def denied_row(code: str, lookups: Sequence[str]) -> list[str]:
+    return ["", "", lookups_label(lookups), "403", code, DENIED_MESSAGE]

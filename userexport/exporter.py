@@ -14,13 +14,15 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from . import budget
 from .clients import Clients
+from .columns import SIGN_IN_ACTIVITY, graph_expand, graph_select, lookups, resolve
 from .filters import to_graph_query
 from .finishing import finish_if_complete
-from .graph import GraphError
-from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Status, utcnow
+from .graph import PAGE_SIZE, SIGN_IN_PAGE_SIZE, GraphError
+from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .partitionrun import PartitionRun
-from .planning import plan_listing
+from .planning import estimate, plan_listing
+from .preflight import ScopeUnavailable, preflight, sign_in_refused
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +62,15 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
         counts = dict(job.plan_counts or {})  # what earlier invocations counted
         with budget.budget(settings.time_budget_seconds, failing_since=job.failing_since) as spent:
             try:
-                query = to_graph_query(job.request.filter)
-                plan = await clients.jobs.while_running(
-                    job.id,
-                    plan_listing(
-                        clients.graph, query, partitions=settings.partitions, counts=counts
-                    ),
-                )
+                plan = await clients.jobs.while_running(job.id, _make_plan(clients, job, counts))
             except budget.OutOfTime:
                 job.plan_counts = counts
                 return await _plan_later(clients, job, spent)
             except JobStopped:
                 return Outcome.SKIPPED
+            except ScopeUnavailable as error:
+                await clients.jobs.fail(job.id, reason=error.reason)
+                return Outcome.FINISHED
         job.plan, job.plan_counts, job.failing_since = plan, None, None
         job = await _save_or_reload(clients, job)
         if job.status is not Status.RUNNING:  # cancelled while counting: no partitions
@@ -87,6 +86,33 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
             await clients.queue.send_message(ExportMessage(job.id, part.index).encode())
     log.info("Export job %s planned: %d partition(s).", job.id, len(job.plan.partitions))
     return Outcome.PLANNED
+
+
+async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan:
+    """Checks what the export needs (preflight), counts and splits the listing, and estimates
+    its Graph requests."""
+    checked = await preflight(clients.graph, job.request)
+    query = to_graph_query(job.request.filter)
+    columns = resolve(job.request.columns)
+    expand = graph_expand(columns) is not None
+    plan = await plan_listing(
+        clients.graph,
+        query,
+        partitions=clients.settings.partitions,
+        counts=counts,
+        expand=expand,
+    )
+    plan.skus, plan.notices = checked.skus, checked.notices
+    select = graph_select(columns, sign_in=not sign_in_refused(plan.notices))
+    plan.estimate = estimate(
+        plan,
+        counts,
+        page_size=SIGN_IN_PAGE_SIZE if SIGN_IN_ACTIVITY in select else PAGE_SIZE,
+        lookups=len(lookups(columns)),
+        expand=expand,
+        preflight_requests=checked.requests,
+    )
+    return plan
 
 
 async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outcome:

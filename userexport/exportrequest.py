@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import orjson
 
-from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, graph_expand, resolve
+from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS, graph_expand, resolve
 from .filters import InvalidFilter, parse_filter, to_graph_query
 
 FIELDS = ("columns", "filter", "fileName", "formulaGuard")
@@ -97,11 +97,18 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
         filter_ = parse_filter(data.get("filter")) or None
     except InvalidFilter as error:
         raise InvalidRequest(error.field, error.detail) from None
-    if filter_ and to_graph_query(filter_).advanced and graph_expand(resolve(columns)):
+    query = to_graph_query(filter_)
+    if query.advanced and graph_expand(resolve(columns)):
+        needs = (
+            "filtering a group's or administrative unit's members"
+            if query.scope
+            else "filter.domain and filter.companyName"
+        )
         raise InvalidRequest(
             "columns",
-            "The manager column cannot be combined with filter.domain or filter.companyName: "
-            "Graph does not support $expand in the advanced queries those filters need.",
+            f"The manager column cannot be combined with this filter: {needs} takes an "
+            "advanced query, and Graph does not support $expand in advanced queries. Leave out "
+            "manager, or the other filter keys.",
         )
     return ExportRequest(
         columns=tuple(columns),
@@ -114,8 +121,20 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
 def _columns(value: Any) -> list[str]:
     if value is None:
         return list(DEFAULT_COLUMN_NAMES)
+    presets = ", ".join(f'"{name}"' for name in PRESETS)
+    if isinstance(value, str):
+        if value not in PRESETS:
+            raise InvalidRequest(
+                "columns",
+                f"Unknown column preset {excerpt(value)!r}; presets: {presets} (or a list of "
+                "column names).",
+            )
+        return list(PRESETS[value])
     if not isinstance(value, list) or not value:
-        raise InvalidRequest("columns", "columns must be a non-empty list of column names.")
+        raise InvalidRequest(
+            "columns",
+            f"columns must be a non-empty list of column names, or a preset: {presets}.",
+        )
     for index, name in enumerate(value):
         if not isinstance(name, str) or name not in CATALOGUE:
             raise InvalidRequest(

@@ -14,6 +14,7 @@ microsoftgraph/microsoft-graph-docs-contrib) for the user properties used here:
   `startsWith` on userPrincipalName and displayName; `ge`/`le` on createdDateTime.
 - advanced: `endsWith` (only on mail, otherMails, userPrincipalName, proxyAddresses), and
   every operator on companyName, `eq` included.
+- a member list (`group`, `administrativeUnit`): any `$filter` at all.
 
 Queries that work by default also work as advanced queries (the answer is then eventually
 consistent), so one advanced clause makes the whole query advanced. The same page notes that
@@ -42,7 +43,10 @@ KEYS = (
     "displayNamePrefix",
     "createdAfter",
     "createdBefore",
+    "group",
+    "administrativeUnit",
 )
+SCOPE_KEYS = ("group", "administrativeUnit")  # whose members to list instead of /users
 USER_TYPES = ("Member", "Guest")
 
 # ISO 8601 in the shapes people send: a date, or a date and time with Z or an offset.
@@ -54,6 +58,7 @@ _DATETIME = re.compile(
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _NORMALIZED_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_OBJECT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class InvalidFilter(ValueError):
@@ -66,11 +71,22 @@ class InvalidFilter(ValueError):
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Whose users to list: a group's transitive user members, or an administrative unit's
+    user members; no Scope means every user (/users)."""
+
+    kind: str  # "group" or "administrativeUnit"
+    id: str
+
+
+@dataclass(frozen=True)
 class GraphQuery:
-    """What GraphReader.users_page needs: the $filter text and whether it is advanced."""
+    """What GraphReader.users_page needs: the $filter text, whether it is advanced, and the
+    scope it lists."""
 
     filter: str | None
     advanced: bool
+    scope: Scope | None = None
 
 
 def parse_filter(value: object) -> dict[str, object] | None:
@@ -105,6 +121,8 @@ def parse_filter(value: object) -> dict[str, object] | None:
             out[key] = raw
         elif key == "domain":
             out[key] = _domain(raw, field)
+        elif key in SCOPE_KEYS:
+            out[key] = _object_id(raw, field)
         elif key in ("createdAfter", "createdBefore"):
             # ge/le are inclusive, and createdDateTime comes in whole seconds (Graph's documented
             # examples; not checked on a live tenant), so rounding a fractional bound inwards
@@ -121,6 +139,12 @@ def parse_filter(value: object) -> dict[str, object] | None:
             f"filter.createdAfter ({after}) is later than filter.createdBefore ({before}); "
             "no user could match. Swap them or widen the range.",
         )
+    if all(key in out for key in SCOPE_KEYS):
+        raise InvalidFilter(
+            "filter.administrativeUnit",
+            "filter.administrativeUnit cannot be combined with filter.group: Graph lists the "
+            "members of one of them at a time. Export each and join the files.",
+        )
     return out
 
 
@@ -133,8 +157,11 @@ def to_graph_query(filter: dict[str, Any] | None) -> GraphQuery:
         return GraphQuery(None, False)
     clauses: list[str] = []
     advanced = False
+    scope: Scope | None = None
     for key, value in normalized.items():
-        if key == "userType":
+        if key in SCOPE_KEYS:
+            scope = Scope(key, str(value))
+        elif key == "userType":
             clauses.append(f"userType eq {_literal(value)}")
         elif key == "accountEnabled":
             clauses.append(f"accountEnabled eq {'true' if value is True else 'false'}")
@@ -154,7 +181,9 @@ def to_graph_query(filter: dict[str, Any] | None) -> GraphQuery:
             clauses.append(f"createdDateTime ge {_datetime_literal(value)}")
         elif key == "createdBefore":
             clauses.append(f"createdDateTime le {_datetime_literal(value)}")
-    return GraphQuery(" and ".join(clauses), advanced)
+    text = " and ".join(clauses) or None
+    # Graph filters a member list only as an advanced query, whatever the clause.
+    return GraphQuery(text, advanced or bool(scope and text), scope)
 
 
 def _literal(value: object) -> str:
@@ -201,6 +230,17 @@ def _text(value: object, field: str) -> str:
             field, f"{field} contains a control character (such as a tab or line break)."
         )
     return value
+
+
+def _object_id(value: object, field: str) -> str:
+    """A directory object id: a GUID, in lower case (Graph's ids are)."""
+    if isinstance(value, str) and _OBJECT_ID.fullmatch(value.lower()):
+        return value.lower()
+    raise InvalidFilter(
+        field,
+        f"{field} must be the object id (a GUID such as 0f3b5d4e-1a2b-4c3d-8e9f-001122334455) "
+        f"of the {'group' if field.endswith('group') else 'administrative unit'}, not its name.",
+    )
 
 
 def _user_type(value: object, field: str) -> str:
@@ -264,4 +304,5 @@ def with_upn_prefix(query: GraphQuery, prefix: str) -> GraphQuery:
     if not prefix:
         return query
     clause = f"startsWith(userPrincipalName,{_literal(prefix)})"
-    return GraphQuery(f"{query.filter} and {clause}" if query.filter else clause, query.advanced)
+    text = f"{query.filter} and {clause}" if query.filter else clause
+    return GraphQuery(text, query.advanced or query.scope is not None, query.scope)

@@ -14,9 +14,9 @@ import logging
 
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
 from .clients import Clients
-from .columns import resolve
+from .columns import lookups, resolve
 from .csvfile import CsvEncoder, encode_rows
-from .errorsfile import DENIED_MESSAGE, ERRORS_HEADER, denied_everywhere, denied_row
+from .errorsfile import ERRORS_HEADER, denied_everywhere, denied_row
 from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
 from .messages import Outcome
 
@@ -70,11 +70,12 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     errors_header = block_id(Stream.ERRORS_HEADER, 0, 0, 0)
     await stage(errors_blob, errors_header, encode_rows(ERRORS_HEADER, [], with_header=True))
     users_blocks, error_blocks = [header], [errors_header]
+    notices = list(job.plan.notices) if job.plan else []
     if denied:
-        error_blocks.append(block_id(Stream.DENIED_ROW, 0, 0, 0))
-        await stage(
-            errors_blob, error_blocks[-1], encode_rows([], [denied_row(denied)], with_header=False)
-        )
+        notices.append(denied_row(denied, lookups(resolve(job.request.columns))))
+    if notices:
+        error_blocks.append(block_id(Stream.NOTICES, 0, 0, 0))
+        await stage(errors_blob, error_blocks[-1], encode_rows([], notices, with_header=False))
     for p in parts:
         for epoch, rows, errors, held in p.checkpoint.segments:
             users_blocks += [block_id(Stream.CSV_ROWS, p.index, epoch, i) for i in range(rows)]
@@ -82,9 +83,9 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
             if not denied:
                 error_blocks += [block_id(Stream.HELD_ROWS, p.index, epoch, i) for i in range(held)]
     job.user_count = sum(p.checkpoint.users for p in parts)
-    job.error_count = sum(p.checkpoint.errors for p in parts) + (
-        1 if denied else sum(p.checkpoint.held_errors for p in parts)
-    )
+    job.error_count = sum(p.checkpoint.errors for p in parts) + len(notices)
+    if not denied:
+        job.error_count += sum(p.checkpoint.held_errors for p in parts)
     job.finished_at = utcnow()
     if max(len(users_blocks), len(error_blocks)) > MAX_BLOCKS:
         job.status = Status.FAILED
@@ -98,4 +99,5 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     await commit(users_blob, users_blocks, file_name=file_name)
     await commit(errors_blob, error_blocks, file_name=job.request.errors_file_name)
     job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
-    job.reason = DENIED_MESSAGE if denied else None
+    # Each notice's message says what is missing from the CSV and what to do about it.
+    job.reason = " ".join(row[5] for row in notices) or None

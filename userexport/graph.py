@@ -19,18 +19,19 @@ from typing import Any
 import httpx
 import orjson
 from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_builder import BaseRequestBuilder
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
 from kiota_http.middleware.options import RetryHandlerOption
 from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
-from msgraph.generated.users.count.count_request_builder import CountRequestBuilder
-from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
 from . import budget
+from .filters import GraphQuery, Scope
 from .limiter import AdaptiveLimiter
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
+SIGN_IN_PAGE_SIZE = 120  # ... and with signInActivity selected (user-list example 11)
 EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 
@@ -107,6 +108,15 @@ class GraphReader:
         self._client = client
         self.limiter = limiter or AdaptiveLimiter()
 
+    def _users(self, scope: Scope | None) -> Any:
+        """The request builder of the user list: /users, or the scope's member list."""
+        if scope is None:
+            return self._client.users
+        if scope.kind == "group":
+            return self._client.groups.by_group_id(scope.id).transitive_members.graph_user
+        units = self._client.directory.administrative_units
+        return units.by_administrative_unit_id(scope.id).members.graph_user
+
     async def users_page(
         self,
         *,
@@ -116,14 +126,16 @@ class GraphReader:
         advanced: bool = False,
         expand: list[str] | None = None,
         page_size: int = PAGE_SIZE,
+        scope: Scope | None = None,
     ) -> UsersPage:
         """One page of users. `advanced` marks an advanced query (ConsistencyLevel: eventual and
         $count=true); Graph wants the header on every page, and the SDK does not carry it."""
-        users = self._client.users
+        users = self._users(scope)
         if next_link:
             info = users.with_url(next_link).to_get_request_information()
         else:
-            query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            query = _query_parameters(
+                users,
                 select=select,
                 top=page_size,
                 filter=filter,
@@ -138,14 +150,34 @@ class GraphReader:
             body.get("value", []), body.get("@odata.nextLink"), body.get("@odata.count")
         )
 
-    async def count_users(self, *, filter: str | None) -> int:
-        """GET /users/$count: an advanced query, so eventually consistent."""
-        query = CountRequestBuilder.CountRequestBuilderGetQueryParameters(filter=filter)
-        info = self._client.users.count.to_get_request_information(
-            RequestConfiguration(query_parameters=query)
-        )
+    async def count_users(self, *, filter: str | None, scope: Scope | None = None) -> int:
+        """GET /users/$count (or the scope's): an advanced query, so eventually consistent."""
+        counter = self._users(scope).count
+        query = _query_parameters(counter, filter=filter)
+        info = counter.to_get_request_information(RequestConfiguration(query_parameters=query))
         info.headers.try_add("ConsistencyLevel", "eventual")
         return int(await self._paced(info))  # a bare number is a JSON document too
+
+    async def check_scope(self, scope: Scope) -> None:
+        """Reads the group or administrative unit itself: GraphError (404) when there is none."""
+        if scope.kind == "group":
+            item: Any = self._client.groups.by_group_id(scope.id)
+        else:
+            item = self._client.directory.administrative_units.by_administrative_unit_id(scope.id)
+        query = _query_parameters(item, select=["id"])
+        await self._paced(
+            item.to_get_request_information(RequestConfiguration(query_parameters=query))
+        )
+
+    async def subscribed_skus(self) -> dict[str, str]:
+        """The tenant's SKU part numbers by SKU id (GET /subscribedSkus, one page)."""
+        info = self._client.subscribed_skus.to_get_request_information()
+        body = await self._paced(info)
+        return {
+            str(sku["skuId"]): str(sku["skuPartNumber"])
+            for sku in body.get("value", [])
+            if sku.get("skuId") and sku.get("skuPartNumber")
+        }
 
     async def _paced(self, info: RequestInformation) -> Any:
         while True:
@@ -182,6 +214,12 @@ class GraphReader:
         except httpx.TransportError as error:  # reset, refused, timed out
             raise GraphError(None, type(error).__name__, "no answer") from error
         return orjson.loads(raw) if raw else {}
+
+
+def _query_parameters(builder: BaseRequestBuilder, **values: Any) -> Any:
+    """The builder's own GET query-parameter class (it maps select to $select, and so on)."""
+    name = type(builder).__name__
+    return getattr(type(builder), f"{name}GetQueryParameters")(**values)
 
 
 @dataclass(frozen=True)
@@ -228,11 +266,18 @@ class UsersListing:
         *,
         select: list[str],
         expand: list[str] | None,
-        filter: str | None,
-        advanced: bool,
+        query: GraphQuery,
     ) -> None:
         self._graph = graph
-        self._query = {"select": select, "expand": expand, "filter": filter, "advanced": advanced}
+        self._query = {
+            "select": select,
+            "expand": expand,
+            "filter": query.filter,
+            "advanced": query.advanced,
+            "scope": query.scope,
+            # Graph caps pages with signInActivity at 120 anyway; asking for it says so.
+            "page_size": SIGN_IN_PAGE_SIZE if "signInActivity" in select else PAGE_SIZE,
+        }
 
     async def read(self, position: Position) -> ListingStep:
         """Reads the page at `position`. An expired page token gives a step that starts the

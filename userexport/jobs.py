@@ -71,6 +71,9 @@ class Plan:
     partitions: list[list[str]]
     estimated_total: int | None = None
     note: str | None = None  # why the plan is sequential although partitions were asked for
+    skus: dict[str, str] | None = None  # the tenant's SKU part numbers by id, read once
+    notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
+    estimate: dict[str, int] | None = None  # Graph requests and resource units it will take
 
 
 @dataclass

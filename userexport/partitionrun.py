@@ -25,7 +25,7 @@ from . import budget
 from .authmethods import LookupResult, LookupsCutShort
 from .blobsink import Stream, block_id, stage
 from .clients import Clients
-from .columns import graph_expand, graph_select, lookups, resolve
+from .columns import ColumnContext, graph_expand, graph_select, lookups, resolve
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import (
     DENY_AFTER,
@@ -37,8 +37,9 @@ from .errorsfile import (
 from .filters import to_graph_query, with_upn_prefix
 from .finishing import finish_if_complete
 from .graph import Position, UsersListing
-from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, utcnow
+from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, utcnow
 from .messages import ExportMessage, Outcome
+from .preflight import sign_in_refused
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,13 @@ MANY_BLOCKS, SLOW_PROGRESS_SECONDS = 1000, 60.0
 class PartitionRun:
     def __init__(self, clients: Clients, job: Job, part: Partition) -> None:
         self._clients, self._job, self._part = clients, job, part
-        columns = resolve(job.request.columns)
+        plan = job.plan or Plan([[""]])
+        context = ColumnContext(skus=plan.skus or {}, as_of=job.started_at)
+        columns = resolve(job.request.columns, context)
         self._encoder = CsvEncoder(columns, formula_guard=job.request.formula_guard)
         self._lookups = lookups(columns)
-        self._select, self._expand = graph_select(columns), graph_expand(columns)
+        self._select = graph_select(columns, sign_in=not sign_in_refused(plan.notices))
+        self._expand = graph_expand(columns)
         self._query = to_graph_query(job.request.filter)
         self._progress = part.checkpoint  # the saved checkpoint plus what the buffers hold
         self._rows = bytearray()
@@ -121,8 +125,7 @@ class PartitionRun:
                 self._clients.graph,
                 select=self._select,
                 expand=self._expand,
-                filter=with_upn_prefix(self._query, prefixes[self._progress.prefix]).filter,
-                advanced=self._query.advanced,
+                query=with_upn_prefix(self._query, prefixes[self._progress.prefix]),
             )
             step = await listing.read(self._progress.position)
             if step.relisted:
@@ -189,7 +192,7 @@ class PartitionRun:
         (errors if allowed else held).extend(lookup_rows(refused, users))
         code = progress.refused_code or (refused[0].code if refused else None)
         if self._lookups and not looked_up:
-            held += not_looked_up_rows(users, code or "Forbidden")
+            held += not_looked_up_rows(users, code or "Forbidden", self._lookups)
         self._rows += self._encoder.rows(users, found.methods)
         self._errors += errors
         self._held += held

@@ -44,12 +44,20 @@ SEQUENTIAL = [[""]]
 _COUNTS_AT_ONCE = 8
 
 
+SCOPE_WITH_EXPAND = (
+    "The manager column needs $expand, which Graph does not allow in the advanced queries that "
+    "splitting a group's or administrative unit's members by UPN needs, so the listing ran as "
+    "one sequence."
+)
+
+
 async def plan_listing(
     graph: GraphReader,
     query: GraphQuery,
     *,
     partitions: int,
     counts: dict[str, int] | None = None,
+    expand: bool = False,
 ) -> Plan:
     """The plan; `counts` (UPN prefix -> users, "" for all) holds what an earlier invocation
     counted, and receives every new count, also when OutOfTime cuts this one short."""
@@ -60,7 +68,7 @@ async def plan_listing(
         if prefix not in counts:
             async with limit:
                 filter = with_upn_prefix(query, prefix).filter
-                counts[prefix] = await graph.count_users(filter=filter)
+                counts[prefix] = await graph.count_users(filter=filter, scope=query.scope)
         return counts[prefix]
 
     async def counted(prefixes: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -72,6 +80,8 @@ async def plan_listing(
     except GraphError as error:
         note = f"Graph could not count the users ({error.status} {error.code})."
         return Plan(SEQUENTIAL, None, note if partitions > 1 else None)
+    if partitions > 1 and query.scope is not None and expand:
+        return Plan(SEQUENTIAL, total, SCOPE_WITH_EXPAND)
     if partitions <= 1:
         return Plan(SEQUENTIAL, total)
 
@@ -119,3 +129,32 @@ def split(counted: list[tuple[str, int]], parts: int) -> list[list[str]]:
             i += 1
         runs.append(run)
     return runs
+
+
+def estimate(
+    plan: Plan,
+    counts: dict[str, int],
+    *,
+    page_size: int,
+    lookups: int,
+    expand: bool,
+    preflight_requests: int,
+) -> dict[str, int]:
+    """Graph requests and resource units the export will take, from the counts: every prefix
+    listed is at least one page; a lookup is one request (batched 20 to a $batch) and 1 RU.
+    A page costs 1 RU with $select, 2 with $expand too (Graph's throttling limits)."""
+    total = plan.estimated_total or 0
+    prefixes = [p for run in plan.partitions for p in run]
+    if prefixes == [""] or not all(p in counts for p in prefixes):
+        pages = max(1, -(-total // page_size))
+    else:
+        pages = sum(max(1, -(-counts[p] // page_size)) for p in prefixes)
+    lookup_requests = total * lookups
+    planning = len(counts) + preflight_requests
+    return {
+        "planningRequests": planning,
+        "listingRequests": pages,
+        "pageSize": page_size,
+        "lookupRequests": lookup_requests,
+        "resourceUnits": planning + pages * (2 if expand else 1) + lookup_requests,
+    }

@@ -31,6 +31,8 @@ FILTER_HELP = {
     "displayNamePrefix": ("PREFIX", "display name starts with PREFIX"),
     "createdAfter": ("DATE", "created on or after: ISO 8601 date, or date-time with offset"),
     "createdBefore": ("DATE", "created on or before: ISO 8601 date, or date-time with offset"),
+    "group": ("ID", "only the members of this group (object id), nested groups' users too"),
+    "administrativeUnit": ("ID", "only the user members of this administrative unit (object id)"),
 }
 
 
@@ -70,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = command("start", commands.start, "start an export (and, with --wait, follow it)")
     start.add_argument(
-        "--columns", metavar="A,B,C", help="column names in order (default: the admin center's 25)"
+        "--columns",
+        metavar="A,B,C",
+        help="column names in order, or a preset: adminCenter (the default: the admin "
+        "center's 25), preview, all",
     )
     for key, (flag, dest) in FILTER_FLAGS.items():
         metavar, help_ = FILTER_HELP[key]

@@ -20,7 +20,10 @@ FILTER_FLAGS: dict[str, tuple[str, str]] = {
     "displayNamePrefix": ("--display-name-prefix", "display_name_prefix"),
     "createdAfter": ("--created-after", "created_after"),
     "createdBefore": ("--created-before", "created_before"),
+    "group": ("--group", "group"),
+    "administrativeUnit": ("--administrative-unit", "administrative_unit"),
 }
+PRESETS = ("adminCenter", "preview", "all")  # names --columns passes as they are
 FIELD_FLAGS = {
     "columns": "--columns",
     "fileName": "--file-name",
@@ -52,8 +55,11 @@ def export_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def parse_columns(value: str) -> list[str]:
-    """`a,b,c` (blanks around names allowed) as a list; names are checked by the app."""
+def parse_columns(value: str) -> list[str] | str:
+    """`a,b,c` (blanks around names allowed) as a list, or a preset's name as it is; names are
+    checked by the app."""
+    if value.strip() in PRESETS:
+        return value.strip()
     names = [name.strip() for name in value.split(",")]
     if not value.strip() or any(not name for name in names):
         raise CliError(Exit.USAGE, "--columns: give column names separated by commas, none empty.")

@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 
 from devtools.tenantsim import odata
-from userexport.filters import KEYS, GraphQuery, InvalidFilter, parse_filter, to_graph_query
+from userexport.filters import (
+    KEYS,
+    SCOPE_KEYS,
+    GraphQuery,
+    InvalidFilter,
+    Scope,
+    parse_filter,
+    to_graph_query,
+    with_upn_prefix,
+)
 
 INJECTION = "x' or true or department eq 'y"
 
@@ -52,7 +61,7 @@ def test_every_key_is_normalized_and_put_in_a_fixed_order():
         "createdAfter": "2024-01-01T00:00:00Z",
         "createdBefore": "2024-06-30T21:59:59Z",
     }
-    assert list(parsed or {}) == list(KEYS)
+    assert list(parsed or {}) == [k for k in KEYS if k not in SCOPE_KEYS]
     assert parse_filter(parsed) == parsed  # idempotent: a stored filter re-validates as is
 
 
@@ -369,3 +378,32 @@ def test_no_string_key_can_break_out_of_its_literal(
         assert flt.predicate({prop: "tail" + payload}) is False
     assert flt.predicate({prop: payload}) is True
     assert flt.predicate({prop: "x"}) is False
+
+
+GROUP = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
+
+
+def test_a_group_scope_lists_its_members_and_any_filter_on_them_is_advanced():
+    alone = to_graph_query({"group": GROUP.upper()})
+    assert alone == GraphQuery(None, False, Scope("group", GROUP))
+    combined = to_graph_query({"administrativeUnit": GROUP, "department": "Sales"})
+    assert combined == GraphQuery("department eq 'Sales'", True, Scope("administrativeUnit", GROUP))
+    # Splitting a member list by UPN is a filter too: advanced, and the scope is kept.
+    split = with_upn_prefix(alone, "a")
+    assert split == GraphQuery("startsWith(userPrincipalName,'a')", True, Scope("group", GROUP))
+    assert with_upn_prefix(to_graph_query({}), "a").advanced is False
+
+
+@pytest.mark.parametrize("key", SCOPE_KEYS)
+@pytest.mark.parametrize("value", ["Sales team", GROUP + "0", "", 12, None, GROUP[:-1] + "g"])
+def test_a_scope_must_be_an_object_id(key: str, value: object):
+    with pytest.raises(InvalidFilter) as error:
+        parse_filter({key: value})
+    assert error.value.field == f"filter.{key}"
+    assert "Object ID" in error.value.detail or "object id" in error.value.detail
+
+
+def test_a_group_and_an_administrative_unit_cannot_be_combined():
+    with pytest.raises(InvalidFilter) as error:
+        parse_filter({"group": GROUP, "administrativeUnit": GROUP})
+    assert error.value.field == "filter.administrativeUnit"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from userexport.filters import GraphQuery
 from userexport.graph import EXPIRED_PAGE_TOKEN, GraphError, Position, UsersListing, UsersPage
 
 PAGES = {
@@ -28,7 +29,7 @@ class FakeGraph:
 
 
 def listing() -> UsersListing:
-    return UsersListing(FakeGraph(), select=["id"], expand=None, filter=None, advanced=False)  # type: ignore[arg-type]
+    return UsersListing(FakeGraph(), select=["id"], expand=None, query=GraphQuery(None, False))  # type: ignore[arg-type]
 
 
 async def read_all(position: Position) -> tuple[list[str], list[bool]]:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from userexport.filters import GraphQuery
+from userexport.filters import GraphQuery, Scope
 from userexport.graph import GraphError
-from userexport.planning import PREFIXES, SECOND, SEQUENTIAL, plan_listing, split
+from userexport.jobs import Plan
+from userexport.planning import (
+    PREFIXES,
+    SCOPE_WITH_EXPAND,
+    SECOND,
+    SEQUENTIAL,
+    estimate,
+    plan_listing,
+    split,
+)
 
 
 def test_split_keeps_the_order_and_balances():
@@ -29,7 +38,7 @@ class CountingGraph:
     def __init__(self, counts: dict[str | None, int], *, fail: bool = False) -> None:
         self.counts, self.fail, self.filters = counts, fail, []
 
-    async def count_users(self, *, filter: str | None) -> int:
+    async def count_users(self, *, filter: str | None, scope: object = None) -> int:
         self.filters.append(filter)
         if self.fail:
             raise GraphError(400, "Request_UnsupportedQuery", "no $count in B2C")
@@ -80,3 +89,42 @@ async def test_second_character_counts_that_disagree_keep_the_first():
     graph = CountingGraph({None: 100, "a": 10, "m": 80, "z": 10, "ma": 50, "mb": 29})
     plan = await plan_listing(graph, GraphQuery(None, False), partitions=4)
     assert [p for run in plan.partitions for p in run] == list(PREFIXES)
+
+
+class ScopedGraph(CountingGraph):
+    async def count_users(self, *, filter: str | None, scope: object = None) -> int:
+        self.scopes = [*getattr(self, "scopes", []), scope]
+        return await super().count_users(filter=filter)
+
+
+async def test_a_scope_is_counted_through_its_member_list():
+    scope = Scope("group", "0f3b5d4e-1a2b-4c3d-8e9f-001122334455")
+    graph = ScopedGraph({None: 30, "a": 10, "m": 10, "z": 10})
+    plan = await plan_listing(graph, GraphQuery(None, False, scope), partitions=3)
+    assert len(plan.partitions) == 3 and set(graph.scopes) == {scope}
+
+
+async def test_a_scope_with_the_manager_column_is_one_sequence_with_a_note():
+    scope = Scope("group", "0f3b5d4e-1a2b-4c3d-8e9f-001122334455")
+    graph = ScopedGraph({None: 30, "a": 10, "m": 10, "z": 10})
+    plan = await plan_listing(graph, GraphQuery(None, False, scope), partitions=3, expand=True)
+    assert plan.partitions == SEQUENTIAL and plan.estimated_total == 30
+    assert plan.note == SCOPE_WITH_EXPAND
+    assert graph.filters == [None], "one count, no per-prefix counts it would not use"
+
+
+def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
+    plan = Plan([["a", "b"], ["c"]], estimated_total=1250)
+    counts = {"": 1250, "a": 1000, "b": 250, "c": 0}
+    assert estimate(plan, counts, page_size=999, lookups=1, expand=False, preflight_requests=1) == {
+        "planningRequests": 5,
+        "listingRequests": 2 + 1 + 1,
+        "pageSize": 999,
+        "lookupRequests": 1250,
+        "resourceUnits": 5 + 4 + 1250,
+    }
+    sequential = Plan(SEQUENTIAL, estimated_total=1250)
+    signed_in = estimate(
+        sequential, {"": 1250}, page_size=120, lookups=0, expand=True, preflight_requests=0
+    )
+    assert signed_in["listingRequests"] == 11 and signed_in["resourceUnits"] == 1 + 22

@@ -221,6 +221,8 @@
     displayNamePrefix: "Display name starts with",
     createdAfter: "Created on or after",
     createdBefore: "Created on or before",
+    group: "Members of group",
+    administrativeUnit: "Members of administrative unit",
   };
 
   function statusWords(status) {

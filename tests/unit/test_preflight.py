@@ -1,0 +1,116 @@
+"""The plan step's preflight: scope checks, sign-in refusals and licence names, against a fake
+Graph that answers as Graph does (status and error code of each documented refusal)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from userexport.exportrequest import export_request
+from userexport.graph import GraphError, UsersPage
+from userexport.preflight import NON_PREMIUM, ScopeUnavailable, preflight, sign_in_refused
+
+GROUP = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+class FakeGraph:
+    def __init__(
+        self,
+        *,
+        sign_in: GraphError | None = None,
+        listing: GraphError | None = None,
+        skus: GraphError | dict[str, str] | None = None,
+        scope: GraphError | None = None,
+    ) -> None:
+        self.sign_in, self.listing, self.skus, self.scope = sign_in, listing, skus, scope
+        self.calls: list[str] = []
+
+    async def users_page(self, *, select: list[str], **_: Any) -> UsersPage:
+        self.calls.append("users:" + ",".join(select))
+        error = self.sign_in if "signInActivity" in select else None
+        if error or self.listing:
+            raise error or self.listing  # type: ignore[misc]
+        return UsersPage([], None)
+
+    async def subscribed_skus(self) -> dict[str, str]:
+        self.calls.append("skus")
+        if isinstance(self.skus, GraphError):
+            raise self.skus
+        return self.skus or {}
+
+    async def check_scope(self, scope: Any) -> None:
+        self.calls.append(f"scope:{scope.kind}")
+        if self.scope:
+            raise self.scope
+
+
+def request(**body: Any):
+    return export_request(body, now=NOW)
+
+
+async def test_nothing_is_read_when_no_column_needs_it():
+    graph = FakeGraph()
+    result = await preflight(graph, request())  # type: ignore[arg-type]
+    assert graph.calls == [] and result.notices == [] and result.skus is None
+
+
+async def test_a_non_premium_tenant_is_one_notice_and_the_export_goes_on():
+    refusal = GraphError(403, NON_PREMIUM, "Neither tenant is B2C or tenant doesn't have premium")
+    graph = FakeGraph(sign_in=refusal)
+    result = await preflight(  # type: ignore[arg-type]
+        graph, request(columns=["userPrincipalName", "lastSignInDateTime", "daysSinceLastSignIn"])
+    )
+    assert graph.calls == ["users:id,signInActivity", "users:id"]
+    [row] = result.notices
+    assert row[:5] == ["", "", "signInActivity", "403", NON_PREMIUM]
+    assert "P1 or P2" in row[5] and "lastSignInDateTime, daysSinceLastSignIn" in row[5]
+    assert sign_in_refused(result.notices)
+
+
+async def test_a_missing_audit_log_permission_says_which_permission_to_grant():
+    graph = FakeGraph(sign_in=GraphError(403, "Authorization_RequestDenied", "Insufficient"))
+    result = await preflight(graph, request(columns=["lastSignInDateTime"]))  # type: ignore[arg-type]
+    assert "AuditLog.Read.All" in result.notices[0][5]
+
+
+async def test_a_listing_refused_too_is_the_listing_s_error_not_a_notice():
+    refusal = GraphError(403, "Authorization_RequestDenied", "Insufficient")
+    graph = FakeGraph(sign_in=refusal, listing=refusal)
+    with pytest.raises(GraphError):
+        await preflight(graph, request(columns=["lastSignInDateTime"]))  # type: ignore[arg-type]
+
+
+async def test_licence_names_are_read_once_and_a_refusal_keeps_the_ids():
+    graph = FakeGraph(skus={"a": "ENTERPRISEPACK"})
+    result = await preflight(graph, request(columns=["assignedLicenses"]))  # type: ignore[arg-type]
+    assert result.skus == {"a": "ENTERPRISEPACK"} and graph.calls == ["skus"]
+    assert await preflight(FakeGraph(), request(columns=["assignedLicenseIds"])) is not None  # type: ignore[arg-type]
+    refused = FakeGraph(skus=GraphError(403, "Authorization_RequestDenied", "Insufficient"))
+    result = await preflight(refused, request(columns=["assignedLicenses"]))  # type: ignore[arg-type]
+    assert result.skus is None
+    assert result.notices[0][2] == "subscribedSkus"
+    assert "LicenseAssignment.Read.All" in result.notices[0][5]
+    assert not sign_in_refused(result.notices)
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (GraphError(404, "Request_ResourceNotFound", "Resource does not exist"), "names no group"),
+        (GraphError(403, "Authorization_RequestDenied", "Insufficient"), "GroupMember.Read.All"),
+    ],
+)
+async def test_a_scope_that_cannot_be_read_fails_the_job(error: GraphError, words: str):
+    graph = FakeGraph(scope=error)
+    with pytest.raises(ScopeUnavailable) as stopped:
+        await preflight(graph, request(filter={"group": GROUP}))  # type: ignore[arg-type]
+    assert words in stopped.value.reason and GROUP in stopped.value.reason
+
+
+async def test_transient_errors_are_not_notices():
+    graph = FakeGraph(skus=GraphError(503, "serviceNotAvailable", "later"))
+    with pytest.raises(GraphError):
+        await preflight(graph, request(columns=["assignedLicenses"]))  # type: ignore[arg-type]

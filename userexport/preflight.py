@@ -1,0 +1,136 @@
+"""What the plan step reads once, before any listing: that the group or administrative unit to
+export exists, whether Graph lets the app read sign-in activity, and the tenant's licence names.
+
+A refusal that only empties some columns (a tenant without Entra ID P1/P2, a permission not
+granted) does not stop the export: it becomes a notice, one row of the errors file and a
+sentence of the job's reason, and the columns stay in the header, empty. A scope that does not
+exist, or cannot be read, fails the job: exporting nobody would look like a success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .columns import SIGN_IN_ACTIVITY, Column, graph_select, resolve
+from .exportrequest import ExportRequest
+from .filters import GraphQuery, Scope, to_graph_query
+from .graph import GraphError, GraphReader
+
+NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+_SCOPE_FIELDS = {"group": "filter.group", "administrativeUnit": "filter.administrativeUnit"}
+_SCOPE_PERMISSIONS = {
+    "group": "GroupMember.Read.All",
+    "administrativeUnit": "AdministrativeUnit.Read.All",
+}
+_SCOPE_NAMES = {"group": "group", "administrativeUnit": "administrative unit"}
+
+
+class ScopeUnavailable(Exception):
+    """The group or administrative unit cannot be listed; `reason` says why and what to do."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Preflight:
+    skus: dict[str, str] | None = None  # SKU part numbers by id; None when not needed or refused
+    notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
+    requests: int = 0  # Graph requests it made
+
+
+def sign_in_refused(notices: list[list[str]]) -> bool:
+    """Whether Graph refused signInActivity: the listing then leaves it out of $select."""
+    return any(row[2] == SIGN_IN_ACTIVITY for row in notices)
+
+
+async def preflight(graph: GraphReader, request: ExportRequest) -> Preflight:
+    columns = resolve(request.columns)
+    query = to_graph_query(request.filter)
+    result = Preflight()
+    if query.scope is not None:
+        result.requests += 1
+        await _check_scope(graph, query.scope)
+    if SIGN_IN_ACTIVITY in graph_select(columns):
+        await _check_sign_in(graph, query, columns, result)
+    if any(c.bind is not None and "assignedLicenses" in c.select for c in columns):
+        result.requests += 1
+        try:
+            result.skus = await graph.subscribed_skus()
+        except GraphError as error:
+            if error.transient:
+                raise
+            result.notices.append(_notice("subscribedSkus", error, _licences_advice(error)))
+    return result
+
+
+async def _check_scope(graph: GraphReader, scope: Scope) -> None:
+    name, key = _SCOPE_NAMES[scope.kind], _SCOPE_FIELDS[scope.kind]
+    try:
+        await graph.check_scope(scope)
+    except GraphError as error:
+        if error.transient:
+            raise
+        if error.status in (400, 404):
+            raise ScopeUnavailable(
+                f"{key} names no {name} of this tenant: Microsoft Graph answered "
+                f"{error.status} {error.code} for {scope.id}. Use the {name}'s Object ID "
+                "from the Entra admin center, then export again."
+            ) from None
+        raise ScopeUnavailable(
+            f"Microsoft Graph refused to read the {name} {scope.id} ({error.status} "
+            f"{error.code}). Grant the app's managed identity the "
+            f"{_SCOPE_PERMISSIONS[scope.kind]} application permission (admin consent), then "
+            "export again."
+        ) from None
+
+
+async def _check_sign_in(
+    graph: GraphReader, query: GraphQuery, columns: tuple[Column, ...], result: Preflight
+) -> None:
+    """One user with signInActivity: a 403 means it cannot be read; when the same request
+    without it is refused too, the listing itself is, and that error fails the job."""
+    probe = {"next_link": None, "filter": query.filter, "advanced": query.advanced}
+    result.requests += 1
+    try:
+        await graph.users_page(
+            **probe, select=["id", SIGN_IN_ACTIVITY], page_size=1, scope=query.scope
+        )
+        return
+    except GraphError as error:
+        if error.status != 403:
+            raise
+        refusal = error
+    result.requests += 1
+    await graph.users_page(**probe, select=["id"], page_size=1, scope=query.scope)
+    names = ", ".join(c.name for c in columns if SIGN_IN_ACTIVITY in c.select)
+    if refusal.code == NON_PREMIUM:
+        advice = (
+            "Microsoft Graph reads sign-in activity only in tenants with Microsoft Entra ID P1 "
+            f"or P2 (and not in B2C tenants), so {names} are empty for every user."
+        )
+    else:
+        advice = (
+            f"Microsoft Graph refused to read sign-in activity, so {names} are empty for every "
+            "user. Grant the app's managed identity the AuditLog.Read.All application "
+            "permission (admin consent), then export again."
+        )
+    result.notices.append(_notice(SIGN_IN_ACTIVITY, refusal, advice))
+
+
+def _licences_advice(error: GraphError) -> str:
+    advice = (
+        "Microsoft Graph did not list the tenant's licences, so assignedLicenses holds SKU "
+        "ids instead of names."
+    )
+    if error.status == 403:
+        advice += (
+            " Grant the app's managed identity the LicenseAssignment.Read.All application "
+            "permission (admin consent), then export again."
+        )
+    return advice
+
+
+def _notice(failed: str, error: GraphError, advice: str) -> list[str]:
+    return ["", "", failed, str(error.status or ""), error.code, advice]
