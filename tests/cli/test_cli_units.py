@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from userexport.filters import KEYS
 from userexport_cli.auth import AppAuth, EntraToken
 from userexport_cli.client import ApiClient
 from userexport_cli.connection import app_url, connect
@@ -26,7 +27,7 @@ from userexport_cli.progress import (
     clock_time,
     plain_line,
 )
-from userexport_cli.request import export_body, flag_for
+from userexport_cli.request import FILTER_FLAGS, export_body, flag_for
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 RUNNING = {
@@ -80,17 +81,28 @@ def test_start_flags_become_the_request_body():
 
 
 def test_every_filter_key_has_a_flag():
+    group = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
     args = parse(
         "start",
         *("--company-name", "Contoso", "--upn-prefix", "adele"),
         *("--display-name-prefix", "Ad", "--created-before", "2025-02-01T00:00:00Z"),
+        *("--group", group),
     )
     assert export_body(args)["filter"] == {
         "companyName": "Contoso",
         "userPrincipalNamePrefix": "adele",
         "displayNamePrefix": "Ad",
         "createdBefore": "2025-02-01T00:00:00Z",
+        "group": group,
     }
+    assert set(FILTER_FLAGS) == set(KEYS)
+    unit = export_body(parse("start", "--administrative-unit", group))
+    assert unit == {"filter": {"administrativeUnit": group}}
+
+
+@pytest.mark.parametrize("preset", ["adminCenter", "preview", "all"])
+def test_a_preset_name_is_sent_as_the_preset(preset):
+    assert export_body(parse("start", "--columns", preset)) == {"columns": preset}
 
 
 @pytest.mark.parametrize(

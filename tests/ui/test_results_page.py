@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devtools.stack import LocalStack
-from userexport.columns import CATALOGUE, DEFAULT_COLUMN_NAMES
+from userexport.columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PREVIEW_COLUMN_NAMES
 
 from .conftest import KEY, screenshot, start_export, wait_until
 
@@ -186,8 +186,18 @@ def test_the_form_shows_each_problem_next_to_its_field(ui):
     expect(page.locator("#columns-count")).to_contain_text("0 of")
     page.get_by_role("button", name="Start export").click()
     expect(page.locator("#columns-error")).to_have_text("Select at least one column.")
+    page.get_by_role("button", name="Preview columns").click()
+    expect(page.locator("#columns-count")).to_contain_text(f"{len(PREVIEW_COLUMN_NAMES)} of")
     page.get_by_role("button", name="Default columns").click()
     expect(page.locator("#columns-count")).to_contain_text("25 of")
+
+    # A group is named by its object id: the server's 400 goes next to the field.
+    page.get_by_label("Domain", exact=True).fill("")
+    group = page.get_by_label("Members of group (object id)")
+    group.fill("Sales team")
+    page.get_by_role("button", name="Start export").click()
+    expect(group).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#f-group-error")).to_contain_text("object id")
     expect(page).to_have_url(re.compile("#/new$"))
 
 
@@ -366,6 +376,7 @@ def test_the_form_is_labelled_and_works_from_the_keyboard(ui, api):
     page.keyboard.press("Tab")  # Select all shown
     page.keyboard.press("Tab")  # Clear shown
     page.keyboard.press("Tab")  # Default columns
+    page.keyboard.press("Tab")  # Preview columns
     page.keyboard.press("Tab")  # the one column shown
     expect(page.get_by_role("checkbox", name="employeeId")).to_be_focused()
     page.keyboard.press("Space")

@@ -759,7 +759,7 @@
   // The form.
 
   const form = {
-    catalogue: null, // [{name, default}]
+    catalogue: null, // [{name, default, presets, permission}]
     loading: null,
     lastBody: null,
     lastKey: null,
@@ -848,13 +848,17 @@
     for (const box of shownBoxes()) box.checked = false;
     updateCount();
   });
-  $("select-defaults").addEventListener("click", () => {
-    if (!form.catalogue) return;
-    columnBoxes().forEach((box, index) => {
-      box.checked = Boolean(form.catalogue[index].default);
+  // The admin center's 25, or its "Download users (Preview)" set (the `preview` preset).
+  for (const [button, preset] of [["select-defaults", "adminCenter"], ["select-preview", "preview"]]) {
+    $(button).addEventListener("click", () => {
+      if (!form.catalogue) return;
+      columnBoxes().forEach((box, index) => {
+        const presets = form.catalogue[index].presets;
+        box.checked = Array.isArray(presets) ? presets.includes(preset) : Boolean(form.catalogue[index].default);
+      });
+      updateCount();
     });
-    updateCount();
-  });
+  }
 
   // Field errors: shown next to the field, tied to it with aria-describedby and aria-invalid.
 
