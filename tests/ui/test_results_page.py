@@ -93,7 +93,9 @@ def test_the_list_shows_exports_newest_first_with_their_status_in_words_and_page
 
 def test_an_export_started_from_the_form_runs_finishes_and_downloads(ui, api):
     page = ui.open()
-    page.get_by_role("link", name="New export").click()
+    page.get_by_role("toolbar", name="Export commands").get_by_role(
+        "link", name="New export"
+    ).click()
     expect(page.get_by_role("heading", name="New export", level=1)).to_be_focused()
 
     boxes = page.locator("#column-list input[type=checkbox]")
@@ -133,6 +135,11 @@ def test_an_export_started_from_the_form_runs_finishes_and_downloads(ui, api):
     job = api.get(f"/api/exports/{job_id}").json()
     details = page.locator("#job-details")
     expect(details).to_contain_text(f"{job['userCount']:,}")
+    estimate = job["estimate"]
+    expect(details).to_contain_text(
+        f"{estimate['lookupRequests']:,} lookups, {estimate['planningRequests']:,} to plan; "
+        f"{estimate['resourceUnits']:,} resource units"
+    )
     expect(page.locator("#job-filter")).to_contain_text("Account enabled")
     expect(page.locator("#job-filter")).to_contain_text("Yes (enabled)")
     columns = [*DEFAULT_COLUMN_NAMES, extra]
@@ -327,7 +334,8 @@ def test_the_form_is_labelled_and_works_from_the_keyboard(ui, api):
     # From the top: the skip link, then the page's own commands.
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to main content")).to_be_focused()
-    page.get_by_role("link", name="New export").focus()
+    toolbar = page.get_by_role("toolbar", name="Export commands")
+    toolbar.get_by_role("link", name="New export").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="New export", level=1)).to_be_focused()
     expect(page.locator("#columns-count")).to_contain_text("25 of")

@@ -645,6 +645,7 @@
       ...detail("Estimated total", count(job.estimatedTotal)),
       ...detail("Partitions", partitions),
       ...detail("Plan note", job.planNote),
+      ...detail("Graph requests (estimate)", estimateWords(job.estimate)),
       ...detail("File name", job.fileName),
       ...detail("Formula guard", job.formulaGuard === false ? "Off" : "On"),
     ]);
@@ -657,6 +658,15 @@
     const columns = Array.isArray(job.columns) ? job.columns : [];
     $("columns-heading").textContent = `Columns (${columns.length})`;
     $("job-columns").replaceChildren(...columns.map((column) => el("li", { text: column })));
+  }
+
+  // The plan's estimate: requests for listing and lookups, and resource units.
+  function estimateWords(estimate) {
+    if (!estimate || typeof estimate !== "object") return null;
+    const n = (key) => (typeof estimate[key] === "number" ? count(estimate[key]) : "?");
+    return `${n("listingRequests")} pages of up to ${n("pageSize")} users, ` +
+      `${n("lookupRequests")} lookups, ${n("planningRequests")} to plan; ` +
+      `${n("resourceUnits")} resource units`;
   }
 
   function filterValue(key, value) {
