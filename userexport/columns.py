@@ -22,6 +22,9 @@ SIGN_IN_ACTIVITY = "signInActivity"
 # Graph's value for a kind of sign-in that never happened (user-list example 11).
 _NEVER = "0001-01-01T00:00:00Z"
 
+# Or both UserAuthMethod-Phone.Read.All and UserAuthMethod-Email.Read.All (preflight.py).
+_AUTH_PERMISSION = "UserAuthenticationMethod.Read.All"
+
 User = Mapping[str, Any]
 AuthData = Mapping[str, list[dict[str, Any]]]
 Value = Callable[[User, AuthData], Any]
@@ -109,8 +112,16 @@ ADMIN_CENTER_COLUMNS: tuple[Column, ...] = (
     _same("postalCode"),
     Column("telephoneNumber", ("businessPhones",), _first("businessPhones")),
     Column("mobile", ("mobilePhone",), _prop("mobilePhone")),
-    Column("authenticationAlternativePhoneNumber", (), _alternate_phone, lookup=PHONE_METHODS),
-    Column("authenticationEmail", (), _auth_email, lookup=EMAIL_METHODS),
+    Column(
+        "authenticationAlternativePhoneNumber",
+        (),
+        _alternate_phone,
+        lookup=PHONE_METHODS,
+        permission=_AUTH_PERMISSION,
+    ),
+    Column(
+        "authenticationEmail", (), _auth_email, lookup=EMAIL_METHODS, permission=_AUTH_PERMISSION
+    ),
     Column("alternateEmailAddress", ("otherMails",), _joined("otherMails")),
     _same("ageGroup"),
     _same("consentProvidedForMinor"),

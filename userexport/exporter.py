@@ -9,12 +9,13 @@ partition done commits both files (finishing.py).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from . import budget
 from .clients import Clients
-from .columns import SIGN_IN_ACTIVITY, graph_expand, graph_select, lookups, resolve
+from .columns import SIGN_IN_ACTIVITY, graph_expand, graph_select, resolve
 from .filters import to_graph_query
 from .finishing import finish_if_complete
 from .graph import PAGE_SIZE, SIGN_IN_PAGE_SIZE, GraphError
@@ -22,7 +23,7 @@ from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan
 from .messages import ExportMessage, Outcome
 from .partitionrun import PartitionRun
 from .planning import estimate, plan_listing
-from .preflight import ScopeUnavailable, preflight, sign_in_refused
+from .preflight import Preflight, ScopeUnavailable, preflight, sign_in_refused
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
             except ScopeUnavailable as error:
                 await clients.jobs.fail(job.id, reason=error.reason)
                 return Outcome.FINISHED
-        job.plan, job.plan_counts, job.failing_since = plan, None, None
+        job.plan, job.plan_counts, job.preflight, job.failing_since = plan, None, None, None
         job = await _save_or_reload(clients, job)
         if job.status is not Status.RUNNING:  # cancelled while counting: no partitions
             return Outcome.SKIPPED
@@ -90,8 +91,11 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
 
 async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan:
     """Checks what the export needs (preflight), counts and splits the listing, and estimates
-    its Graph requests."""
-    checked = await preflight(clients.graph, job.request)
+    its Graph requests. The check is kept on the job (saved with the counts when planning
+    continues in a new message), so it is made once."""
+    if job.preflight is None:
+        job.preflight = asdict(await preflight(clients.graph, job.request))
+    checked = Preflight(**job.preflight)
     query = to_graph_query(job.request.filter)
     columns = resolve(job.request.columns)
     expand = graph_expand(columns) is not None
@@ -102,13 +106,13 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         counts=counts,
         expand=expand,
     )
-    plan.skus, plan.notices = checked.skus, checked.notices
+    plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
     select = graph_select(columns, sign_in=not sign_in_refused(plan.notices))
     plan.estimate = estimate(
         plan,
         counts,
         page_size=SIGN_IN_PAGE_SIZE if SIGN_IN_ACTIVITY in select else PAGE_SIZE,
-        lookups=len(lookups(columns)),
+        lookups=len(checked.lookups),
         expand=expand,
         preflight_requests=checked.requests,
     )

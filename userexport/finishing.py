@@ -14,7 +14,7 @@ import logging
 
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
 from .clients import Clients
-from .columns import lookups, resolve
+from .columns import resolve
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, denied_everywhere, denied_row
 from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
@@ -72,7 +72,7 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     users_blocks, error_blocks = [header], [errors_header]
     notices = list(job.plan.notices) if job.plan else []
     if denied:
-        notices.append(denied_row(denied, lookups(resolve(job.request.columns))))
+        notices.append(denied_row(denied, job.lookups))
     if notices:
         error_blocks.append(block_id(Stream.NOTICES, 0, 0, 0))
         await stage(errors_blob, error_blocks[-1], encode_rows([], notices, with_header=False))

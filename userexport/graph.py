@@ -169,6 +169,17 @@ class GraphReader:
             item.to_get_request_information(RequestConfiguration(query_parameters=query))
         )
 
+    async def authentication_methods(self, user_id: str, lookup: str) -> list[dict[str, Any]]:
+        """One user's methods list (`methods`, `phoneMethods` or `emailMethods`)."""
+        authentication = self._client.users.by_user_id(user_id).authentication
+        builder = {
+            "methods": authentication.methods,
+            "phoneMethods": authentication.phone_methods,
+            "emailMethods": authentication.email_methods,
+        }[lookup]
+        body = await self._paced(builder.to_get_request_information())
+        return list(body.get("value", []))
+
     async def subscribed_skus(self) -> dict[str, str]:
         """The tenant's SKU part numbers by SKU id (GET /subscribedSkus, one page)."""
         info = self._client.subscribed_skus.to_get_request_information()

@@ -27,6 +27,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient
 
+from .columns import lookups, resolve
 from .exportrequest import ExportRequest
 from .graph import Position
 
@@ -74,6 +75,8 @@ class Plan:
     skus: dict[str, str] | None = None  # the tenant's SKU part numbers by id, read once
     notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
     estimate: dict[str, int] | None = None  # Graph requests and resource units it will take
+    # The authentication-method lists read per user (preflight's choice); None: the columns'.
+    lookups: list[str] | None = None
 
 
 @dataclass
@@ -159,13 +162,14 @@ class Job(_Row):
     reason: str | None = None
     last_error: str | None = None
     plan_counts: dict[str, int] | None = None  # users per UPN prefix counted so far
+    preflight: dict[str, Any] | None = None  # what the plan step checked, while it plans
     failing_since: datetime | None = None  # the plan step's current run of failures
     revivals: int = 0  # times in a row the sweep found it stalled and queued it again
     revived_at_users: int = 0  # users written when it was last revived
     committing: bool = False  # its files are being committed: too late to cancel
     updated_at: datetime | None = None
     etag: str | None = None
-    _json_fields = ("request", "plan", "plan_counts")
+    _json_fields = ("request", "plan", "plan_counts", "preflight")
 
     # The files' blob names are fixed, whatever the request's fileName (that name reaches the
     # caller's browser through Content-Disposition): the two files can never share a blob.
@@ -176,6 +180,13 @@ class Job(_Row):
     @property
     def errors_blob_name(self) -> str:
         return f"{self.id}/errors.csv"
+
+    @property
+    def lookups(self) -> tuple[str, ...]:
+        """The authentication-method lists read per user: as planned, or as the columns ask."""
+        if self.plan is not None and self.plan.lookups is not None:
+            return tuple(self.plan.lookups)
+        return lookups(resolve(self.request.columns))
 
     @classmethod
     def _keys(cls) -> tuple[str, ...]:

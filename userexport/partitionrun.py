@@ -25,7 +25,7 @@ from . import budget
 from .authmethods import LookupResult, LookupsCutShort
 from .blobsink import Stream, block_id, stage
 from .clients import Clients
-from .columns import ColumnContext, graph_expand, graph_select, lookups, resolve
+from .columns import ColumnContext, graph_expand, graph_select, resolve
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import (
     DENY_AFTER,
@@ -66,7 +66,7 @@ class PartitionRun:
         context = ColumnContext(skus=plan.skus or {}, as_of=job.started_at)
         columns = resolve(job.request.columns, context)
         self._encoder = CsvEncoder(columns, formula_guard=job.request.formula_guard)
-        self._lookups = lookups(columns)
+        self._lookups = job.lookups
         self._select = graph_select(columns, sign_in=not sign_in_refused(plan.notices))
         self._expand = graph_expand(columns)
         self._query = to_graph_query(job.request.filter)

@@ -82,7 +82,7 @@ async def plan_listing(
         return Plan(SEQUENTIAL, None, note if partitions > 1 else None)
     if partitions > 1 and query.scope is not None and expand:
         return Plan(SEQUENTIAL, total, SCOPE_WITH_EXPAND)
-    if partitions <= 1:
+    if partitions <= 1 or total == 0:  # nobody to share out: one page says so
         return Plan(SEQUENTIAL, total)
 
     try:

@@ -1,17 +1,32 @@
 """What the plan step reads once, before any listing: that the group or administrative unit to
-export exists, whether Graph lets the app read sign-in activity, and the tenant's licence names.
+export exists, whether Graph lets the app read sign-in activity, the tenant's licence names,
+and how to read each user's authentication methods.
 
 A refusal that only empties some columns (a tenant without Entra ID P1/P2, a permission not
 granted) does not stop the export: it becomes a notice, one row of the errors file and a
 sentence of the job's reason, and the columns stay in the header, empty. A scope that does not
 exist, or cannot be read, fails the job: exporting nobody would look like a success.
+
+Both authentication columns are read from one list per user (`/authentication/methods`), which
+needs UserAuthenticationMethod.Read.All. A tenant may have granted only the narrower
+UserAuthMethod-Phone.Read.All and UserAuthMethod-Email.Read.All: one user's lists tell, and
+the export then reads the phone and email lists, two requests per user, as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .columns import SIGN_IN_ACTIVITY, Column, graph_select, resolve
+from .columns import (
+    ALL_METHODS,
+    EMAIL_METHODS,
+    PHONE_METHODS,
+    SIGN_IN_ACTIVITY,
+    Column,
+    graph_select,
+    lookups,
+    resolve,
+)
 from .exportrequest import ExportRequest
 from .filters import GraphQuery, Scope, to_graph_query
 from .graph import GraphError, GraphReader
@@ -38,6 +53,7 @@ class Preflight:
     skus: dict[str, str] | None = None  # SKU part numbers by id; None when not needed or refused
     notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
     requests: int = 0  # Graph requests it made
+    lookups: list[str] = field(default_factory=list)  # the methods lists to read per user
 
 
 def sign_in_refused(notices: list[list[str]]) -> bool:
@@ -48,7 +64,7 @@ def sign_in_refused(notices: list[list[str]]) -> bool:
 async def preflight(graph: GraphReader, request: ExportRequest) -> Preflight:
     columns = resolve(request.columns)
     query = to_graph_query(request.filter)
-    result = Preflight()
+    result = Preflight(lookups=list(lookups(columns)))
     if query.scope is not None:
         result.requests += 1
         await _check_scope(graph, query.scope)
@@ -62,6 +78,8 @@ async def preflight(graph: GraphReader, request: ExportRequest) -> Preflight:
             if error.transient:
                 raise
             result.notices.append(_notice("subscribedSkus", error, _licences_advice(error)))
+    if result.lookups == [ALL_METHODS]:
+        await _check_methods(graph, query, result)
     return result
 
 
@@ -117,6 +135,41 @@ async def _check_sign_in(
             "permission (admin consent), then export again."
         )
     result.notices.append(_notice(SIGN_IN_ACTIVITY, refusal, advice))
+
+
+async def _check_methods(graph: GraphReader, query: GraphQuery, result: Preflight) -> None:
+    """One user's whole methods list; refused while its phone list is not, the export reads the
+    phone and email lists instead. Refused both ways (no permission, or a policy on this user),
+    it keeps the whole list: the partitions then say what was refused, as for any user."""
+    result.requests += 1
+    page = await graph.users_page(
+        next_link=None,
+        select=["id"],
+        page_size=1,
+        filter=query.filter,
+        advanced=query.advanced,
+        scope=query.scope,
+    )
+    if not page.users:
+        return
+    user_id = page.users[0]["id"]
+    result.requests += 1
+    try:
+        await graph.authentication_methods(user_id, ALL_METHODS)
+        return
+    except GraphError as error:
+        if error.transient:
+            raise
+        if error.status != 403:
+            return
+    result.requests += 1
+    try:
+        await graph.authentication_methods(user_id, PHONE_METHODS)
+    except GraphError as error:
+        if error.transient:
+            raise
+        return
+    result.lookups = [PHONE_METHODS, EMAIL_METHODS]
 
 
 def _licences_advice(error: GraphError) -> str:

@@ -460,6 +460,7 @@ def _base_user(ctx: _SeedContext, index: int, d: bytes) -> dict[str, Any]:
         if d[49] < 80:
             emails.append({"id": EMAIL_METHOD_ID, "emailAddress": f"{alias}@outlook.com"})
         user["authentication"] = {"phoneMethods": phones, "emailMethods": emails}
+    _add_profile(ctx, index, user, created=created, sam=user["onPremisesSamAccountName"])
     return user
 
 
@@ -494,6 +495,57 @@ _FIDO_MODELS = (
 _FIDO_NAMES = ("Red key", "Backup key", "Yubi 🔑", "Key, blue")
 _PHONE_DEVICES = ("iPhone 15", "Pixel 8", "Galaxy S23", "iPhone SE")
 _APP_VERSIONS = ("6.2401.0119", "6.8.7", "6.2312.8201")
+
+
+_PROFILE_PERSON = b"tenantsim-prof"
+DIVISIONS: tuple[str, ...] = ("Retail", "Wholesale", "Corporate", "R&D, Labs", "=Field Ops")
+PASSWORD_POLICIES: tuple[str | None, ...] = (
+    None,
+    "DisablePasswordExpiration",
+    "DisableStrongPassword",
+    "DisablePasswordExpiration, DisableStrongPassword",
+)
+
+
+def _add_profile(
+    ctx: _SeedContext, index: int, user: dict[str, Any], *, created: int, sam: str | None
+) -> None:
+    """The admin center's preview attributes the original generator left unset: employee and
+    password fields for most users, on-premises fields for synced ones, a few more extension
+    attributes. From a digest of their own, so every earlier value stays as it was."""
+    p = hashlib.blake2b(
+        index.to_bytes(8, "little"), digest_size=32, key=ctx.key, person=_PROFILE_PERSON
+    ).digest()
+    day = 86400
+    user["employeeHireDate"] = _iso(created + _u32(p[0:4]) % (400 * day)) if p[4] < 170 else None
+    user["employeeLeaveDateTime"] = (
+        _iso(SIGNIN_END + _u32(p[5:9]) % (180 * day)) if p[9] < 10 else None
+    )
+    user["employeeOrgData"] = (
+        {
+            "division": DIVISIONS[p[10] % len(DIVISIONS)],
+            "costCenter": f"CC-{_u32(p[11:15]) % 9000 + 1000}",
+        }
+        if p[15] < 160
+        else None
+    )
+    user["lastPasswordChangeDateTime"] = _iso(created + _u32(p[16:20]) % (500 * day))
+    user["passwordPolicies"] = PASSWORD_POLICIES[p[20] % len(PASSWORD_POLICIES)]
+    user["faxNumber"] = f"+1 425 555 {_u32(p[21:25]) % 10000:04d}" if p[25] < 20 else None
+    if sam is not None:  # synced from on-premises Active Directory
+        immutable = base64.b64encode(p[0:16]).decode()
+        user["onPremisesImmutableId"] = immutable
+        user["onPremisesDistinguishedName"] = f"CN={sam},OU=Users,DC=fabrikam,DC=local"
+        user["onPremisesDomainName"] = "fabrikam.local"
+        user["onPremisesUserPrincipalName"] = f"{sam}@fabrikam.local"
+        user["onPremisesLastSyncDateTime"] = _iso(SIGNIN_END - _u32(p[26:30]) % day)
+        user["onPremisesSecurityIdentifier"] = (
+            f"S-1-5-21-1004336348-1177238915-682003330-{index + 1000}"
+        )
+    extension = user["onPremisesExtensionAttributes"]
+    for n in range(2, 15):
+        if p[30] < 60 and (p[31] + n) % 5 == 0:
+            extension[f"extensionAttribute{n}"] = f"EA{n}-{p[n] % 50}"
 
 
 def _extra_digest(ctx: _SeedContext, index: int) -> bytes:

@@ -169,7 +169,7 @@ def test_sign_in_licence_and_preview_columns_come_back_value_for_value(
     def spent(key: str) -> int:
         return after["requests"].get(key, 0) - before["requests"].get(key, 0)
 
-    assert spent("methods") == USERS
+    assert spent("methods") == USERS + 1  # and one user's, read by the plan step's check
     assert spent("phoneMethods") == spent("emailMethods") == 0
     assert spent("subscribedSkus") == 1
     sign_in_pages = after.get("signInPages", 0) - before.get("signInPages", 0)
@@ -332,3 +332,32 @@ def test_a_limit_of_five_requests_per_ten_seconds_is_waited_out_and_loses_nothin
     started = datetime.fromisoformat(job["startedAt"].replace("Z", "+00:00"))
     expected = {u["id"]: expected_row(u, columns, {}, started) for u in iter_users(config)}
     assert {row["objectId"]: row for row in rows} == expected
+
+
+def test_the_narrow_phone_and_email_grants_still_fill_both_columns(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """A tenant that granted UserAuthMethod-Phone.Read.All and -Email.Read.All instead of
+    UserAuthenticationMethod.Read.All: /methods is refused (403), the two lists are not."""
+    config = SimConfig(users=60, seed=6)
+    columns = ["objectId", "authenticationAlternativePhoneNumber", "authenticationEmail"]
+    roles = "User.Read.All,UserAuthMethod-Phone.Read.All,UserAuthMethod-Email.Read.All"
+    with (
+        running_stack(
+            tmp_path_factory.mktemp("narrow"), users=60, seed=6, sim_args=["--roles", roles]
+        ) as narrow,
+        httpx.Client(base_url=narrow.api_url, timeout=60) as client,
+    ):
+        job = export(client, {"columns": columns})
+        rows = read_csv(narrow, job["downloadUrl"])
+        requests = stats(narrow)["requests"]
+
+    assert job["status"] == "succeeded", job
+    assert job["estimate"]["lookupRequests"] == 2 * 60
+    started = datetime.fromisoformat(job["startedAt"].replace("Z", "+00:00"))
+    expected = {u["id"]: expected_row(u, columns, {}, started) for u in iter_users(config)}
+    assert {row["objectId"]: row for row in rows} == expected
+    assert any(row["authenticationEmail"] for row in rows)
+    assert any(row["authenticationAlternativePhoneNumber"] for row in rows)
+    assert requests["methods"] == 1  # the plan step's one try
+    assert requests["phoneMethods"] == 60 + 1 and requests["emailMethods"] == 60

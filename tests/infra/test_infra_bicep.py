@@ -860,7 +860,7 @@ WITHOUT_PERMISSION = {
     "AuditLog.Read.All": (
         "completes",
         "`completedWithErrors`",
-        "four sign-in columns empty",
+        "sign-in columns asked for empty",
         "one row in the errors file",
         "`reason`",
         "`Authentication_RequestFromNonPremiumTenantOrB2CTenant`",

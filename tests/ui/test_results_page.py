@@ -208,6 +208,18 @@ def test_the_form_shows_each_problem_next_to_its_field(ui):
     expect(page).to_have_url(re.compile("#/new$"))
 
 
+def test_the_preview_columns_button_exports_the_preview_preset_in_its_order(ui, api):
+    page = ui.open("/new")
+    expect(page.locator("#columns-count")).to_contain_text("25 of")
+    page.get_by_role("button", name="Preview columns").click()
+    page.get_by_label("User principal name starts with").fill(NOBODY["userPrincipalNamePrefix"])
+    page.get_by_role("button", name="Start export").click()
+    expect(page).to_have_url(re.compile(r"#/exports/[0-9]{13}-[0-9a-z]{8}$"))
+    job = api.get(f"/api/exports/{page.url.rsplit('/', 1)[1]}").json()
+    assert job["columns"] == list(PREVIEW_COLUMN_NAMES), "as the API's preset orders them"
+    expect(page.locator("#job-columns li")).to_have_text(list(PREVIEW_COLUMN_NAMES))
+
+
 def test_a_running_export_is_cancelled_with_the_button_after_a_confirm_step(ui, api, faults):
     # Every listing page takes 4 s: the export is still running when the button is pressed.
     faults({"slowPages": {"rate": 1, "seconds": 4}})

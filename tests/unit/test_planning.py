@@ -68,8 +68,7 @@ async def test_no_count_means_sequential_and_no_estimate():
 
 
 async def test_the_user_filter_is_kept_in_every_count():
-    graph = CountingGraph({"userType eq 'Guest'": 0, None: 0})
-    graph.counts[None] = 0
+    graph = CountingGraph({"Guest": 5, "a": 5})  # keyed by each filter's last literal
     await plan_listing(graph, GraphQuery("userType eq 'Guest'", False), partitions=2)
     assert all(f.startswith("userType eq 'Guest'") for f in graph.filters)
     assert "userType eq 'Guest' and startsWith(userPrincipalName,'a')" in graph.filters
@@ -128,3 +127,10 @@ def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
         sequential, {"": 1250}, page_size=120, lookups=0, expand=True, preflight_requests=0
     )
     assert signed_in["listingRequests"] == 11 and signed_in["resourceUnits"] == 1 + 22
+
+
+async def test_nobody_to_export_is_one_page_not_a_count_per_prefix():
+    graph = CountingGraph({None: 0})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=8)
+    assert plan.partitions == SEQUENTIAL and plan.estimated_total == 0
+    assert graph.filters == [None]

@@ -24,8 +24,10 @@ class FakeGraph:
         listing: GraphError | None = None,
         skus: GraphError | dict[str, str] | None = None,
         scope: GraphError | None = None,
+        methods: dict[str, GraphError] | None = None,
     ) -> None:
         self.sign_in, self.listing, self.skus, self.scope = sign_in, listing, skus, scope
+        self.methods = methods or {}  # lookup -> the error Graph answers it with
         self.calls: list[str] = []
 
     async def users_page(self, *, select: list[str], **_: Any) -> UsersPage:
@@ -33,7 +35,13 @@ class FakeGraph:
         error = self.sign_in if "signInActivity" in select else None
         if error or self.listing:
             raise error or self.listing  # type: ignore[misc]
-        return UsersPage([], None)
+        return UsersPage([{"id": "u1"}], None)
+
+    async def authentication_methods(self, user_id: str, lookup: str) -> list[dict]:
+        self.calls.append(f"{lookup}:{user_id}")
+        if lookup in self.methods:
+            raise self.methods[lookup]
+        return []
 
     async def subscribed_skus(self) -> dict[str, str]:
         self.calls.append("skus")
@@ -53,8 +61,40 @@ def request(**body: Any):
 
 async def test_nothing_is_read_when_no_column_needs_it():
     graph = FakeGraph()
-    result = await preflight(graph, request())  # type: ignore[arg-type]
+    result = await preflight(graph, request(columns=["displayName"]))  # type: ignore[arg-type]
     assert graph.calls == [] and result.notices == [] and result.skus is None
+    assert result.lookups == [] and result.requests == 0
+
+
+REFUSED = GraphError(403, "Authorization_RequestDenied", "Insufficient privileges")
+
+
+async def test_both_authentication_columns_read_one_list_where_it_is_allowed():
+    graph = FakeGraph()
+    result = await preflight(graph, request())  # type: ignore[arg-type]
+    assert result.lookups == ["methods"]
+    assert graph.calls == ["users:id", "methods:u1"] and result.requests == 2
+
+
+async def test_only_the_narrow_grants_read_the_phone_and_email_lists():
+    """UserAuthMethod-Phone.Read.All and -Email.Read.All do not open /methods."""
+    graph = FakeGraph(methods={"methods": REFUSED})
+    result = await preflight(graph, request())  # type: ignore[arg-type]
+    assert result.lookups == ["phoneMethods", "emailMethods"]
+    assert graph.calls == ["users:id", "methods:u1", "phoneMethods:u1"]
+    assert result.notices == []
+
+
+async def test_refused_both_ways_keeps_one_list_and_the_partitions_say_so():
+    graph = FakeGraph(methods={"methods": REFUSED, "phoneMethods": REFUSED})
+    result = await preflight(graph, request())  # type: ignore[arg-type]
+    assert result.lookups == ["methods"] and result.notices == []
+
+
+async def test_one_authentication_column_keeps_its_own_list_without_a_probe():
+    graph = FakeGraph()
+    result = await preflight(graph, request(columns=["authenticationEmail"]))  # type: ignore[arg-type]
+    assert result.lookups == ["emailMethods"] and graph.calls == []
 
 
 async def test_a_non_premium_tenant_is_one_notice_and_the_export_goes_on():
@@ -107,6 +147,7 @@ async def test_a_scope_that_cannot_be_read_fails_the_job(error: GraphError, word
     graph = FakeGraph(scope=error)
     with pytest.raises(ScopeUnavailable) as stopped:
         await preflight(graph, request(filter={"group": GROUP}))  # type: ignore[arg-type]
+    assert graph.calls == ["scope:group"], "nothing else is read for a scope that fails"
     assert words in stopped.value.reason and GROUP in stopped.value.reason
 
 

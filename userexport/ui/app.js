@@ -770,6 +770,7 @@
 
   const form = {
     catalogue: null, // [{name, default, presets, permission}]
+    presets: {}, // preset name -> its columns, in its order
     loading: null,
     lastBody: null,
     lastKey: null,
@@ -789,6 +790,7 @@
         const { data } = await callApi("GET", apiUrl("columns"));
         const value = Array.isArray(data && data.value) ? data.value : [];
         form.catalogue = value.filter((c) => c && typeof c.name === "string");
+        form.presets = data && data.presets && typeof data.presets === "object" ? data.presets : {};
         renderCatalogue();
       } catch (error) {
         $("columns-count").textContent = "The column catalogue could not be loaded.";
@@ -930,13 +932,24 @@
     });
   }
 
+  // A preset's columns, chosen as a whole, go in its order, as `"columns": "preview"` would.
+  function presetOrder(columns) {
+    const chosen = new Set(columns);
+    for (const names of Object.values(form.presets)) {
+      if (Array.isArray(names) && names.length === chosen.size && names.every((n) => chosen.has(n))) {
+        return names.slice();
+      }
+    }
+    return columns;
+  }
+
   function requestBody() {
     const body = {};
     const problems = [];
     const columns = columnBoxes().filter((box) => box.checked).map((box) => box.value);
     if (!form.catalogue) problems.push(["columns", "The column catalogue has not loaded yet."]);
     else if (columns.length === 0) problems.push(["columns", "Select at least one column."]);
-    else body.columns = columns;
+    else body.columns = presetOrder(columns);
 
     const filter = {};
     for (const input of $("export-form").querySelectorAll("[data-filter]")) {
