@@ -91,11 +91,13 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
 
 async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan:
     """Checks what the export needs (preflight), counts and splits the listing, and estimates
-    its Graph requests. The check is kept on the job (saved with the counts when planning
-    continues in a new message), so it is made once."""
-    if job.preflight is None:
-        job.preflight = asdict(await preflight(clients.graph, job.request))
-    checked = Preflight(**job.preflight)
+    its Graph requests. What the checks found is kept on the job (saved with the counts when
+    planning continues in a new message), so each is made once."""
+    checked = Preflight(**(job.preflight or {}))
+    try:
+        await preflight(clients.graph, job.request, checked)
+    finally:
+        job.preflight = asdict(checked)
     query = to_graph_query(job.request.filter)
     columns = resolve(job.request.columns)
     expand = graph_expand(columns) is not None
@@ -112,7 +114,7 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         plan,
         counts,
         page_size=SIGN_IN_PAGE_SIZE if SIGN_IN_ACTIVITY in select else PAGE_SIZE,
-        lookups=len(checked.lookups),
+        lookups=len(checked.lookups or ()),
         expand=expand,
         preflight_requests=checked.requests,
     )

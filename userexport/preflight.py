@@ -50,10 +50,14 @@ class ScopeUnavailable(Exception):
 
 @dataclass
 class Preflight:
+    """What the checks found; `done` names the checks made, so that one cut short by the
+    invocation's time budget goes on, in the next, from where it stopped."""
+
     skus: dict[str, str] | None = None  # SKU part numbers by id; None when not needed or refused
     notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
     requests: int = 0  # Graph requests it made
-    lookups: list[str] = field(default_factory=list)  # the methods lists to read per user
+    lookups: list[str] | None = None  # the methods lists to read per user
+    done: list[str] = field(default_factory=list)
 
 
 def sign_in_refused(notices: list[list[str]]) -> bool:
@@ -61,16 +65,21 @@ def sign_in_refused(notices: list[list[str]]) -> bool:
     return any(row[2] == SIGN_IN_ACTIVITY for row in notices)
 
 
-async def preflight(graph: GraphReader, request: ExportRequest) -> Preflight:
+async def preflight(graph: GraphReader, request: ExportRequest, result: Preflight) -> None:
+    """Makes the checks `result` has not made yet, recording each in it as it is made."""
     columns = resolve(request.columns)
     query = to_graph_query(request.filter)
-    result = Preflight(lookups=list(lookups(columns)))
-    if query.scope is not None:
+    if result.lookups is None:
+        result.lookups = list(lookups(columns))
+    if query.scope is not None and "scope" not in result.done:
         result.requests += 1
         await _check_scope(graph, query.scope)
-    if SIGN_IN_ACTIVITY in graph_select(columns):
+        result.done.append("scope")
+    if SIGN_IN_ACTIVITY in graph_select(columns) and "signIn" not in result.done:
         await _check_sign_in(graph, query, columns, result)
-    if any(c.bind is not None and "assignedLicenses" in c.select for c in columns):
+        result.done.append("signIn")
+    licences = any(c.bind is not None and "assignedLicenses" in c.select for c in columns)
+    if licences and "licences" not in result.done:
         result.requests += 1
         try:
             result.skus = await graph.subscribed_skus()
@@ -78,9 +87,10 @@ async def preflight(graph: GraphReader, request: ExportRequest) -> Preflight:
             if error.transient:
                 raise
             result.notices.append(_notice("subscribedSkus", error, _licences_advice(error)))
-    if result.lookups == [ALL_METHODS]:
+        result.done.append("licences")
+    if result.lookups == [ALL_METHODS] and "methods" not in result.done:
         await _check_methods(graph, query, result)
-    return result
+        result.done.append("methods")
 
 
 async def _check_scope(graph: GraphReader, scope: Scope) -> None:

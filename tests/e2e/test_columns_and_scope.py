@@ -361,3 +361,36 @@ def test_the_narrow_phone_and_email_grants_still_fill_both_columns(
     assert any(row["authenticationAlternativePhoneNumber"] for row in rows)
     assert requests["methods"] == 1  # the plan step's one try
     assert requests["phoneMethods"] == 60 + 1 and requests["emailMethods"] == 60
+
+
+def test_a_plan_step_slower_than_the_time_budget_checks_each_thing_once_and_finishes(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """Every Graph request takes 0.4 s and an invocation may work 1 s: the plan step's checks
+    (the group, sign-in, licences, the methods list) span invocations, each made once."""
+    config = SimConfig(users=40, seed=8)
+    group = next(g for g in tenant_groups(config) if g["displayName"] == "All Staff")
+    columns = ["objectId", "lastSignInDateTime", "assignedLicenses", "authenticationEmail"]
+    columns += ["authenticationAlternativePhoneNumber"]
+    with (
+        running_stack(
+            tmp_path_factory.mktemp("slow-plan"),
+            users=40,
+            seed=8,
+            sim_args=["--latency-ms", "400"],
+            app_env={"USEREXPORT_TIME_BUDGET_SECONDS": "1", "USEREXPORT_PARTITIONS": "1"},
+        ) as slow,
+        httpx.Client(base_url=slow.api_url, timeout=60) as client,
+    ):
+        job = export(client, {"columns": columns, "filter": {"group": group["id"]}})
+        rows = read_csv(slow, job["downloadUrl"])
+        requests = stats(slow)["requests"]
+
+    assert job["status"] == "succeeded", job
+    assert requests["group"] == 1 and requests["subscribedSkus"] == 1
+    skus = {s["skuId"]: s["skuPartNumber"] for s in subscribed_skus(config)}
+    started = datetime.fromisoformat(job["startedAt"].replace("Z", "+00:00"))
+    members = members_of(config, group["id"])
+    assert {r["objectId"]: r for r in rows} == {
+        u["id"]: expected_row(u, columns, skus, started) for u in members
+    }

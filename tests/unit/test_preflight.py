@@ -10,7 +10,13 @@ import pytest
 
 from userexport.exportrequest import export_request
 from userexport.graph import GraphError, UsersPage
-from userexport.preflight import NON_PREMIUM, ScopeUnavailable, preflight, sign_in_refused
+from userexport.preflight import (
+    NON_PREMIUM,
+    Preflight,
+    ScopeUnavailable,
+    preflight,
+    sign_in_refused,
+)
 
 GROUP = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -59,9 +65,15 @@ def request(**body: Any):
     return export_request(body, now=NOW)
 
 
+async def check(graph: FakeGraph, asked: Any) -> Preflight:
+    result = Preflight()
+    await preflight(graph, asked, result)  # type: ignore[arg-type]
+    return result
+
+
 async def test_nothing_is_read_when_no_column_needs_it():
     graph = FakeGraph()
-    result = await preflight(graph, request(columns=["displayName"]))  # type: ignore[arg-type]
+    result = await check(graph, request(columns=["displayName"]))
     assert graph.calls == [] and result.notices == [] and result.skus is None
     assert result.lookups == [] and result.requests == 0
 
@@ -71,7 +83,7 @@ REFUSED = GraphError(403, "Authorization_RequestDenied", "Insufficient privilege
 
 async def test_both_authentication_columns_read_one_list_where_it_is_allowed():
     graph = FakeGraph()
-    result = await preflight(graph, request())  # type: ignore[arg-type]
+    result = await check(graph, request())
     assert result.lookups == ["methods"]
     assert graph.calls == ["users:id", "methods:u1"] and result.requests == 2
 
@@ -79,7 +91,7 @@ async def test_both_authentication_columns_read_one_list_where_it_is_allowed():
 async def test_only_the_narrow_grants_read_the_phone_and_email_lists():
     """UserAuthMethod-Phone.Read.All and -Email.Read.All do not open /methods."""
     graph = FakeGraph(methods={"methods": REFUSED})
-    result = await preflight(graph, request())  # type: ignore[arg-type]
+    result = await check(graph, request())
     assert result.lookups == ["phoneMethods", "emailMethods"]
     assert graph.calls == ["users:id", "methods:u1", "phoneMethods:u1"]
     assert result.notices == []
@@ -87,20 +99,20 @@ async def test_only_the_narrow_grants_read_the_phone_and_email_lists():
 
 async def test_refused_both_ways_keeps_one_list_and_the_partitions_say_so():
     graph = FakeGraph(methods={"methods": REFUSED, "phoneMethods": REFUSED})
-    result = await preflight(graph, request())  # type: ignore[arg-type]
+    result = await check(graph, request())
     assert result.lookups == ["methods"] and result.notices == []
 
 
 async def test_one_authentication_column_keeps_its_own_list_without_a_probe():
     graph = FakeGraph()
-    result = await preflight(graph, request(columns=["authenticationEmail"]))  # type: ignore[arg-type]
+    result = await check(graph, request(columns=["authenticationEmail"]))
     assert result.lookups == ["emailMethods"] and graph.calls == []
 
 
 async def test_a_non_premium_tenant_is_one_notice_and_the_export_goes_on():
     refusal = GraphError(403, NON_PREMIUM, "Neither tenant is B2C or tenant doesn't have premium")
     graph = FakeGraph(sign_in=refusal)
-    result = await preflight(  # type: ignore[arg-type]
+    result = await check(
         graph, request(columns=["userPrincipalName", "lastSignInDateTime", "daysSinceLastSignIn"])
     )
     assert graph.calls == ["users:id,signInActivity", "users:id"]
@@ -112,7 +124,7 @@ async def test_a_non_premium_tenant_is_one_notice_and_the_export_goes_on():
 
 async def test_a_missing_audit_log_permission_says_which_permission_to_grant():
     graph = FakeGraph(sign_in=GraphError(403, "Authorization_RequestDenied", "Insufficient"))
-    result = await preflight(graph, request(columns=["lastSignInDateTime"]))  # type: ignore[arg-type]
+    result = await check(graph, request(columns=["lastSignInDateTime"]))
     assert "AuditLog.Read.All" in result.notices[0][5]
 
 
@@ -120,16 +132,16 @@ async def test_a_listing_refused_too_is_the_listing_s_error_not_a_notice():
     refusal = GraphError(403, "Authorization_RequestDenied", "Insufficient")
     graph = FakeGraph(sign_in=refusal, listing=refusal)
     with pytest.raises(GraphError):
-        await preflight(graph, request(columns=["lastSignInDateTime"]))  # type: ignore[arg-type]
+        await check(graph, request(columns=["lastSignInDateTime"]))
 
 
 async def test_licence_names_are_read_once_and_a_refusal_keeps_the_ids():
     graph = FakeGraph(skus={"a": "ENTERPRISEPACK"})
-    result = await preflight(graph, request(columns=["assignedLicenses"]))  # type: ignore[arg-type]
+    result = await check(graph, request(columns=["assignedLicenses"]))
     assert result.skus == {"a": "ENTERPRISEPACK"} and graph.calls == ["skus"]
-    assert await preflight(FakeGraph(), request(columns=["assignedLicenseIds"])) is not None  # type: ignore[arg-type]
+    assert await check(FakeGraph(), request(columns=["assignedLicenseIds"])) is not None
     refused = FakeGraph(skus=GraphError(403, "Authorization_RequestDenied", "Insufficient"))
-    result = await preflight(refused, request(columns=["assignedLicenses"]))  # type: ignore[arg-type]
+    result = await check(refused, request(columns=["assignedLicenses"]))
     assert result.skus is None
     assert result.notices[0][2] == "subscribedSkus"
     assert "LicenseAssignment.Read.All" in result.notices[0][5]
@@ -146,7 +158,7 @@ async def test_licence_names_are_read_once_and_a_refusal_keeps_the_ids():
 async def test_a_scope_that_cannot_be_read_fails_the_job(error: GraphError, words: str):
     graph = FakeGraph(scope=error)
     with pytest.raises(ScopeUnavailable) as stopped:
-        await preflight(graph, request(filter={"group": GROUP}))  # type: ignore[arg-type]
+        await check(graph, request(filter={"group": GROUP}))
     assert graph.calls == ["scope:group"], "nothing else is read for a scope that fails"
     assert words in stopped.value.reason and GROUP in stopped.value.reason
 
@@ -154,4 +166,18 @@ async def test_a_scope_that_cannot_be_read_fails_the_job(error: GraphError, word
 async def test_transient_errors_are_not_notices():
     graph = FakeGraph(skus=GraphError(503, "serviceNotAvailable", "later"))
     with pytest.raises(GraphError):
-        await preflight(graph, request(columns=["assignedLicenses"]))  # type: ignore[arg-type]
+        await check(graph, request(columns=["assignedLicenses"]))
+
+
+async def test_a_check_cut_short_goes_on_where_it_stopped():
+    """The time budget ran out after the scope check: the next invocation does not repeat it."""
+    graph = FakeGraph(sign_in=GraphError(503, "serviceNotAvailable", "later"))
+    result = Preflight()
+    asked = request(columns=["lastSignInDateTime", "assignedLicenses"], filter={"group": GROUP})
+    with pytest.raises(GraphError):
+        await preflight(graph, asked, result)  # type: ignore[arg-type]
+    assert result.done == ["scope"] and graph.calls == ["scope:group", "users:id,signInActivity"]
+    graph.sign_in, graph.calls = None, []
+    await preflight(graph, asked, result)  # type: ignore[arg-type]
+    assert graph.calls == ["users:id,signInActivity", "skus"]
+    assert result.done == ["scope", "signIn", "licences"] and result.requests == 4
