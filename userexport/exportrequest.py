@@ -104,11 +104,16 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
             if query.scope
             else "filter.domain and filter.companyName"
         )
+        which = (
+            "The all preset's manager column"
+            if data.get("columns") == "all"
+            else ("The manager column")
+        )
         raise InvalidRequest(
             "columns",
-            f"The manager column cannot be combined with this filter: {needs} takes an "
-            "advanced query, and Graph does not support $expand in advanced queries. Leave out "
-            "manager, or the other filter keys.",
+            f"{which} cannot be combined with this filter: {needs} takes an advanced query, "
+            "and Graph does not support $expand in advanced queries. Leave out manager (list "
+            "the columns, or use the preview preset), or the other filter keys.",
         )
     return ExportRequest(
         columns=tuple(columns),

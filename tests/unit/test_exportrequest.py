@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from userexport.columns import DEFAULT_COLUMN_NAMES
@@ -67,3 +68,12 @@ def test_filter_is_normalized():
     )
     assert request.filter == {"userType": "Guest", "createdAfter": "2024-01-01T00:00:00Z"}
     assert parse_export_request(b'{"filter": {}}', now=NOW).filter is None
+
+
+def test_the_all_preset_with_an_advanced_filter_says_its_manager_column_is_why():
+    body = {"columns": "all", "filter": {"domain": "contoso.com"}}
+    with pytest.raises(InvalidRequest) as refused:
+        parse_export_request(orjson.dumps(body), now=NOW)
+    assert refused.value.field == "columns"
+    assert "all preset's manager column" in refused.value.detail
+    assert "preview preset" in refused.value.detail
