@@ -16,6 +16,7 @@ the export then reads the phone and email lists, two requests per user, as befor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .columns import (
     ALL_METHODS,
@@ -119,19 +120,14 @@ async def _check_sign_in(
 ) -> None:
     """One user with signInActivity: a 403 means it cannot be read; when the same request
     without it is refused too, the listing itself is, and that error fails the job."""
-    probe = {"next_link": None, "filter": query.filter, "advanced": query.advanced}
-    result.requests += 1
     try:
-        await graph.users_page(
-            **probe, select=["id", SIGN_IN_ACTIVITY], page_size=1, scope=query.scope
-        )
+        await _first_user(graph, query, ["id", SIGN_IN_ACTIVITY], result)
         return
     except GraphError as error:
         if error.status != 403:
             raise
         refusal = error
-    result.requests += 1
-    await graph.users_page(**probe, select=["id"], page_size=1, scope=query.scope)
+    await _first_user(graph, query, ["id"], result)
     names = ", ".join(c.name for c in columns if SIGN_IN_ACTIVITY in c.select)
     if refusal.code == NON_PREMIUM:
         advice = (
@@ -151,18 +147,10 @@ async def _check_methods(graph: GraphReader, query: GraphQuery, result: Prefligh
     """One user's whole methods list; refused while its phone list is not, the export reads the
     phone and email lists instead. Refused both ways (no permission, or a policy on this user),
     it keeps the whole list: the partitions then say what was refused, as for any user."""
-    result.requests += 1
-    page = await graph.users_page(
-        next_link=None,
-        select=["id"],
-        page_size=1,
-        filter=query.filter,
-        advanced=query.advanced,
-        scope=query.scope,
-    )
-    if not page.users:
+    user = await _first_user(graph, query, ["id"], result)
+    if user is None:
         return
-    user_id = page.users[0]["id"]
+    user_id = user["id"]
     result.requests += 1
     try:
         await graph.authentication_methods(user_id, ALL_METHODS)
@@ -180,6 +168,22 @@ async def _check_methods(graph: GraphReader, query: GraphQuery, result: Prefligh
             raise
         return
     result.lookups = [PHONE_METHODS, EMAIL_METHODS]
+
+
+async def _first_user(
+    graph: GraphReader, query: GraphQuery, select: list[str], result: Preflight
+) -> dict[str, Any] | None:
+    """The first user the export would list (None: nobody), with these properties."""
+    result.requests += 1
+    page = await graph.users_page(
+        next_link=None,
+        select=select,
+        page_size=1,
+        filter=query.filter,
+        advanced=query.advanced,
+        scope=query.scope,
+    )
+    return page.users[0] if page.users else None
 
 
 def _licences_advice(error: GraphError) -> str:
