@@ -221,9 +221,9 @@ class LocalStack:
     def _auth_args(self) -> list[str]:
         args: list[str] = []
         if self.function_key:
-            args += ["--function-key", self.function_key]
+            args.append(f"--function-key={self.function_key}")  # a key may start with "-"
         if self.master_key:
-            args += ["--master-key", self.master_key]
+            args.append(f"--master-key={self.master_key}")
         auth = self.easy_auth
         if auth is not None:
             args += ["--easy-auth", "--easy-auth-issuer", self.issuer]

@@ -45,8 +45,9 @@ from .conftest import app_settings, download, running_stack
 
 USERS = 150
 SEED = 11
-FUNCTION_KEY = "fk-" + secrets.token_urlsafe(24)
-MASTER_KEY = "mk-" + secrets.token_urlsafe(24)
+# Keys made by token_urlsafe may start with "-": the stack must pass them as values, not flags.
+FUNCTION_KEY = "-fk-" + secrets.token_urlsafe(24)
+MASTER_KEY = "-mk-" + secrets.token_urlsafe(24)
 AUDIENCE = "api://userexport-local"
 COLUMNS = ["userPrincipalName", "objectId"]
 
