@@ -91,6 +91,8 @@ AU_ROLES = frozenset(
         "Directory.ReadWrite.All",
     }
 )
+# x-ms-throttle-scope: Scope/Limit/ApplicationId/ResourceId (the throttling docs' format)
+THROTTLE_SCOPE = "Tenant_Application/Read/tenantsim/tenantsim"
 SIGNIN_PAGE_CAP = 120  # users per page when signInActivity is selected (user-list.md)
 _KNOWN_OPTIONS = frozenset(
     {"$select", "$filter", "$top", "$expand", "$count", "$skiptoken", "$orderby", "$search"}
@@ -98,6 +100,7 @@ _KNOWN_OPTIONS = frozenset(
 _SCAN_SLICE = 2000  # users scanned between yields to the event loop
 _FILTER_CACHE = 16
 # A filter that is only startsWith on the UPN: served from the UPN prefix index.
+_UPN_KEY = 3  # characters of the UPN index's keys
 _UPN_PREFIX = re.compile(r"startsWith\(userPrincipalName,'((?:[^']|'')+)'\)", re.IGNORECASE)
 # The type cast of a member list; msgraph-sdk sends the short alias graph.user.
 _USER_CASTS = ("microsoft.graph.user", "graph.user")
@@ -348,7 +351,8 @@ class GraphApi:
             retry = None if self.config.no_retry_after else decision.retry_after
             ans = throttled_answer(retry, crid)
             ans.headers["x-ms-resource-unit"] = str(cost)
-            ans.headers["x-ms-throttle-limit-percentage"] = f"{decision.used_fraction:.1f}"
+            ans.headers["x-ms-throttle-limit-percentage"] = f"{decision.used_fraction:.2f}"
+            ans.headers["x-ms-throttle-scope"] = THROTTLE_SCOPE
             return ans
         self.stats.resource_units += cost
         ans = self._fault(target, crid)
@@ -394,11 +398,16 @@ class GraphApi:
             ttl > 0 and time.time() - token.issued > ttl
         )
 
-    def _finish(self, ans: Answer, cost: int) -> Answer:
+    def _finish(
+        self, ans: Answer, cost: int, *, auth: bool = False, signin: bool = False
+    ) -> Answer:
+        """Graph's throttling headers: the RU charged and, past 80 % of the tightest bucket
+        the request drew on, how much of it is used (what a client can pace by)."""
         ans.headers["x-ms-resource-unit"] = str(cost)
-        used = max(self.throttle.main.used_fraction(), 0.0)
+        used = self.throttle.used_fraction(auth, signin)
         if used > 0.8:
-            ans.headers["x-ms-throttle-limit-percentage"] = f"{used:.1f}"
+            ans.headers["x-ms-throttle-limit-percentage"] = f"{used:.2f}"
+            ans.headers["x-ms-throttle-scope"] = THROTTLE_SCOPE
         return ans
 
     async def _latency(self, users: int) -> None:
@@ -461,18 +470,18 @@ class GraphApi:
 
     async def _upn_prefix(self, literal: str) -> array:
         """startsWith(userPrincipalName,'p') alone, as Graph serves it from an index: one scan
-        builds an index of UPNs by their first two characters; every prefix reads from it."""
+        builds an index of UPNs by their first three characters; every prefix reads from it."""
         needle = literal.replace("''", "'").lower()
         if self._upn_index is None:
             self._upn_index = asyncio.ensure_future(self._build_upn_index())
         index = await asyncio.shield(self._upn_index)
-        keys = sorted(k for k in index if k.startswith(needle[:2]))
-        if len(needle) <= 1:
+        if len(needle) < _UPN_KEY:
+            keys = sorted(k for k in index if k.startswith(needle))
             return array("I", heapq.merge(*(index[k] for k in keys)))
-        user = self.tenant.lite
-        candidates = index.get(needle[:2], array("I"))
-        if len(needle) == 2:
+        candidates = index.get(needle[:_UPN_KEY], array("I"))
+        if len(needle) == _UPN_KEY:
             return candidates
+        user = self.tenant.lite
         return array(
             "I", (i for i in candidates if user(i)["userPrincipalName"].lower().startswith(needle))
         )
@@ -483,7 +492,7 @@ class GraphApi:
         n = len(self.tenant)
         for start in range(0, n, _SCAN_SLICE):
             for i in range(start, min(n, start + _SCAN_SLICE)):
-                key = (user(i).get("userPrincipalName") or "")[:2].lower()
+                key = (user(i).get("userPrincipalName") or "")[:_UPN_KEY].lower()
                 index.setdefault(key, array("I")).append(i)
             await asyncio.sleep(0)
         return index
@@ -739,7 +748,7 @@ class GraphApi:
         if signin:
             self.stats.signin_pages += 1
         await self._latency(len(value))
-        return self._finish(ok_answer(body), cost)
+        return self._finish(ok_answer(body), cost, signin=signin)
 
     def _manager(self, user: Mapping[str, Any]) -> dict[str, Any] | None:
         ref = user.get("manager")
@@ -819,11 +828,11 @@ class GraphApi:
             return gated
         user = self.tenant.find(key)
         if user is None:
-            return self._finish(_not_found(key, crid), 1)
+            return self._finish(_not_found(key, crid), 1, auth=True)
         forced = _forced_status(user)
         if forced is not None and forced != 200:
             self.stats.faults[f"forced{forced}"] += 1
-            return self._finish(self._forced(forced, key, crid), 1)
+            return self._finish(self._forced(forced, key, crid), 1, auth=True)
         methods = (user.get("authentication") or {}).get(kind) or []
         await self._latency(0)
         self.stats.auth_methods_returned += len(methods)
@@ -831,7 +840,7 @@ class GraphApi:
             "@odata.context": f"{GRAPH_METADATA}#users('{key}')/authentication/{kind}",
             "value": methods,
         }
-        return self._finish(ok_answer(body), 1)
+        return self._finish(ok_answer(body), 1, auth=True)
 
     async def _count_members(
         self,

@@ -63,13 +63,24 @@ class Throttle:
         self.auth = TokenBucket(auth_budget, clock)
         self.signin = TokenBucket(signin_budget, clock)
 
-    def charge(self, cost: int, auth_method: bool, signin: bool = False) -> Decision:
-        """Take `cost` units from the buckets involved, all or nothing."""
+    def _buckets(self, auth_method: bool, signin: bool) -> list[TokenBucket]:
         buckets = [self.main]
         if auth_method:
             buckets.append(self.auth)
         if signin:
             buckets.append(self.signin)
+        return buckets
+
+    def used_fraction(self, auth_method: bool, signin: bool = False) -> float:
+        """How much of the tightest bucket a request of this kind draws on is used now."""
+        buckets = self._buckets(auth_method, signin)
+        for b in buckets:
+            b.refill()
+        return max(max(b.used_fraction() for b in buckets), 0.0)
+
+    def charge(self, cost: int, auth_method: bool, signin: bool = False) -> Decision:
+        """Take `cost` units from the buckets involved, all or nothing."""
+        buckets = self._buckets(auth_method, signin)
         wait = 0.0
         for b in buckets:
             b.refill()
