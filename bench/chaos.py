@@ -99,6 +99,9 @@ class ChaosOptions:
             "USEREXPORT_LEASE_GRACE_SECONDS": f"{self.lease_grace:g}",
             "USEREXPORT_STALL_MINUTES": f"{self.stall_minutes:g}",
             "USEREXPORT_PARTITIONS": str(partitions),
+            # Every run is split into exactly the partitions drawn, small tenant or not.
+            "USEREXPORT_SMALL_TENANT_USERS": "0",
+            "USEREXPORT_PARTITION_SECONDS": "0",
         }
 
 

@@ -49,9 +49,17 @@ param sasLifetimeMinutes int = 60
 param timeBudgetSeconds int = 240
 
 @minValue(1)
-@maxValue(44)
-@description('USEREXPORT_PARTITIONS: how many partitions (UPN first-character ranges) an export is split into; 1 lists sequentially.')
-param partitions int = 8
+@maxValue(64)
+@description('USEREXPORT_PARTITIONS: at most how many partitions (UPN prefix ranges) an export is split into; the plan picks the count from its estimate; 1 lists sequentially.')
+param partitions int = 32
+
+@minValue(0)
+@description('USEREXPORT_SMALL_TENANT_USERS: listings of at most this many users run as one sequence (one $count and a page or two).')
+param smallTenantUsers int = 1000
+
+@minValue(0)
+@description('USEREXPORT_PARTITION_SECONDS: the estimated work (seconds) a partition is planned for; 0 always splits into USEREXPORT_PARTITIONS.')
+param partitionSeconds int = 10
 
 @minValue(1)
 @description('USEREXPORT_STATUS_RETRY_AFTER_SECONDS: Retry-After sent while an export runs.')
@@ -208,6 +216,8 @@ module api 'app/api.bicep' = {
     sasLifetimeMinutes: sasLifetimeMinutes
     timeBudgetSeconds: timeBudgetSeconds
     partitions: partitions
+    smallTenantUsers: smallTenantUsers
+    partitionSeconds: partitionSeconds
     statusRetryAfterSeconds: statusRetryAfterSeconds
     leaseGraceSeconds: leaseGraceSeconds
     failureCapMinutes: failureCapMinutes

@@ -9,6 +9,7 @@ $batch envelope itself, are retried the same way, within the invocation's time b
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from kiota_abstractions.request_information import RequestInformation
 
 from . import budget
 from .graph import GraphError, GraphReader, retry_after_seconds
-from .limiter import AdaptiveLimiter
+from .limiter import AdaptiveLimiter, used_share
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch
 THROTTLED = 429
@@ -126,7 +127,7 @@ class _Item:
 class AuthMethodsReader:
     def __init__(self, graph: GraphReader, *, limiter: AdaptiveLimiter | None = None) -> None:
         self._graph = graph
-        self._limiter = limiter or graph.limiter
+        self._limiter = limiter or graph.auth_limiter
 
     async def read(
         self,
@@ -143,10 +144,18 @@ class AuthMethodsReader:
         items = [_Item(uid, lookup) for uid in user_ids for lookup in lookups]
         result = LookupResult(server_errors=dict(server_errors or {}))
         chunks = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
-        try:
-            await budget.gather_all(*(self._read_chunk(chunk, result) for chunk in chunks))
-        except budget.OutOfTime:
-            raise LookupsCutShort(result) from None
+        # A chunk out of time does not cancel the others: a $batch already sent is answered
+        # and kept (under a pace slower than the budget, that is all an invocation gets done).
+        # Each chunk stops at its own next look at the deadline.
+        ended = await asyncio.gather(
+            *(self._read_chunk(chunk, result) for chunk in chunks), return_exceptions=True
+        )
+        failures = [e for e in ended if isinstance(e, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, budget.OutOfTime):
+                raise failure
+        if failures:
+            raise LookupsCutShort(result)
         return result
 
     async def _read_chunk(self, items: list[_Item], result: LookupResult) -> None:
@@ -155,17 +164,20 @@ class AuthMethodsReader:
         first_failed: dict[_Item, float] = {}  # when each item first failed in this invocation
         while pending:
             budget.check()
-            async with self._limiter.slot(len(pending)):
+            # As many as the pace allows in one $batch; the rest wait for the next turn.
+            async with self._limiter.batch(len(pending), most=BATCH_SIZE) as size:
+                sending, later = pending[:size], pending[size:]
                 sent_at = self._limiter.now()
                 try:
-                    answers = await self._send(pending)
+                    answers = await self._send(sending)
                 except GraphError as error:  # the envelope itself failed
-                    self._graph.wait_out(error)
+                    self._graph.wait_out(error, self._limiter)
                     continue
             retry: list[tuple[_Item, dict[str, Any]]] = []
             retry_after: float | None = None
             statuses: set[int] = set()
-            for item, answer in zip(pending, answers, strict=True):
+            used = max((used_share(a.get("headers")) or 0.0 for a in answers), default=0.0)
+            for item, answer in zip(sending, answers, strict=True):
                 status = int(answer.get("status", 0))
                 if 200 <= status < 300:
                     user = result.methods.setdefault(item.user_id, {})
@@ -184,7 +196,7 @@ class AuthMethodsReader:
             # counting each item would collapse the concurrency and then overshoot again. Only
             # throttling, or a batch that failed whole while Graph served nothing else (an
             # outage), pauses everyone; items failing while others are served wait on their own.
-            served = len(pending) - len(retry)
+            served = len(sending) - len(retry)
             outage = bool(retry) and not served and self._limiter.last_success < sent_at
             for item, _ in retry:
                 first_failed.setdefault(item, sent_at)
@@ -193,18 +205,19 @@ class AuthMethodsReader:
             last_success = self._limiter.last_success
             own = {i for i, _ in retry if served or last_success >= first_failed[i]}
             retry = _give_up_on_failing_items(retry, result, own=own)
+            warned = used or None  # Graph's share of the budget used, past 80 %
             if THROTTLED in statuses or outage:
                 self._limiter.served(served)
-                self._limiter.throttled(retry_after, learn_rate=THROTTLED in statuses)
+                self._limiter.throttled(retry_after, learn_rate=THROTTLED in statuses, used=warned)
                 if outage:
                     budget.failed(f"Microsoft Graph answered {max(statuses)} to every lookup")
             else:
-                self._limiter.succeeded(served)
+                self._limiter.succeeded(served, used=warned)
                 budget.succeeded()
                 if retry:
                     attempts += 1
                     await self._limiter.backoff(attempts, retry_after)
-            pending = [item for item, _ in retry]
+            pending = [item for item, _ in retry] + later
 
     async def _send(self, items: list[_Item]) -> list[dict[str, Any]]:
         """One $batch; the answers in the order of the items."""

@@ -1,9 +1,10 @@
 """The clients the app uses, built once per process (per event loop) from the settings.
 
 One set per instance, even when many invocations start at once: one credential (one token
-cache), one adaptive limiter (one picture of Graph's throttling), one connection pool per
-service. Storage calls retry connection failures and server errors with exponential backoff
-(an Azurite restart, a storage blip); Graph's retries are the limiter's (graph.py).
+cache), one connection pool per service, one adaptive limiter per Graph bucket (one picture of
+Graph's throttling, shared with the other instances through the jobs table: pace.py). Storage
+calls retry connection failures and server errors with exponential backoff (an Azurite
+restart, a storage blip); Graph's retries are the limiters' (graph.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .blobsink import SasMinter
 from .graph import GraphReader
 from .idempotency import IdempotencyStore
 from .jobs import JobStore
+from .limiter import AdaptiveLimiter
+from .pace import PaceStore
 from .settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE, Settings
 
 # About a minute of retries, 1 s to 32 s apart: longer than a storage blip, shorter than a budget.
@@ -51,6 +54,7 @@ class Clients:
     queue: QueueClient
     poison_queue: QueueClient
     graph: GraphReader
+    pace: PaceStore
     auth_methods: AuthMethodsReader
     tables: TableServiceClient
     blobs: BlobServiceClient
@@ -111,7 +115,14 @@ def build_clients(settings: Settings) -> Clients:
         tables = TableServiceClient(storage.table_uri or "", credential=credential, **TABLE_RETRY)
     graph_client = GraphServiceClient(credentials=credential, scopes=[settings.graph_scope])
     graph_client.request_adapter.base_url = settings.graph_base_url
-    graph = GraphReader(graph_client)
+    # Graph's budget is per app and tenant, shared by every instance: so is what they learn.
+    pace = PaceStore(tables.get_table_client(JOBS_TABLE), tenant=settings.client_id or "default")
+    graph = GraphReader(
+        graph_client,
+        limiter=AdaptiveLimiter(bucket="listing", shared=pace),
+        sign_in_limiter=AdaptiveLimiter(bucket="signIn", shared=pace),
+        auth_limiter=AdaptiveLimiter(bucket="auth", shared=pace),
+    )
     return Clients(
         settings=settings,
         exports=blobs.get_container_client(EXPORTS_CONTAINER),
@@ -121,6 +132,7 @@ def build_clients(settings: Settings) -> Clients:
         queue=queue(JOBS_QUEUE),
         poison_queue=queue(POISON_QUEUE),
         graph=graph,
+        pace=pace,
         auth_methods=AuthMethodsReader(graph),
         tables=tables,
         blobs=blobs,

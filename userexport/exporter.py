@@ -22,7 +22,7 @@ from .graph import PAGE_SIZE, SIGN_IN_PAGE_SIZE, GraphError
 from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .partitionrun import PartitionRun
-from .planning import estimate, plan_listing
+from .planning import SECONDS_PER_USER, Pace, estimate, plan_listing
 from .preflight import Preflight, ScopeUnavailable, preflight, sign_in_refused
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,13 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
                 await clients.jobs.fail(job.id, reason=error.reason)
                 return Outcome.FINISHED
         job.plan, job.plan_counts, job.preflight, job.failing_since = plan, None, None, None
+        if job.request.dry_run:  # ends with its plan and estimate: no partitions, no files
+            job.status, job.finished_at = Status.ESTIMATED, utcnow()
+            job.reason = " ".join(row[5] for row in plan.notices) or None
         job = await _save_or_reload(clients, job)
+        if job.status is Status.ESTIMATED:
+            log.info("Export job %s estimated (dry run): %s", job.id, plan.estimate)
+            return Outcome.FINISHED
         if job.status is not Status.RUNNING:  # cancelled while counting: no partitions
             return Outcome.SKIPPED
         if job.plan is None:
@@ -98,27 +104,54 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         await preflight(clients.graph, job.request, checked)
     finally:
         job.preflight = asdict(checked)
+    if checked.total is not None:  # the methods check counted the users: one request less
+        counts.setdefault("", checked.total)
     query = to_graph_query(job.request.filter)
     columns = resolve(job.request.columns)
     expand = graph_expand(columns) is not None
+    select = graph_select(columns, sign_in=not sign_in_refused(checked.notices))
+    sign_in = SIGN_IN_ACTIVITY in select
+    lookups = len(checked.lookups or ())
+    pace = await _known_pace(clients, "signIn" if sign_in else "listing")
     plan = await plan_listing(
         clients.graph,
         query,
         partitions=clients.settings.partitions,
         counts=counts,
         expand=expand,
+        small=clients.settings.small_tenant_users,
+        wanted=lambda total: pace.partitions_for(
+            total, lookups=lookups, seconds=clients.settings.partition_seconds
+        ),
     )
     plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
-    select = graph_select(columns, sign_in=not sign_in_refused(plan.notices))
+    started = job.started_at or utcnow()
     plan.estimate = estimate(
         plan,
         counts,
-        page_size=SIGN_IN_PAGE_SIZE if SIGN_IN_ACTIVITY in select else PAGE_SIZE,
-        lookups=len(checked.lookups or ()),
+        page_size=SIGN_IN_PAGE_SIZE if sign_in else PAGE_SIZE,
+        lookups=lookups,
         expand=expand,
-        preflight_requests=checked.requests,
+        # The methods check's request counted the users too (counts[""]): not twice.
+        preflight_requests=checked.requests - (checked.total is not None),
+        pace=pace,
+        planning_seconds=(utcnow() - started).total_seconds(),
     )
     return plan
+
+
+async def _known_pace(clients: Clients, listing: str) -> Pace:
+    """What the instances learnt about this tenant's listing and lookup buckets, if anything."""
+    found = {bucket: await clients.pace.read(bucket) for bucket in (listing, "auth")}
+    shared, auth = found[listing], found["auth"]
+    per_user = shared.seconds_per_user if shared else None
+    rates = (shared.bucket_rate if shared else None, auth.bucket_rate if auth else None)
+    return Pace(
+        seconds_per_user=per_user or SECONDS_PER_USER,
+        listing_rate=rates[0],
+        auth_rate=rates[1],
+        learnt=bool(per_user or rates[0] or rates[1]),
+    )
 
 
 async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outcome:
@@ -129,7 +162,7 @@ async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outco
         return Outcome.FINISHED
     job.failing_since, job.last_error = spent.failing_since, spent.last_error
     await _save_or_reload(clients, job)
-    pause = clients.graph.limiter.resume_in()  # the message waits out Graph's pause unseen
+    pause = clients.graph.resume_in()  # the message waits out Graph's pause unseen
     await clients.queue.send_message(
         ExportMessage(job.id).encode(), visibility_timeout=pause or None
     )

@@ -22,13 +22,13 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_builder import BaseRequestBuilder
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
-from kiota_http.middleware.options import RetryHandlerOption
+from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
 from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from . import budget
 from .filters import GraphQuery, Scope
-from .limiter import AdaptiveLimiter
+from .limiter import AdaptiveLimiter, used_share
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
 SIGN_IN_PAGE_SIZE = 120  # ... and with signInActivity selected (user-list example 11)
@@ -40,13 +40,20 @@ class GraphError(Exception):
     """Graph answered with an error after the SDK's retries."""
 
     def __init__(
-        self, status: int | None, code: str, message: str, *, retry_after: float | None = None
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        used: float | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.used = used  # x-ms-throttle-limit-percentage of a 429, when Graph sent it
 
     @property
     def transient(self) -> bool:
@@ -68,7 +75,25 @@ class GraphError(Exception):
         if main is not None:
             code = main.code or code
             message = main.message or message
-        return cls(status, code, message, retry_after=retry_after_seconds(error.response_headers))
+        headers = error.response_headers
+        return cls(
+            status,
+            code,
+            message,
+            retry_after=retry_after_seconds(headers),
+            used=used_share(headers),
+        )
+
+
+def resource_units(headers: Mapping[str, str] | None) -> int:
+    """x-ms-resource-unit: what the request cost (1 when Graph did not say)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-ms-resource-unit":
+            try:
+                return max(1, int(float(value)))
+            except (TypeError, ValueError):
+                return 1
+    return 1
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -91,12 +116,30 @@ class UsersPage:
     count: int | None = None  # @odata.count, on the first page of an advanced query
 
 
+@dataclass(frozen=True)
+class RawPage:
+    """A page as Graph sent it: a prefetched page waits as bytes, a third of its parsed size."""
+
+    body: bytes
+    seconds: float  # how long Graph took to answer it
+    limiter: AdaptiveLimiter  # its bucket's, which learns the seconds per user
+
+    def parse(self) -> UsersPage:
+        body = orjson.loads(self.body) if self.body else {}
+        users = body.get("value", [])
+        self.limiter.listed(len(users), self.seconds)
+        return UsersPage(users, body.get("@odata.nextLink"), body.get("@odata.count"))
+
+
 class GraphReader:
     """Lists and counts users; a page is addressed by the nextLink of the one before.
 
-    Every request goes through the adaptive limiter the authentication lookups share: every
-    429 then slows every reader, instead of each retrying alone. Transient failures are
-    retried until the invocation's budget runs out (OutOfTime); others raise GraphError.
+    Every request goes through the adaptive limiter of the Graph bucket it draws on: the
+    listing's (pages, counts, the plan step's reads), the sign-in listing's (pages with
+    signInActivity, which Graph budgets apart) or the authentication lookups' (authmethods.py).
+    Every 429 then slows every reader of that bucket, instead of each retrying alone. Transient
+    failures are retried until the invocation's budget runs out (OutOfTime); others raise
+    GraphError.
     """
 
     def __init__(
@@ -104,9 +147,17 @@ class GraphReader:
         client: GraphServiceClient,
         *,
         limiter: AdaptiveLimiter | None = None,
+        sign_in_limiter: AdaptiveLimiter | None = None,
+        auth_limiter: AdaptiveLimiter | None = None,
     ) -> None:
         self._client = client
         self.limiter = limiter or AdaptiveLimiter()
+        self.sign_in_limiter = sign_in_limiter or AdaptiveLimiter(bucket="signIn")
+        self.auth_limiter = auth_limiter or AdaptiveLimiter(bucket="auth")
+
+    def resume_in(self) -> int:
+        """Whole seconds until every bucket's paused callers may go on (0: none paused)."""
+        return max(x.resume_in() for x in (self.limiter, self.sign_in_limiter, self.auth_limiter))
 
     def _users(self, scope: Scope | None) -> Any:
         """The request builder of the user list: /users, or the scope's member list."""
@@ -117,7 +168,11 @@ class GraphReader:
         units = self._client.directory.administrative_units
         return units.by_administrative_unit_id(scope.id).members.graph_user
 
-    async def users_page(
+    async def users_page(self, **options: Any) -> UsersPage:
+        """One page of users (users_page_bytes's options), parsed."""
+        return (await self.users_page_bytes(**options)).parse()
+
+    async def users_page_bytes(
         self,
         *,
         next_link: str | None,
@@ -127,7 +182,7 @@ class GraphReader:
         expand: list[str] | None = None,
         page_size: int = PAGE_SIZE,
         scope: Scope | None = None,
-    ) -> UsersPage:
+    ) -> RawPage:
         """One page of users. `advanced` marks an advanced query (ConsistencyLevel: eventual and
         $count=true); Graph wants the header on every page, and the SDK does not carry it."""
         users = self._users(scope)
@@ -145,10 +200,11 @@ class GraphReader:
             info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
         if advanced:
             info.headers.try_add("ConsistencyLevel", "eventual")
-        body = await self._paced(info)
-        return UsersPage(
-            body.get("value", []), body.get("@odata.nextLink"), body.get("@odata.count")
-        )
+        sign_in = "signInActivity" in select
+        limiter = self.sign_in_limiter if sign_in else self.limiter
+        began = limiter.now()
+        body = await self._paced(info, limiter, raw=True)
+        return RawPage(body, limiter.now() - began, limiter)
 
     async def count_users(self, *, filter: str | None, scope: Scope | None = None) -> int:
         """GET /users/$count (or the scope's): an advanced query, so eventually consistent."""
@@ -190,16 +246,20 @@ class GraphReader:
             if sku.get("skuId") and sku.get("skuPartNumber")
         }
 
-    async def _paced(self, info: RequestInformation) -> Any:
+    async def _paced(
+        self, info: RequestInformation, limiter: AdaptiveLimiter | None = None, *, raw: bool = False
+    ) -> Any:
+        limiter = limiter or self.limiter
         while True:
             budget.check()
-            async with self.limiter:
+            headers: dict[str, str] = {}
+            async with limiter:
                 try:
-                    body = await self.send(info)
+                    body = await self.send(info, headers, raw=raw)
                 except GraphError as error:
-                    self.wait_out(error)
+                    self.wait_out(error, limiter)
                     continue
-            self.limiter.succeeded()
+            limiter.succeeded(resource_units(headers), used=used_share(headers))
             budget.succeeded()
             return body
 
@@ -207,24 +267,39 @@ class GraphReader:
         # The SDK exposes no close; its request adapter owns one httpx client.
         await self._client.request_adapter._http_client.aclose()
 
-    def wait_out(self, error: GraphError) -> None:
+    def wait_out(self, error: GraphError, limiter: AdaptiveLimiter | None = None) -> None:
         """Re-raises an error that is Graph's final word; for a transient one (throttling,
-        a server error, a lost connection), pauses every caller and lets the caller retry."""
+        a server error, a lost connection), pauses every caller of the bucket and lets the
+        caller retry."""
         if not error.transient:
             raise error
         budget.failed(error.summary)
-        self.limiter.throttled(error.retry_after, learn_rate=error.status == 429)
+        learn = error.status == 429
+        (limiter or self.limiter).throttled(error.retry_after, learn_rate=learn, used=error.used)
 
-    async def send(self, info: RequestInformation) -> dict[str, Any]:
-        """Sends one request through the SDK's pipeline, once; the JSON answer as a dict."""
-        info.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False)])
+    async def send(
+        self, info: RequestInformation, headers: dict[str, str] | None = None, *, raw: bool = False
+    ) -> Any:
+        """Sends one request through the SDK's pipeline, once; the JSON answer as a dict (with
+        `raw`, its bytes). `headers` receives the answer's throttling headers (x-ms-*)."""
+        inspect = HeadersInspectionHandlerOption(inspect_request_headers=False)
+        info.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False), inspect])
         try:
-            raw = await self._client.request_adapter.send_primitive_async(info, "bytes", _ERROR_MAP)
+            body = await self._client.request_adapter.send_primitive_async(
+                info, "bytes", _ERROR_MAP
+            )
         except APIError as error:
             raise GraphError.from_api_error(error) from error
         except httpx.TransportError as error:  # reset, refused, timed out
             raise GraphError(None, type(error).__name__, "no answer") from error
-        return orjson.loads(raw) if raw else {}
+        if headers is not None:
+            answer = inspect.response_headers
+            headers.update(
+                {k: next(iter(v), "") for k, v in answer.get_all().items() if k.startswith("x-ms-")}
+            )
+        if raw:
+            return body or b""
+        return orjson.loads(body) if body else {}
 
 
 def _query_parameters(builder: BaseRequestBuilder, **values: Any) -> Any:
@@ -294,15 +369,25 @@ class UsersListing:
         """Reads the page at `position`. An expired page token gives a step that starts the
         listing again, to pass over the users written so far (Graph lists in a stable order);
         each page passed over is a step of its own, so a long relist checkpoints like any."""
+        return self.step(position, await self.fetch(position))
+
+    async def fetch(self, position: Position) -> RawPage | None:
+        """The page at `position` as Graph sent it; None when its page token expired."""
         link = position.link if position.started else None
         try:
-            page = await self._graph.users_page(next_link=link, **self._query)
+            return await self._graph.users_page_bytes(next_link=link, **self._query)
         except GraphError as error:
             if error.code != EXPIRED_PAGE_TOKEN or link is None:
                 raise
+            return None
+
+    def step(self, position: Position, fetched: RawPage | None) -> ListingStep:
+        """The step a page fetched at `position` makes (see read)."""
+        if fetched is None:
             written, last_id = position.written, position.last_id
             again = Position(skip=written, written=written, last_id=last_id)
             return ListingStep([], again, again, relisted=True)
+        page = fetched.parse()
         skip = min(position.skip, len(page.users))
         rest = position.skip - skip  # still to pass over on the pages after this one
         changed = False

@@ -1,7 +1,8 @@
 """One partition's run: Graph pages -> CSV rows and error rows -> staged blocks, checkpointed.
 
-The data's way: the listing (graph.UsersListing) reads the page at the checkpoint's position;
-its users are taken LOOKUP_USERS at a time: their authentication methods are read
+The data's way: the listing (graph.UsersListing) reads the page at the checkpoint's position
+(and starts reading the next one at once, so Graph's latency overlaps the work below); its
+users are taken LOOKUP_USERS at a time: their authentication methods are read
 (authmethods), their CSV rows encoded (csvfile) and buffered with their error rows
 (errorsfile), and the position moves past them. From time to time the buffers are staged as
 blocks whose ids carry this invocation's epoch, and the checkpoint (position, block segments,
@@ -15,6 +16,8 @@ is cancelled, the run stops within seconds, wherever it is, and saves nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -36,7 +39,7 @@ from .errorsfile import (
 )
 from .filters import to_graph_query, with_upn_prefix
 from .finishing import finish_if_complete
-from .graph import Position, UsersListing
+from .graph import ListingStep, Position, RawPage, UsersListing
 from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import sign_in_refused
@@ -52,7 +55,9 @@ class _TokensOutpaced(Exception):
     """Graph's page tokens expire before the next invocation can use them."""
 
 
-BLOCK_BYTES = 4 * 1024 * 1024  # stage a block once this much CSV is buffered
+# Stage a block once this much CSV is buffered: with 32 partitions at once on an instance,
+# their buffers stay a few tens of MB.
+BLOCK_BYTES = 1024 * 1024
 PROGRESS_SECONDS = 5.0  # ... or this long after the last checkpoint, so progress shows
 # A blob holds at most 50,000 blocks: past this many, a partition checkpoints once a minute,
 # which keeps a long (throttled) export within the limit for days, not hours.
@@ -120,36 +125,57 @@ class PartitionRun:
 
     async def _write_all(self) -> None:
         prefixes = self._part.prefixes
-        while self._progress.prefix < len(prefixes):
-            listing = UsersListing(
-                self._clients.graph,
-                select=self._select,
-                expand=self._expand,
-                query=with_upn_prefix(self._query, prefixes[self._progress.prefix]),
-            )
-            step = await listing.read(self._progress.position)
-            if step.relisted:
-                log.warning("Job %s: a page token expired; listing again.", self._job.id)
-                self._progress = replace(self._progress, relists=self._progress.relists + 1)
-                if self._progress.relists > MAX_RELISTS:
-                    raise _TokensOutpaced
-            # Said with the first users written after it, so a page read again cannot say it twice.
-            note = [listing_changed_row()] if step.changed else []
-            position = step.at
-            for start in range(0, len(step.users), LOOKUP_USERS):
-                chunk = step.users[start : start + LOOKUP_USERS]
-                position = await self._write(chunk, position, note)
-                note = []
-                await self._save_if_due()
-                budget.check()  # past the deadline: stop mid-page, at this position
-            self._errors += note
-            self._progress = replace(self._progress, position=step.next)
-            if step.next.done:  # this prefix is listed; on to the next one
-                self._progress = replace(
-                    self._progress, prefix=self._progress.prefix + 1, position=Position()
+        ahead: tuple[Position, asyncio.Task[RawPage | None]] | None = None
+        try:
+            while self._progress.prefix < len(prefixes):
+                listing = UsersListing(
+                    self._clients.graph,
+                    select=self._select,
+                    expand=self._expand,
+                    query=with_upn_prefix(self._query, prefixes[self._progress.prefix]),
                 )
+                position = self._progress.position
+                if ahead is not None and ahead[0] == position:
+                    step = listing.step(position, await ahead[1])
+                else:
+                    step = await listing.read(position)
+                # The next page is fetched (kept as bytes until its turn) while this one is
+                # looked up, encoded and staged.
+                ahead = None
+                if not step.relisted and not step.next.done:
+                    ahead = (step.next, asyncio.ensure_future(listing.fetch(step.next)))
+                await self._write_step(step)
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead[1]
+
+    async def _write_step(self, step: ListingStep) -> None:
+        """Writes one page's users (checkpointing on the way) and moves past the page."""
+        if step.relisted:
+            log.warning("Job %s: a page token expired; listing again.", self._job.id)
+            self._progress = replace(self._progress, relists=self._progress.relists + 1)
+            if self._progress.relists > MAX_RELISTS:
+                raise _TokensOutpaced
+        # Said with the first users written after it, so a page read again cannot say it twice.
+        note = [listing_changed_row()] if step.changed else []
+        position, users = step.at, step.users
+        while users:
+            chunk = users[:LOOKUP_USERS]
+            position = await self._write(chunk, position, note)
+            del users[: len(chunk)]  # written: let the page's memory go as it is
+            note = []
             await self._save_if_due()
-            budget.check()
+            budget.check()  # past the deadline: stop mid-page, at this position
+        self._errors += note
+        self._progress = replace(self._progress, position=step.next)
+        if step.next.done:  # this prefix is listed; on to the next one
+            self._progress = replace(
+                self._progress, prefix=self._progress.prefix + 1, position=Position()
+            )
+        await self._save_if_due()
+        budget.check()
 
     async def _write(
         self, users: list[dict[str, Any]], at: Position, notes: list[list[str]]
@@ -280,7 +306,7 @@ class PartitionRun:
             return Outcome.FINISHED
         # While Graph has every caller paused, the next message waits out the pause unseen;
         # the row says until when, so the sweep does not take it for a lost one.
-        pause = clients.graph.limiter.resume_in()
+        pause = clients.graph.resume_in()
         self._part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
         await self._save(release=True)
         await clients.queue.send_message(

@@ -9,13 +9,24 @@ falls back to one sequential listing, which is always complete.
 Counting can take longer than one invocation's budget (a few hundred $count requests when
 Graph throttles them): every count is kept in `counts`, which the job saves, so the next
 invocation goes on where this one stopped.
+
+How many partitions: none for a small listing (one $count says so; its page or two are all the
+listing there is), else as many as the estimated work needs, USEREXPORT_PARTITION_SECONDS each
+(a partition's message and counts cost about a second), up to USEREXPORT_PARTITIONS. The
+estimate (requests, resource units, duration) is made from the counts and the pace the
+instances learnt for this tenant (pace.py), or Graph's documented budgets where nothing was
+learnt yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from .budget import gather_all
 from .filters import GraphQuery, with_upn_prefix
@@ -41,6 +52,7 @@ PREFIXES: tuple[str, ...] = (
 # After a first character, a UPN may go on with any of these, or end its local part at once.
 SECOND: tuple[str, ...] = (*PREFIXES, "@")
 SEQUENTIAL = [[""]]
+MAX_PREFIX = 3  # characters a partition's prefix may have
 _COUNTS_AT_ONCE = 8
 
 
@@ -58,9 +70,13 @@ async def plan_listing(
     partitions: int,
     counts: dict[str, int] | None = None,
     expand: bool = False,
+    small: int = 0,
+    wanted: Callable[[int], int] | None = None,
 ) -> Plan:
     """The plan; `counts` (UPN prefix -> users, "" for all) holds what an earlier invocation
-    counted, and receives every new count, also when OutOfTime cuts this one short."""
+    counted, and receives every new count, also when OutOfTime cuts this one short. A listing
+    of at most `small` users is one sequence; otherwise `wanted(total)` partitions, at most
+    `partitions`."""
     counts = {} if counts is None else counts
     limit = asyncio.Semaphore(_COUNTS_AT_ONCE)
 
@@ -80,6 +96,10 @@ async def plan_listing(
     except GraphError as error:
         note = f"Graph could not count the users ({error.status} {error.code})."
         return Plan(SEQUENTIAL, None, note if partitions > 1 else None)
+    if total <= small:  # a page or two: splitting would cost more requests than it saves
+        return Plan(SEQUENTIAL, total)
+    if wanted is not None:
+        partitions = max(1, min(partitions, wanted(total)))
     if partitions > 1 and query.scope is not None and expand:
         return Plan(SEQUENTIAL, total, SCOPE_WITH_EXPAND)
     if partitions <= 1 or total == 0:  # nobody to share out: one page says so
@@ -95,40 +115,125 @@ async def plan_listing(
             log.warning("Partition counts disagree with the total; listing sequentially.")
             return Plan(SEQUENTIAL, total, note)
         # A first character holding more than a partition's share (names are skewed: m, j, a)
-        # is split by its second character too, when those counts add up to it.
+        # is split by its second character too, and a busy second one by its third ("ma"),
+        # when those counts add up to it.
         share = total / partitions
-        pieces: list[tuple[str, int]] = []
-        for prefix, n in firsts:
-            seconds = await counted(tuple(prefix + c for c in SECOND)) if n > share else []
-            pieces += seconds if seconds and sum(c for _, c in seconds) == n else [(prefix, n)]
+
+        async def pieces_of(prefix: str, n: int) -> list[tuple[str, int]]:
+            # Past the first character, each split lists up to 45 more (mostly tiny) prefixes:
+            # only a prefix well over a share is worth it.
+            if n <= share * (1 if len(prefix) == 1 else 1.25) or len(prefix) >= MAX_PREFIX:
+                return [(prefix, n)]
+            nexts = await counted(tuple(prefix + c for c in SECOND))
+            if sum(c for _, c in nexts) != n:
+                return [(prefix, n)]
+            return [piece for p, c in nexts for piece in await pieces_of(p, c)]
+
+        pieces = [piece for prefix, n in firsts for piece in await pieces_of(prefix, n)]
     except GraphError as error:
         return Plan(SEQUENTIAL, total, f"Graph could not count a partition ({error.code}).")
-    return Plan(split(pieces, partitions), total)
+    return Plan([_collapse(run) for run in split(pieces, partitions)], total)
 
 
 def split(counted: list[tuple[str, int]], parts: int) -> list[list[str]]:
-    """Cuts the prefixes, in order, into at most `parts` contiguous runs of about equal users.
-    Keeping the order means the CSV's rows come out the same for any partition count. Prefixes
-    no user had when counted are listed all the same (one cheap request each), so a user
-    created since is not missed."""
+    """Cuts the prefixes, in order, into at most `parts` contiguous runs whose largest holds as
+    few users as can be: the export ends with its largest partition. Keeping the order means
+    the CSV's rows come out the same for any partition count. Prefixes no user had when
+    counted are listed all the same (one cheap request each), so a user created since is not
+    missed."""
     if not counted:
         return SEQUENTIAL
-    runs: list[list[str]] = []
-    i = 0
-    for left in range(min(parts, len(counted)), 0, -1):  # runs still to make, this one too
-        if left == 1:
-            runs.append([prefix for prefix, _ in counted[i:]])
+    parts = max(1, min(parts, len(counted)))
+    sizes = [n for _, n in counted]
+
+    def runs_within(most: int) -> list[list[int]]:
+        """Greedy runs (indexes) of at most `most` users each."""
+        runs: list[list[int]] = [[]]
+        users = 0
+        for i, n in enumerate(sizes):
+            if runs[-1] and users + n > most:
+                runs.append([])
+                users = 0
+            runs[-1].append(i)
+            users += n
+        return runs
+
+    low, high = max(sizes), sum(sizes)
+    while low < high:  # the smallest largest run that `parts` runs allow
+        mid = (low + high) // 2
+        low, high = (low, mid) if len(runs_within(mid)) <= parts else (mid + 1, high)
+    runs = runs_within(low)
+    # Fewer runs than partitions: cut the fullest runs again, which makes none larger.
+    while len(runs) < parts:
+        splittable = [r for r in runs if len(r) > 1]
+        if not splittable:
             break
-        target = sum(n for _, n in counted[i:]) / left
-        run, users = [], 0
-        # Take a prefix while the run is closer to its share with it than without it, and
-        # leave at least one prefix for every run still to make.
-        while i < len(counted) - (left - 1) and (not run or users + counted[i][1] / 2 <= target):
-            run.append(counted[i][0])
-            users += counted[i][1]
-            i += 1
-        runs.append(run)
-    return runs
+        run = max(splittable, key=lambda r: sum(sizes[i] for i in r))
+        total, best, cut = sum(sizes[i] for i in run), None, 1
+        for k in range(1, len(run)):
+            head = sum(sizes[i] for i in run[:k])
+            worst = max(head, total - head)
+            if best is None or worst < best:
+                best, cut = worst, k
+        at = runs.index(run)
+        runs[at : at + 1] = [run[:cut], run[cut:]]
+    return [[counted[i][0] for i in run] for run in runs]
+
+
+def _collapse(run: list[str]) -> list[str]:
+    """A run holding every child of a prefix (the prefix and each character of SECOND, in that
+    order) lists the prefix instead: one listing, not 45 (mostly tiny) ones. Only the prefixes
+    a partition boundary cuts through stay split."""
+    while True:
+        out: list[str] = []
+        i = 0
+        while i < len(run):
+            parent = run[i][:-1]
+            children = [parent + c for c in SECOND]
+            if parent and run[i : i + len(children)] == children:
+                out.append(parent)
+                i += len(children)
+            else:
+                out.append(run[i])
+                i += 1
+        if out == run:
+            return run
+        run = out
+
+
+# Graph's documented budgets per app and tenant (RU per 10 s) by tenant size, for a bucket whose
+# pace nobody learnt yet: 3,500 under 50 users, 5,000 up to 500, 8,000 above.
+def default_rate(users: int) -> float:
+    return (3500.0 if users < 50 else 5000.0 if users <= 500 else 8000.0) / 10.0
+
+
+SECONDS_PER_USER = 0.001  # a page of 999 users in about a second, until one is measured
+PAGE_SECONDS = 0.02  # a page's own cost, however few users it holds
+LOOKUPS_PER_SECOND = 100.0  # one partition's lookups without throttling: 5 $batches of 20 a second
+OVERHEAD_SECONDS = 3.0  # the partition messages' delivery and the commit
+# An instance's own work per user listed (parse, encode, stage: 33 CPU-seconds per million in
+# bench (d)); about half of it does not overlap the waits for Graph.
+CPU_SECONDS_PER_USER = 0.00003
+CPU_NOT_OVERLAPPED = 0.5
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What the estimate goes by: learnt by the instances (pace.py), else the defaults."""
+
+    seconds_per_user: float = SECONDS_PER_USER
+    listing_rate: float | None = None  # RU per second; None: Graph's documented budget
+    auth_rate: float | None = None
+    learnt: bool = False
+    concurrency: int = 32  # partitions one instance starts at once (host.json's queues batchSize)
+
+    def main_rate(self, users: int) -> float:
+        return self.listing_rate or default_rate(users)
+
+    def partitions_for(self, total: int, *, lookups: int, seconds: float) -> int:
+        """How many partitions the work of `total` users needs, `seconds` each (0: no end)."""
+        work = total * self.seconds_per_user + total * lookups / LOOKUPS_PER_SECOND
+        return max(1, math.ceil(work / seconds)) if seconds > 0 else 1 << 30
 
 
 def estimate(
@@ -139,22 +244,53 @@ def estimate(
     lookups: int,
     expand: bool,
     preflight_requests: int,
-) -> dict[str, int]:
-    """Graph requests and resource units the export will take, from the counts: every prefix
-    listed is at least one page; a lookup is one request (batched 20 to a $batch) and 1 RU.
-    A page costs 1 RU with $select, 2 with $expand too (Graph's throttling limits)."""
+    pace: Pace | None = None,
+    planning_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """Graph requests, resource units and seconds the export will take, from the counts: every
+    prefix listed is at least one page; a lookup is one request (batched 20 to a $batch) and
+    1 RU. A page costs 1 RU with $select, 2 with $expand too (Graph's throttling limits).
+
+    The duration: the planning already spent, then the partitions' listing and lookups side by
+    side (as many at once as an instance runs), or the time the budgets allow, whichever is
+    longer (a bucket starts full, 10 s of its rate, and then serves its rate), plus the share
+    of the instance's own work that does not overlap the waits."""
+    pace = pace or Pace()
     total = plan.estimated_total or 0
     prefixes = [p for run in plan.partitions for p in run]
-    if prefixes == [""] or not all(p in counts for p in prefixes):
-        pages = max(1, -(-total // page_size))
-    else:
+    counted = prefixes != [""] and all(p in counts for p in prefixes)
+    if counted:
         pages = sum(max(1, -(-counts[p] // page_size)) for p in prefixes)
+        users = [sum(counts[p] for p in run) for run in plan.partitions]
+        page_runs = [
+            sum(max(1, -(-counts[p] // page_size)) for p in run) for run in plan.partitions
+        ]
+    else:
+        pages = max(1, -(-total // page_size))
+        users, page_runs = [total], [pages]
     lookup_requests = total * lookups
     planning = len(counts) + preflight_requests
+    listing_units = pages * (2 if expand else 1)
+    per_partition = [
+        n * pace.seconds_per_user + p * PAGE_SECONDS + n * lookups / LOOKUPS_PER_SECOND
+        for n, p in zip(users, page_runs, strict=True)
+    ]
+    work = max(max(per_partition), sum(per_partition) / pace.concurrency)
+    cpu = CPU_NOT_OVERLAPPED * total * CPU_SECONDS_PER_USER
+    main_rate = pace.main_rate(total)
+    auth_rate = pace.auth_rate or main_rate
+    budget = max(
+        (listing_units + lookup_requests - 10 * main_rate) / main_rate,
+        (lookup_requests - 10 * auth_rate) / auth_rate,
+        0.0,
+    )
     return {
         "planningRequests": planning,
         "listingRequests": pages,
         "pageSize": page_size,
         "lookupRequests": lookup_requests,
-        "resourceUnits": planning + pages * (2 if expand else 1) + lookup_requests,
+        "resourceUnits": planning + listing_units + lookup_requests,
+        "partitions": len(plan.partitions),
+        "durationSeconds": round(planning_seconds + OVERHEAD_SECONDS + max(work, budget) + cpu, 1),
+        "paceSource": "learned" if pace.learnt else "default",
     }

@@ -58,6 +58,7 @@ class Preflight:
     notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
     requests: int = 0  # Graph requests it made
     lookups: list[str] | None = None  # the methods lists to read per user
+    total: int | None = None  # the users the export lists, counted with the methods check's
     done: list[str] = field(default_factory=list)
 
 
@@ -147,7 +148,7 @@ async def _check_methods(graph: GraphReader, query: GraphQuery, result: Prefligh
     """One user's whole methods list; refused while its phone list is not, the export reads the
     phone and email lists instead. Refused both ways (no permission, or a policy on this user),
     it keeps the whole list: the partitions then say what was refused, as for any user."""
-    user = await _first_user(graph, query, ["id"], result)
+    user = await _first_user(graph, query, ["id"], result, count=True)
     if user is None:
         return
     user_id = user["id"]
@@ -171,18 +172,26 @@ async def _check_methods(graph: GraphReader, query: GraphQuery, result: Prefligh
 
 
 async def _first_user(
-    graph: GraphReader, query: GraphQuery, select: list[str], result: Preflight
+    graph: GraphReader,
+    query: GraphQuery,
+    select: list[str],
+    result: Preflight,
+    *,
+    count: bool = False,
 ) -> dict[str, Any] | None:
-    """The first user the export would list (None: nobody), with these properties."""
+    """The first user the export would list (None: nobody), with these properties; with
+    `count`, as an advanced query whose @odata.count the plan takes for its $count."""
     result.requests += 1
     page = await graph.users_page(
         next_link=None,
         select=select,
         page_size=1,
         filter=query.filter,
-        advanced=query.advanced,
+        advanced=query.advanced or count,
         scope=query.scope,
     )
+    if count and page.count is not None:
+        result.total = page.count
     return page.users[0] if page.users else None
 
 

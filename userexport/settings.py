@@ -39,7 +39,9 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_SAS_LIFETIME_MINUTES": "60",
     "USEREXPORT_NIGHTLY_SCHEDULE": "0 0 2 * * *",
     "USEREXPORT_TIME_BUDGET_SECONDS": "240",
-    "USEREXPORT_PARTITIONS": "8",
+    "USEREXPORT_PARTITIONS": "32",
+    "USEREXPORT_SMALL_TENANT_USERS": "1000",
+    "USEREXPORT_PARTITION_SECONDS": "10",
     "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "10",
     "USEREXPORT_LEASE_GRACE_SECONDS": "120",
     "USEREXPORT_FAILURE_CAP_MINUTES": "30",
@@ -83,11 +85,13 @@ class Settings:
     sas_lifetime: timedelta
     nightly_schedule: str
     time_budget_seconds: float
-    partitions: int
+    partitions: int  # at most this many: the plan picks the count from its estimate
     status_retry_after_seconds: int
     lease_seconds: timedelta  # a partition's lease: the budget and a grace
     failure_cap: timedelta  # how long Graph may fail without a success before a job fails
     stall: timedelta  # how long a job may show no progress before the sweep moves it
+    small_tenant_users: int = 1000  # listings of at most this many users are not split
+    partition_seconds: float = 10.0  # the estimated work a partition is planned for; 0: most
     http_auth_level: str = "function"  # the HTTP routes' auth level: "function" or "anonymous"
 
     @property
@@ -150,6 +154,8 @@ class Settings:
             ),
             failure_cap=timedelta(minutes=positive("USEREXPORT_FAILURE_CAP_MINUTES", kind=float)),
             stall=timedelta(minutes=positive("USEREXPORT_STALL_MINUTES", kind=float)),
+            small_tenant_users=int(_not_negative("USEREXPORT_SMALL_TENANT_USERS", get)),
+            partition_seconds=_not_negative("USEREXPORT_PARTITION_SECONDS", get),
             http_auth_level=_http_auth_level(
                 get("USEREXPORT_HTTP_AUTH_LEVEL") or "", env.get(PLATFORM_AUTH_ENABLED, "")
             ),
@@ -202,11 +208,28 @@ def _sas_lifetime(minutes: float) -> timedelta:
     return timedelta(minutes=minutes)
 
 
+MAX_PARTITIONS = 64
+
+
 def _partitions(count: float) -> int:
-    # More partitions than UPN first characters (44) would leave some with nothing to list.
-    if count > 44:
-        raise SettingsError("USEREXPORT_PARTITIONS must be from 1 (sequential) to 44.")
+    # Past 44 (the UPN first characters), partitions split busy first characters by their
+    # second; 64 queue messages at once is already past one instance's concurrency.
+    if count > MAX_PARTITIONS:
+        raise SettingsError(
+            f"USEREXPORT_PARTITIONS must be from 1 (sequential) to {MAX_PARTITIONS}."
+        )
     return int(count)
+
+
+def _not_negative(name: str, get: Callable[[str], str | None]) -> float:
+    raw = get(name)
+    try:
+        value = float(raw or "")
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise SettingsError(f"{name} must be a number, 0 or more, not {raw!r}.")
+    return value
 
 
 def _http_auth_level(level: str, platform_auth: str) -> str:

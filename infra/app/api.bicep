@@ -25,6 +25,8 @@ param nightlySchedule string
 param sasLifetimeMinutes int
 param timeBudgetSeconds int
 param partitions int
+param smallTenantUsers int
+param partitionSeconds int
 param statusRetryAfterSeconds int
 param leaseGraceSeconds int
 param failureCapMinutes int
@@ -137,6 +139,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'USEREXPORT_PARTITIONS'
           value: string(partitions)
+        }
+        {
+          name: 'USEREXPORT_SMALL_TENANT_USERS'
+          value: string(smallTenantUsers)
+        }
+        {
+          name: 'USEREXPORT_PARTITION_SECONDS'
+          value: string(partitionSeconds)
         }
         {
           name: 'USEREXPORT_STATUS_RETRY_AFTER_SECONDS'

@@ -32,9 +32,20 @@ USERS = 2500
 SEED = 7
 
 
+# Tests of partitioned runs use tenants of a few hundred or thousand users, which the app
+# would list as one sequence (small tenant) or in fewer partitions (little work): split every
+# listing into 8 partitions unless a test says otherwise.
+SPLIT_EVERY_LISTING = {
+    "USEREXPORT_PARTITIONS": "8",
+    "USEREXPORT_SMALL_TENANT_USERS": "0",
+    "USEREXPORT_PARTITION_SECONDS": "0",
+}
+
+
 @contextlib.contextmanager
 def running_stack(workdir: Path, **options: Any) -> Iterator[LocalStack]:
     """A LocalStack, with its settings in this process's environment while it runs."""
+    options["app_env"] = {**SPLIT_EVERY_LISTING, **options.get("app_env", {})}
     with LocalStack(workdir=workdir, **options) as running:
         # The app's clients, built in this process by tests that call the worker directly,
         # verify TLS with aiohttp's default context, made when aiohttp was imported (before

@@ -445,7 +445,7 @@ async def test_invocations_starting_together_share_one_set_of_clients(stack):
     with app_settings(stack):
         got = await asyncio.gather(*(get_clients() for _ in range(20)))
         assert all(clients is got[0] for clients in got)
-        assert got[0].auth_methods._limiter is got[0].graph.limiter
+        assert got[0].auth_methods._limiter is got[0].graph.auth_limiter
         await close_clients()
 
 

@@ -237,6 +237,8 @@ SETTING_PARAMETERS = {
     "USEREXPORT_SAS_LIFETIME_MINUTES": "sasLifetimeMinutes",
     "USEREXPORT_TIME_BUDGET_SECONDS": "timeBudgetSeconds",
     "USEREXPORT_PARTITIONS": "partitions",
+    "USEREXPORT_SMALL_TENANT_USERS": "smallTenantUsers",
+    "USEREXPORT_PARTITION_SECONDS": "partitionSeconds",
     "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "statusRetryAfterSeconds",
     "USEREXPORT_LEASE_GRACE_SECONDS": "leaseGraceSeconds",
     "USEREXPORT_FAILURE_CAP_MINUTES": "failureCapMinutes",

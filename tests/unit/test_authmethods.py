@@ -75,7 +75,9 @@ async def test_throttled_items_wait_their_retry_after(clock):
     result = await reader(graph, clock).read(["a", "b", "c"], ["emailMethods"])
     assert not result.failures and result.succeeded == 3 and result.throttled == 3
     assert set(result.methods) == {"a", "b", "c"}
-    assert graph.batches == [[url("a"), url("b"), url("c")], [url("b"), url("c")], [url("c")]]
+    # One RU served before the bucket ran dry: a bucket of about 1 RU (0.1 RU/s), so the
+    # retries go one per $batch, at that pace.
+    assert graph.batches == [[url("a"), url("b"), url("c")], [url("b")], [url("c")], [url("c")]]
     assert clock.now >= 8.0, "7 s for the longest Retry-After, then 1 s (then the pace)"
 
 
@@ -167,7 +169,9 @@ class ScriptedReader(GraphReader):
         self.errors = errors
         self.sent: list[Any] = []
 
-    async def send(self, info: Any) -> dict[str, Any]:
+    async def send(
+        self, info: Any, headers: dict[str, str] | None = None, *, raw: bool = False
+    ) -> dict[str, Any]:
         self.sent.append(info)
         if self.errors:
             raise self.errors.pop(0)
@@ -205,20 +209,72 @@ async def test_page_reads_raise_refusals_at_once_and_run_out_of_time_on_an_outag
     assert spent.last_error == "Microsoft Graph answered 503 serviceNotAvailable"
 
 
-async def test_limiter_paces_just_under_the_rate_graph_served(clock):
+async def test_limiter_learns_the_buckets_rate_from_what_was_served_before_the_429(clock):
+    """A bucket of 1,000 RU per 10 s (100 RU/s) serves 1,000 RU in the first second, then
+    throttles: 1,000 RU in 1 s + 10 s of refill gives about 91 RU/s, just under its rate."""
     limiter = AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep)
-    for _ in range(10):  # 100 requests served in the first second...
-        limiter.succeeded(10)
-    clock.now = 1.0
-    limiter.throttled(1.0)  # ...then a 429
-    assert limiter.rate == pytest.approx(90.0)
-    async with limiter.slot(45):  # waits out the pause, then half a second of pace
+    for _ in range(10):
+        limiter.succeeded(100)
+        clock.now += 0.1
+    limiter.throttled(1.0)
+    assert limiter.rate == pytest.approx(1000 / 11)
+    rate = 1000 / 11
+    for _ in range(3):  # the pause, then what a second's refill allows at once (91 RU)...
+        async with limiter.slot(45):
+            pass
+    assert clock.now == pytest.approx(2.0)
+    async with limiter.slot(45):  # ...then the pace
         pass
-    async with limiter.slot(45):
-        pass
-    assert clock.now == pytest.approx(2.5)
-    limiter.succeeded(10)
-    assert limiter.rate == pytest.approx(90.45)
+    assert clock.now == pytest.approx(2.0 + (3 * 45 - rate) / rate)
+    assert limiter.batch_size(20) == 20
+
+
+class Bucket:
+    """Graph's token bucket: `budget` RU per 10 s, full at first."""
+
+    def __init__(self, budget: float) -> None:
+        self.capacity = self.tokens = budget
+        self.rate = budget / 10
+
+    def take(self, cost: int, seconds: float) -> float | None:
+        """Refills for `seconds`, takes `cost`; the share used past 80 % (None: under), or
+        raises when a 429 would answer."""
+        self.tokens = min(self.capacity, self.tokens + seconds * self.rate)
+        if self.tokens < cost:
+            raise AssertionError("Graph would have answered 429")
+        self.tokens -= cost
+        used = 1 - self.tokens / self.capacity
+        return used if used > 0.8 else None
+
+
+@pytest.mark.parametrize("budget", [1000.0, 8000.0, 50.0])
+def test_the_pace_settles_under_the_budget_without_a_429(clock, budget):
+    """An instance that would take 3 times the bucket's rate learns it from the header Graph
+    sends past 80 %, before any 429, and then uses (nearly) all of it."""
+    bucket, limiter = Bucket(budget), AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep)
+    step, served, owed = 0.05, [], 0.0
+    for _ in range(int(60 / step)):
+        clock.now += step
+        owed += (limiter.rate or 3 * bucket.rate) * step  # whole requests, as slots send them
+        whole = int(owed)
+        owed -= whole
+        if whole:
+            limiter.succeeded(whole, used=bucket.take(whole, step))
+        else:
+            bucket.take(0, step)
+        served.append(whole)
+    last_30s = sum(served[-int(30 / step) :]) / 30
+    assert last_30s >= 0.9 * bucket.rate, f"{last_30s:.1f} RU/s of {bucket.rate:.1f}"
+
+
+async def test_a_tight_bucket_gets_batches_it_can_serve(clock):
+    """5 RU per 10 s: one $batch of 20 gets 5 answers and 15 429s; from then on, one lookup
+    per $batch, one every two seconds."""
+    limiter = AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep)
+    limiter.served(5)
+    limiter.throttled(2.0)
+    assert limiter.rate == pytest.approx(0.5)
+    assert limiter.batch_size(20) == 1
 
 
 async def test_cut_short_by_the_budget_it_hands_over_what_was_answered(clock):

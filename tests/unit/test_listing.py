@@ -17,15 +17,25 @@ PAGES = {
 }
 
 
+class Fetched:
+    """A page as fetched (graph.RawPage), parsed on its turn."""
+
+    def __init__(self, page: UsersPage) -> None:
+        self.page = page
+
+    def parse(self) -> UsersPage:
+        return self.page
+
+
 class FakeGraph:
     """Pages by link; the link "stale" has an expired page token."""
 
-    async def users_page(self, *, next_link: str | None, **_: Any) -> UsersPage:
+    async def users_page_bytes(self, *, next_link: str | None, **_: Any) -> Fetched:
         if next_link == "stale":
             raise GraphError(400, EXPIRED_PAGE_TOKEN, "The specified page token has expired.")
         if next_link == "refused":
             raise GraphError(403, "Authorization_RequestDenied", "no")
-        return PAGES[next_link]
+        return Fetched(PAGES[next_link])
 
 
 def listing() -> UsersListing:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from userexport.filters import GraphQuery, Scope
 from userexport.graph import GraphError
 from userexport.jobs import Plan
 from userexport.planning import (
+    OVERHEAD_SECONDS,
     PREFIXES,
     SCOPE_WITH_EXPAND,
     SECOND,
     SEQUENTIAL,
+    Pace,
     estimate,
     plan_listing,
     split,
@@ -22,7 +27,14 @@ def test_split_keeps_the_order_and_balances():
     counted = [("a", 50), ("b", 10), ("c", 0), ("d", 40), ("e", 100)]
     runs = split(counted, 3)
     assert [p for run in runs for p in run] == ["a", "b", "c", "d", "e"], "order kept"
-    assert runs == [["a", "b", "c"], ["d"], ["e"]]
+    assert runs == [["a"], ["b", "c", "d"], ["e"]], "the largest run is as small as can be"
+
+
+def test_split_makes_the_largest_run_as_small_as_it_can():
+    counted = [("a", 30), ("b", 30), ("c", 30), ("d", 45), ("e", 15), ("f", 30)]
+    users = dict(counted)
+    largest = {k: max(sum(users[p] for p in run) for run in split(counted, k)) for k in (4, 5)}
+    assert largest == {4: 60, 5: 45}, "a+b | c | d | e+f, then a | b | c | d | e+f"
 
 
 @pytest.mark.parametrize("parts", [1, 2, 5, 44, 60])
@@ -115,13 +127,16 @@ async def test_a_scope_with_the_manager_column_is_one_sequence_with_a_note():
 def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
     plan = Plan([["a", "b"], ["c"]], estimated_total=1250)
     counts = {"": 1250, "a": 1000, "b": 250, "c": 0}
-    assert estimate(plan, counts, page_size=999, lookups=1, expand=False, preflight_requests=1) == {
+    got = estimate(plan, counts, page_size=999, lookups=1, expand=False, preflight_requests=1)
+    assert {k: v for k, v in got.items() if k not in ("durationSeconds", "paceSource")} == {
         "planningRequests": 5,
         "listingRequests": 2 + 1 + 1,
         "pageSize": 999,
         "lookupRequests": 1250,
         "resourceUnits": 5 + 4 + 1250,
+        "partitions": 2,
     }
+    assert got["paceSource"] == "default"
     sequential = Plan(SEQUENTIAL, estimated_total=1250)
     signed_in = estimate(
         sequential, {"": 1250}, page_size=120, lookups=0, expand=True, preflight_requests=0
@@ -134,3 +149,74 @@ async def test_nobody_to_export_is_one_page_not_a_count_per_prefix():
     plan = await plan_listing(graph, GraphQuery(None, False), partitions=8)
     assert plan.partitions == SEQUENTIAL and plan.estimated_total == 0
     assert graph.filters == [None]
+
+
+async def test_a_small_tenant_is_one_count_and_one_listing():
+    graph = CountingGraph({None: 1000, "a": 500, "b": 500})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=8, small=1000)
+    assert plan.partitions == SEQUENTIAL and plan.estimated_total == 1000
+    assert graph.filters == [None], "one $count, no counts per prefix"
+
+
+def test_the_partition_count_follows_the_work():
+    pace = Pace()
+    assert pace.partitions_for(5_000, lookups=0, seconds=10) == 1, "5 s of pages: one partition"
+    assert pace.partitions_for(1_000_000, lookups=0, seconds=10) == 100, "1,000 s of pages"
+    assert pace.partitions_for(10_000, lookups=1, seconds=10) == 11, "100 s of lookups, 10 of pages"
+    assert pace.partitions_for(10, lookups=0, seconds=0) >= 64, "0: as many as allowed"
+
+
+async def test_the_wanted_partitions_are_bounded_by_the_setting():
+    graph = CountingGraph({None: 30, "a": 10, "m": 10, "z": 10})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=2, wanted=lambda total: 40)
+    assert len(plan.partitions) == 2
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=8, wanted=lambda t: 1)
+    assert plan.partitions == SEQUENTIAL
+
+
+def test_the_duration_is_the_longer_of_the_work_and_what_the_budget_allows():
+    counts = {"": 3000, "a": 1500, "b": 1500}
+    plan = Plan([["a"], ["b"]], estimated_total=3000)
+    # Lookups under a learnt 100 RU/s auth bucket: 1,000 RU at once, then 2,000 in 20 s.
+    learnt = Pace(auth_rate=100.0, learnt=True)
+    got = estimate(
+        plan,
+        counts,
+        page_size=999,
+        lookups=1,
+        expand=False,
+        preflight_requests=2,
+        pace=learnt,
+        planning_seconds=1.5,
+    )
+    assert got["durationSeconds"] == pytest.approx(1.5 + OVERHEAD_SECONDS + 20.0)
+    assert got["paceSource"] == "learned"
+    # Without lookups, pages of a second each, the partitions side by side.
+    pages = estimate(plan, counts, page_size=999, lookups=0, expand=False, preflight_requests=0)
+    assert pages["durationSeconds"] == pytest.approx(OVERHEAD_SECONDS + 1.5 + 2 * 0.02, abs=0.1)
+
+
+def test_the_estimate_runs_as_many_partitions_at_once_as_host_json_starts():
+    host = json.loads((Path(__file__).parents[2] / "host.json").read_text())
+    assert Pace().concurrency == host["extensions"]["queues"]["batchSize"]
+
+
+async def test_a_crowded_second_character_is_split_by_the_third():
+    graph = CountingGraph(
+        {None: 100, "a": 10, "m": 80, "z": 10, "ma": 70, "mb": 10, "mar": 40, "mas": 30}
+    )
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=5)
+    listed = [p for run in plan.partitions for p in run]
+    assert "ma" not in listed and "m" not in listed
+    assert listed.index("mar") < listed.index("mas") < listed.index("ma@") < listed.index("mb")
+    assert len(listed) == len(PREFIXES) - 1 + 2 * len(SECOND) - 1
+
+
+async def test_a_split_prefix_a_run_holds_whole_is_listed_whole():
+    graph = CountingGraph({None: 100, "a": 10, "m": 80, "z": 10, "ma": 50, "mb": 30})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=4)
+    assert "m" not in [p for run in plan.partitions for p in run], "m is cut between runs"
+    graph = CountingGraph({None: 100, "a": 45, "m": 50, "ma": 50, "z": 5})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=2)
+    listed = [p for run in plan.partitions for p in run]
+    assert "m" in listed and "ma" not in listed, "m's children all in one run: m listed whole"
