@@ -165,6 +165,8 @@ async def cancel_export(clients: Clients, job_id: str, *, links: Links) -> ApiRe
         return _not_found(job_id)
     if not cancelled and job.status is not Status.CANCELLED:
         state = f"already {job.status.value}" if job.status.finished else "is committing its files"
+        if job.status is Status.ESTIMATED:
+            state = "was a dry run and is already estimated"
         return problem(409, "Export finished", f"The export {state}; it cannot be cancelled.")
     # A job that had started may have partitions mid-page: they stop at their next look.
     running = cancelled and job.started_at is not None

@@ -12,7 +12,7 @@ import orjson
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS, graph_expand, resolve
 from .filters import InvalidFilter, parse_filter, to_graph_query
 
-FIELDS = ("columns", "filter", "fileName", "formulaGuard")
+FIELDS = ("columns", "filter", "fileName", "formulaGuard", "dryRun")
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
 
 
@@ -33,6 +33,8 @@ class ExportRequest:
     filter: dict[str, Any] | None
     file_name: str
     formula_guard: bool = True
+    # Plan and estimate only: the job ends `estimated`, with no files and no partitions.
+    dry_run: bool = False
 
     @property
     def errors_file_name(self) -> str:
@@ -44,12 +46,17 @@ class ExportRequest:
             "filter": self.filter,
             "fileName": self.file_name,
             "formulaGuard": self.formula_guard,
+            "dryRun": self.dry_run,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         return cls(
-            tuple(data["columns"]), data.get("filter"), data["fileName"], data["formulaGuard"]
+            tuple(data["columns"]),
+            data.get("filter"),
+            data["fileName"],
+            data["formulaGuard"],
+            data.get("dryRun", False),  # jobs recorded before dry runs existed
         )
 
 
@@ -80,7 +87,8 @@ def request_json(body: bytes) -> dict[str, Any]:
 
 
 def parse_export_request(body: bytes, *, now: datetime) -> ExportRequest:
-    """The export request a job records: columns, filter, fileName and formulaGuard, filled in."""
+    """The export request a job records: columns, filter, fileName, formulaGuard and dryRun,
+    filled in."""
     return export_request(request_json(body), now=now)
 
 
@@ -120,6 +128,7 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
         filter=filter_,
         file_name=_file_name(data.get("fileName"), now),
         formula_guard=_boolean(data.get("formulaGuard", True), "formulaGuard"),
+        dry_run=_boolean(data.get("dryRun", False), "dryRun"),
     )
 
 

@@ -46,6 +46,7 @@ class Status(StrEnum):
     COMPLETED_WITH_ERRORS = "completedWithErrors"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    ESTIMATED = "estimated"  # a dry run: planned and estimated, nothing exported (no files)
 
     @property
     def finished(self) -> bool:
@@ -74,7 +75,8 @@ class Plan:
     note: str | None = None  # why the plan is sequential although partitions were asked for
     skus: dict[str, str] | None = None  # the tenant's SKU part numbers by id, read once
     notices: list[list[str]] = field(default_factory=list)  # errors-file rows, said once
-    estimate: dict[str, int] | None = None  # Graph requests and resource units it will take
+    # Graph requests, resource units and expected duration it will take (api.py shows it whole)
+    estimate: dict[str, Any] | None = None
     # The authentication-method lists read per user (preflight's choice); None: the columns'.
     lookups: list[str] | None = None
 

@@ -24,6 +24,10 @@ def start(client: ApiClient, args: argparse.Namespace) -> int:
     waiting = args.wait or args.out is not None
     if args.timeout is not None and not waiting:
         raise CliError(Exit.USAGE, "--timeout is for waiting: add --wait or --out.")
+    if args.out is not None and args.dry_run:
+        raise CliError(
+            Exit.USAGE, "--out: a dry run writes no files; use --wait to see its estimate."
+        )
     if args.out is not None:
         check_out(args.out, args.file_name, force=args.force)
     try:
@@ -38,7 +42,8 @@ def start(client: ApiClient, args: argparse.Namespace) -> int:
         if args.json:
             emit_json(started.job)
         else:
-            note(f"Export {job_id} {status}; follow it with: userexport wait {job_id}")
+            what = "Dry run" if args.dry_run else "Export"
+            note(f"{what} {job_id} {status}; follow it with: userexport wait {job_id}")
             emit(job_id)
         return Exit.SUCCEEDED
     first_delay = 0.0 if status in FINAL else started.retry_after

@@ -16,8 +16,9 @@ from .errors import CliError, Exit
 from .request import FILTER_FLAGS
 
 EPILOG = (
-    "exit codes: 0 succeeded, 1 failed or cancelled (or a wait timed out), 2 usage or input "
-    "error, 3 completed with errors, 4 cannot reach or authorise with the app. "
+    "exit codes: 0 succeeded (or estimated, for --dry-run), 1 failed or cancelled (or a wait "
+    "timed out), 2 usage or input error, 3 completed with errors, 4 cannot reach or authorise "
+    "with the app. "
     f"Environment: {URL_VARIABLE}, {KEY_VARIABLE}, {AUDIENCE_VARIABLE}. See docs/cli.md."
 )
 # filter key -> (metavar, help)
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--idempotency-key",
         metavar="KEY",
         help="starting again with the same key (and flags) within 24 h gives the same export",
+    )
+    start.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan and estimate only, exporting nothing: with --wait, prints how many users, "
+        "partitions, Graph requests and RU it would take, and how long",
     )
     start.add_argument("--wait", action="store_true", help="follow the export until it ends")
     add_wait_flags(start)

@@ -14,6 +14,7 @@ OUTCOMES = {
     "completedWithErrors": Exit.COMPLETED_WITH_ERRORS,
     "failed": Exit.FAILED,
     "cancelled": Exit.FAILED,
+    "estimated": Exit.SUCCEEDED,  # a dry run did what was asked: it planned and estimated
 }
 
 
@@ -46,7 +47,49 @@ def summary(job: dict[str, Any]) -> str:
         return f"Export {job_id} failed: {reason or 'no reason given'}."
     if status == "cancelled":
         return f"Export {job_id} was cancelled{': ' + reason if reason else ''}."
+    if status == "estimated":
+        said = f" ({reason})" if reason else ""
+        return (
+            f"Export {job_id} estimated (a dry run, nothing exported): {estimate_text(job)}{said}."
+        )
     return f"Export {job_id} is {status}."
+
+
+def estimate_text(job: dict[str, Any]) -> str:
+    """What a job's plan says it takes: `2,500 users, 2 partitions, 7 Graph requests (9 RU),
+    about 12 s` (the parts the app gave)."""
+    estimate = job.get("estimate") if isinstance(job.get("estimate"), dict) else {}
+    total = job.get("estimatedTotal")
+    parts = [f"{total:,} users" if isinstance(total, int) else "users not counted"]
+    partitions = estimate.get("partitions", job.get("partitions"))
+    if isinstance(partitions, int):
+        parts.append(f"{partitions} partition{'' if partitions == 1 else 's'}")
+    counted = [estimate.get(k) for k in ("planningRequests", "listingRequests", "lookupRequests")]
+    if any(isinstance(n, int) for n in counted):
+        requests = sum(n for n in counted if isinstance(n, int))
+        units = estimate.get("resourceUnits")
+        ru = f" ({units:,} RU)" if isinstance(units, int) else ""
+        parts.append(f"{requests:,} Graph request{'' if requests == 1 else 's'}{ru}")
+    seconds = estimate.get("durationSeconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        pace = estimate.get("paceSource")
+        parts.append(f"about {duration(seconds)}" + (f" ({pace} pace)" if pace else ""))
+    return ", ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: `45 s`, `12 min`, `1 h 05 min`, `2 d 3 h`."""
+    whole = max(round(seconds), 0)
+    if whole < 90:
+        return f"{whole} s"
+    minutes = round(whole / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
 
 
 def describe(job: dict[str, Any]) -> list[str]:
@@ -75,6 +118,8 @@ def describe(job: dict[str, Any]) -> list[str]:
         ("columns", ", ".join(job.get("columns") or []) or None),
         ("filter", json.dumps(filter_) if filter_ else None),
         ("formula guard", job.get("formulaGuard")),
+        ("dry run", True if job.get("dryRun") else None),
+        ("estimate", estimate_text(job) if job.get("estimate") else None),
         ("plan note", job.get("planNote")),
         ("failing since", job.get("failingSince")),
         ("last error", job.get("lastError")),
@@ -110,6 +155,8 @@ def table(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def _users(job: dict[str, Any]) -> str:
+    if job.get("status") == "estimated" and isinstance(job.get("estimatedTotal"), int):
+        return f"~{job['estimatedTotal']:,}"
     for key in ("userCount", "usersWritten"):
         if isinstance(job.get(key), int):
             return f"{job[key]:,}"

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 BAR_WIDTH = 20
 PLAIN_INTERVAL_SECONDS = 5.0
 RATE_WINDOW_SECONDS = 30.0
-FINAL = ("succeeded", "completedWithErrors", "failed", "cancelled")
+FINAL = ("succeeded", "completedWithErrors", "failed", "cancelled", "estimated")
 
 
 class RateMeter:
@@ -48,7 +48,7 @@ def clock_time(seconds: float) -> str:
 
 def fraction_of(job: dict[str, Any]) -> float | None:
     written, total = _written(job), job.get("estimatedTotal")
-    if job.get("status") == "succeeded":
+    if job.get("status") in ("succeeded", "estimated"):
         return 1.0
     if isinstance(total, int) and total > 0:
         return min(written / total, 1.0)
@@ -62,6 +62,8 @@ def details(job: dict[str, Any], rate: float | None, now: datetime | None = None
     if status == "queued":
         return []
     written, total = _written(job), job.get("estimatedTotal")
+    if status == "estimated":  # a dry run: nothing written, the count is the answer
+        return [f"about {total:,} users" if isinstance(total, int) else "planned"]
     if status == "running" and total is None and not written:
         return ["planning"]
     if isinstance(total, int) and total > 0 and status not in FINAL:

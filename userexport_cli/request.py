@@ -28,6 +28,7 @@ FIELD_FLAGS = {
     "columns": "--columns",
     "fileName": "--file-name",
     "formulaGuard": "--no-formula-guard",
+    "dryRun": "--dry-run",
     "filter": "the filter flags",
     "Idempotency-Key": "--idempotency-key",
     "pageSize": "--page-size",
@@ -52,6 +53,8 @@ def export_body(args: argparse.Namespace) -> dict[str, Any]:
         body["fileName"] = args.file_name
     if args.no_formula_guard:
         body["formulaGuard"] = False
+    if getattr(args, "dry_run", False):
+        body["dryRun"] = True
     return body
 
 

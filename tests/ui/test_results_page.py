@@ -14,7 +14,7 @@ import pytest
 from devtools.stack import LocalStack
 from userexport.columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PREVIEW_COLUMN_NAMES
 
-from .conftest import KEY, screenshot, start_export, wait_until
+from .conftest import KEY, USERS, screenshot, start_export, wait_until
 
 try:
     from playwright.sync_api import expect
@@ -27,7 +27,7 @@ expect.set_options(timeout=15_000)  # a loaded CI machine: the page polls every 
 
 BOM = b"\xef\xbb\xbf"
 NOBODY = {"userPrincipalNamePrefix": "nobody-matches-this"}  # an export that ends at once
-FINAL = {"succeeded", "completedWithErrors", "failed", "cancelled"}
+FINAL = {"succeeded", "completedWithErrors", "failed", "cancelled", "estimated"}
 
 
 def finished(job: dict) -> bool:
@@ -218,6 +218,44 @@ def test_the_preview_columns_button_exports_the_preview_preset_in_its_order(ui, 
     job = api.get(f"/api/exports/{page.url.rsplit('/', 1)[1]}").json()
     assert job["columns"] == list(PREVIEW_COLUMN_NAMES), "as the API's preset orders them"
     expect(page.locator("#job-columns li")).to_have_text(list(PREVIEW_COLUMN_NAMES))
+
+
+def test_estimate_only_plans_and_shows_the_estimate_without_files(ui, api):
+    page = ui.open("/new")
+    expect(page.locator("#columns-count")).to_contain_text("25 of")
+    page.get_by_label("File name").fill("ui-estimate.csv")
+    estimate_only = page.get_by_role("button", name="Estimate only")
+    expect(estimate_only).to_have_accessible_description(re.compile("without running it"))
+    estimate_only.click()
+    expect(page).to_have_url(re.compile(r"#/exports/[0-9]{13}-[0-9a-z]{8}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    status = page.locator("#job-status-line .status-text")
+    expect(status).to_have_text("Estimated", timeout=30_000)
+    job = api.get(f"/api/exports/{job_id}").json()
+    assert job["status"] == "estimated" and job["dryRun"] is True
+    assert job["columns"] == list(DEFAULT_COLUMN_NAMES) and job["fileName"] == "ui-estimate.csv"
+
+    panel = page.get_by_role("region", name="Estimate", exact=True)
+    expect(panel).to_be_visible()
+    expect(panel.locator("#estimate-summary")).to_contain_text(f"{USERS:,} users")
+    estimate = job["estimate"]
+    expect(panel).to_contain_text(f"{estimate['resourceUnits']:,}")
+    if "durationSeconds" in estimate:  # the pace model's figure, as a person reads it
+        expect(panel.locator("#estimate-summary")).to_contain_text(
+            re.compile(r"would take about \d")
+        )
+    details = page.locator("#job-details")
+    expect(details).to_contain_text("planned and estimated only, nothing exported")
+    expect(details).not_to_contain_text("Users exported")
+    for hidden in ("Download CSV", "Download errors file"):
+        expect(page.get_by_role("link", name=hidden)).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel export")).to_be_hidden()
+    expect(page.locator("#job-progress")).to_be_hidden()
+
+    page.get_by_role("link", name="All exports").click()
+    listed = row(page, job_id)
+    expect(listed.locator(".status-text")).to_have_text("Estimated")
+    expect(listed.locator("td.num").first).to_contain_text(f"{USERS:,}")
 
 
 def test_a_running_export_is_cancelled_with_the_button_after_a_confirm_step(ui, api, faults):

@@ -94,7 +94,7 @@ json_values = st.recursive(
 bodies = st.one_of(
     st.binary(max_size=300),
     st.dictionaries(
-        st.sampled_from(["columns", "filter", "fileName", "formulaGuard"]) | texts,
+        st.sampled_from(["columns", "filter", "fileName", "formulaGuard", "dryRun"]) | texts,
         json_values,
         max_size=4,
     ).map(orjson.dumps),

@@ -49,6 +49,8 @@ def test_columns_and_file_name_are_kept():
         (b'{"fileName": "report.exe"}', "fileName"),
         (b'{"fileName": "a\\"b.csv"}', "fileName"),
         (b'{"formulaGuard": "no"}', "formulaGuard"),
+        (b'{"dryRun": "yes"}', "dryRun"),
+        (b'{"dryRun": null}', "dryRun"),
         (b'{"filter": {"department": ""}}', "filter.department"),
         (b'{"filter": {"shoeSize": 42}}', "filter.shoeSize"),
         (b'{"filter": [1]}', "filter"),

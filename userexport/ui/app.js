@@ -19,7 +19,7 @@
   const CODE = new URLSearchParams(location.search).get("code");
   // The page is /api/ui: the API's routes are its siblings (/api/exports, /api/columns).
   const API_BASE = location.pathname.replace(/\/ui\/?$/, "/");
-  const FINAL = new Set(["succeeded", "completedWithErrors", "failed", "cancelled"]);
+  const FINAL = new Set(["succeeded", "completedWithErrors", "failed", "cancelled", "estimated"]);
   const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv$/;
   const DEFAULT_RETRY_AFTER = 5;
   const IDLE_LIST_POLL = 30;
@@ -186,6 +186,10 @@
       ["circle", { ...LINE, cx: "8", cy: "8", r: "6.25" }],
       ["path", { ...LINE, d: "M3.6 12.4 12.4 3.6" }],
     ],
+    estimated: [ // a stopwatch: how long it would take
+      ["circle", { ...LINE, cx: "8", cy: "9.25", r: "5.5" }],
+      ["path", { ...LINE, d: "M6.25 1.75h3.5M8 1.75v2M8 9.25 10.2 7" }],
+    ],
   };
 
   function icon(name) {
@@ -209,6 +213,7 @@
     completedWithErrors: "Completed with errors",
     failed: "Failed",
     cancelled: "Cancelled",
+    estimated: "Estimated",
   };
   const TRIGGER_WORDS = { http: "On demand", timer: "Nightly schedule" };
   const FILTER_LABELS = {
@@ -268,6 +273,23 @@
     return `about ${hours} h ${minutes % 60} min left`;
   }
 
+  /** Seconds as a person reads them: 45 s, 13 min, 1 h 05 min, 2 d 7 h. */
+  function duration(seconds) {
+    const whole = Math.max(Math.round(seconds), 0);
+    if (whole < 90) return `${whole} s`;
+    const minutes = Math.round(whole / 60);
+    if (minutes < 90) return `${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `${hours} h ${String(minutes % 60).padStart(2, "0")} min`;
+    return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  }
+
+  /** The estimate's expected duration in words ("about 13 min"), or null. */
+  function expectedDuration(estimate) {
+    const seconds = estimate && typeof estimate === "object" ? estimate.durationSeconds : null;
+    return typeof seconds === "number" && Number.isFinite(seconds) ? `about ${duration(seconds)}` : null;
+  }
+
   /** Progress while queued or running: a bar (usersWritten of estimatedTotal) and the ETA. */
   function progressFigures(job) {
     const written = typeof job.usersWritten === "number" ? job.usersWritten : 0;
@@ -294,6 +316,10 @@
 
   function progressCell(job) {
     if (job.status === "queued") return el("span", { className: "progress-text", text: "Waiting to start" });
+    if (job.status === "estimated") {
+      const took = expectedDuration(job.estimate);
+      return el("span", { className: "progress-text", text: took ? `Would take ${took}` : "Estimate only" });
+    }
     if (job.status !== "running") return null;
     const { written, percent, eta } = progressFigures(job);
     const done = percent !== null ? `${percent}%` : `${count(written)} users`;
@@ -478,6 +504,13 @@
       list.statuses.set(job.id, job.status);
       const users = job.status === "running" || job.userCount === null || job.userCount === undefined
         ? job.usersWritten : job.userCount;
+      // A dry run wrote nobody: its users are the count it would export.
+      const usersCell = job.status === "estimated" && typeof job.estimatedTotal === "number"
+        ? el("span", { title: "estimated" },
+          el("span", { "aria-hidden": "true", text: "≈ " }),
+          el("span", { className: "visually-hidden", text: "about " }),
+          count(job.estimatedTotal))
+        : count(users) || nothing();
       return el("tr", { "data-id": job.id, "data-status": job.status },
         el("td", null, el("a", {
           href: `#/exports/${encodeURIComponent(job.id)}`,
@@ -488,7 +521,7 @@
         el("td", { text: TRIGGER_WORDS[job.trigger] || job.trigger || "" }),
         el("td", null, when(job.startedAt) || nothing("not started")),
         el("td", null, when(job.finishedAt) || nothing("not finished")),
-        el("td", { className: "num" }, count(users) || nothing()),
+        el("td", { className: "num" }, usersCell),
         el("td", { className: "num" }, count(job.errorCount) || nothing()),
         el("td", null, progressCell(job)),
       );
@@ -599,6 +632,7 @@
 
     renderReason(job);
     renderProgress(job);
+    renderEstimate(job);
 
     const csv = $("download-csv");
     const errors = $("download-errors");
@@ -633,6 +667,7 @@
         ? `${count(job.partitionsDone)} of ${count(job.partitions)} done`
         : count(job.partitions))
       : null;
+    const dryRun = job.dryRun === true;
     replaceKeepingFocus($("job-details"), [
       ...detail("Export ID", el("code", { text: job.id })),
       ...detail("Status", statusWords(job.status)),
@@ -640,8 +675,11 @@
       ...detail("Requested", when(job.createdAt)),
       ...detail("Started", when(job.startedAt) || nothing("not started")),
       ...detail("Finished", when(job.finishedAt) || nothing("not finished")),
-      ...detail(FINAL.has(job.status) ? "Users exported" : "Users so far", count(users) || nothing()),
-      ...detail("Errors", count(job.errorCount) || nothing()),
+      ...detail("Dry run", dryRun ? "Yes: planned and estimated only, nothing exported" : null),
+      ...(dryRun ? [] : [
+        ...detail(FINAL.has(job.status) ? "Users exported" : "Users so far", count(users) || nothing()),
+        ...detail("Errors", count(job.errorCount) || nothing()),
+      ]),
       ...detail("Estimated total", count(job.estimatedTotal)),
       ...detail("Partitions", partitions),
       ...detail("Plan note", job.planNote),
@@ -660,13 +698,51 @@
     $("job-columns").replaceChildren(...columns.map((column) => el("li", { text: column })));
   }
 
-  // The plan's estimate: requests for listing and lookups, and resource units.
+  // The plan's estimate: requests for listing and lookups, resource units, expected duration.
   function estimateWords(estimate) {
     if (!estimate || typeof estimate !== "object") return null;
     const n = (key) => (typeof estimate[key] === "number" ? count(estimate[key]) : "?");
+    const took = expectedDuration(estimate);
     return `${n("listingRequests")} pages of up to ${n("pageSize")} users, ` +
       `${n("lookupRequests")} lookups, ${n("planningRequests")} to plan; ` +
-      `${n("resourceUnits")} resource units`;
+      `${n("resourceUnits")} resource units` + (took ? `; ${took}` : "");
+  }
+
+  const PACE_WORDS = {
+    learned: "the pace learned from this tenant's recent Graph answers",
+    default: "the documented default pace (nothing learned from this tenant yet)",
+  };
+
+  /** A dry run's answer: how many users, how long, and what it costs in Graph requests. */
+  function renderEstimate(job) {
+    const panel = $("job-estimate");
+    const show = job.status === "estimated";
+    panel.hidden = !show;
+    if (!show) return;
+    const estimate = job.estimate && typeof job.estimate === "object" ? job.estimate : {};
+    const number = (key) => (typeof estimate[key] === "number" ? estimate[key] : null);
+    const users = typeof job.estimatedTotal === "number"
+      ? `${count(job.estimatedTotal)} users`
+      : "The users (Graph could not count them)";
+    const took = expectedDuration(estimate);
+    $("estimate-summary").replaceChildren(
+      el("strong", { text: users }),
+      took ? ` would take ${took} to export.` : " would be exported; no duration was estimated.");
+    const requests = ["planningRequests", "listingRequests", "lookupRequests"]
+      .map(number).filter((value) => value !== null);
+    const partitions = number("partitions") ?? (typeof job.partitions === "number" ? job.partitions : null);
+    replaceKeepingFocus($("estimate-details"), [
+      ...detail("Expected duration", took),
+      ...detail("Partitions", count(partitions)),
+      ...detail("Graph requests", requests.length ? count(requests.reduce((a, b) => a + b, 0)) : null),
+      ...detail("Of which", requests.length
+        ? `${count(number("listingRequests")) ?? "?"} listing pages, ` +
+          `${count(number("lookupRequests")) ?? "?"} lookups, ` +
+          `${count(number("planningRequests")) ?? "?"} to plan`
+        : null),
+      ...detail("Resource units", count(number("resourceUnits"))),
+      ...detail("Pace", PACE_WORDS[estimate.paceSource] || null),
+    ]);
   }
 
   function filterValue(key, value) {
@@ -685,6 +761,10 @@
     } else if (job.status === "cancelled") {
       title = "The export was cancelled";
       text = job.reason || "No file was written.";
+      warning = true;
+    } else if (job.status === "estimated" && job.reason) {
+      title = "Estimated, with a warning";
+      text = job.reason;
       warning = true;
     } else if (job.status === "completedWithErrors") {
       title = "Completed with errors";
@@ -992,15 +1072,19 @@
     clearFormErrors();
     if (!form.catalogue) await loadCatalogue();
     const { body, problems } = requestBody();
+    // "Estimate only" sends the same request as a dry run: planned and estimated, not run.
+    const dryRun = Boolean(event.submitter && event.submitter.id === "estimate-export");
+    if (dryRun) body.dryRun = true;
     if (problems.length) {
       let first = null;
       for (const [field, message] of problems) first = first || showFieldError(field, message);
       (first || $("form-error")).focus();
       return;
     }
-    const button = $("start-export");
-    button.disabled = true;
-    button.textContent = "Starting…";
+    const button = dryRun ? $("estimate-export") : $("start-export");
+    const label = button.textContent;
+    for (const submit of [$("start-export"), $("estimate-export")]) submit.disabled = true;
+    button.textContent = dryRun ? "Estimating…" : "Starting…";
     try {
       const { data } = await callApi("POST", apiUrl("exports"), body, {
         "Idempotency-Key": idempotencyKey(body),
@@ -1009,7 +1093,7 @@
       form.lastBody = null;
       resetForm();
       list.pages = []; // the list starts again at its newest page
-      announce("Export started.");
+      announce(dryRun ? "Estimate started." : "Export started.");
       location.hash = `#/exports/${encodeURIComponent(data.id)}`;
     } catch (error) {
       if (error.status === 400 && error.problem) {
@@ -1019,8 +1103,8 @@
         showAlert(error.message, "action");
       }
     } finally {
-      button.disabled = false;
-      button.textContent = "Start export";
+      for (const submit of [$("start-export"), $("estimate-export")]) submit.disabled = false;
+      button.textContent = label;
     }
   });
 
