@@ -1,13 +1,16 @@
-"""Parts (d) and (e): real exports through the local stack, driven over HTTP.
+"""Parts (d), (e) and (f): real exports through the local stack, driven over HTTP.
 
-Each run starts its own `devtools.stack.LocalStack` (tenantsim, Azurite over https, devhost
-running the real worker), POSTs /api/exports, polls the Location every Retry-After (1 s) until
-it answers 200, then streams both files from their SAS URLs and counts their CSV records
-without holding them in memory. The stack's context manager stops every process it started,
-also on failure or Ctrl-C.
+Each stack is a `devtools.stack.LocalStack` (tenantsim, Azurite over https, one or more
+devhosts running the real worker). An export POSTs /api/exports, polls the Location every
+Retry-After (1 s) until it answers 200, then streams both files from their SAS URLs and counts
+their CSV records without holding them in memory. The stack's context manager stops every
+process it started, also on failure or Ctrl-C.
 
 (d) serves a tenant file of the 23 profile properties (see write_tenants for why), (e) a
-generated tenant with authentication methods under `--auth-budget`.
+generated tenant with authentication methods under `--auth-budget` (two exports on one stack,
+the second at the pace the first taught), and a small one under a tight auth budget; (f) a
+generated tenant under a tight auth budget, exported by one devhost and then by four on the
+same stack.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import csv
 import io
 import math
+import re
 import ssl
 import tempfile
 import time
@@ -30,7 +34,7 @@ import psutil
 
 from bench.pipelines import PAGE_SIZE, PROFILE_COLUMNS
 from bench.procs import BenchError
-from devtools.stack import LocalStack, StackError
+from devtools.stack import ROOT, LocalStack, StackError
 from devtools.tenantsim.generator import generate_user
 from userexport.columns import ADMIN_CENTER_COLUMNS, graph_select
 
@@ -38,6 +42,9 @@ MILLION = 1_000_000
 # Authentication-method reads, 1 RU each on the auth bucket: the whole methods list (one per
 # user when both columns are asked for), or the phone or email list alone.
 AUTH_LOOKUPS = ("methods", "phoneMethods", "emailMethods")
+# Keys of the simulator's request counters that are not Graph requests of their own: $batch
+# envelopes (their items are counted by endpoint), the item tally, and token requests.
+NOT_GRAPH_REQUESTS = ("batch", "batchItems", "identity")
 SIM_WINDOW_S = 10.0  # the simulator's budgets are RU per 10 s
 FINISHED = ("succeeded", "completedWithErrors")
 
@@ -61,6 +68,16 @@ class ExportRun:
     peak_rss_mb: float  # devhost's VmHWM, read just before the stack stops
     cpu_s: dict[str, float]  # CPU seconds of each stack process between POST and 200
     progress: list[tuple[float, int]]  # (s after POST, usersWritten) each time it moved
+    job_id: str = ""
+    devhosts: int = 1  # function host processes on the stack during the run
+    peak_rss_each_mb: list[float] = field(default_factory=list)  # VmHWM of each devhost
+    # The first GET answer's `estimate` that had durationSeconds, and when it came (s after
+    # the POST); None when no answer had one.
+    estimate: dict[str, Any] | None = None
+    estimate_at_s: float | None = None
+    last_estimate: dict[str, Any] | None = None  # the last `estimate` seen (it may be updated)
+    partitions_per_instance: list[int] = field(default_factory=list)  # from the devhost logs
+    finished_at: float = 0.0  # time.monotonic() of the 200 answer
     sim_before: dict[str, Any] = field(default_factory=dict)
     sim_after: dict[str, Any] = field(default_factory=dict)
     sim_timeline: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
@@ -72,7 +89,22 @@ class ExportRun:
         )
 
     def cpu_share(self, process: str) -> float:
+        """CPU seconds over wall time; "devhost" sums every devhost process of the stack."""
+        if process == "devhost":
+            return sum(v for k, v in self.cpu_s.items() if k.startswith("devhost")) / self.wall_s
         return self.cpu_s.get(process, 0.0) / self.wall_s
+
+    def estimate_s(self) -> float | None:
+        """The estimate's durationSeconds (the first answer that had it), if any."""
+        if self.estimate is None:
+            return None
+        value = self.estimate.get("durationSeconds")
+        return float(value) if isinstance(value, int | float) else None
+
+    def estimate_error(self) -> float | None:
+        """|estimate - measured| / measured, measured being the POST-to-200 wall time."""
+        estimate = self.estimate_s()
+        return None if estimate is None else abs(estimate - self.wall_s) / self.wall_s
 
     def seconds_per_user(self) -> float | None:
         """The pace between the first and the last progress step: the per-user time without
@@ -165,16 +197,18 @@ def _count_csv(storage: httpx.Client, url: str) -> tuple[int, int, int]:
         return records, raw.crlf, len(header)
 
 
-def _stack_processes(before: set[int], devhost_pid: int) -> dict[str, psutil.Process]:
-    """The stack's processes by role: the children this process gained with the stack."""
+def _stack_processes(before: set[int], devhost_pids: list[int]) -> dict[str, psutil.Process]:
+    """The stack's processes by role (devhost, devhost-2, ..., tenantsim, azurite): the
+    children this process gained with the stack."""
     found: dict[str, psutil.Process] = {}
+    roles = {pid: "devhost" if n == 1 else f"devhost-{n}" for n, pid in enumerate(devhost_pids, 1)}
     for child in psutil.Process().children():
         if child.pid in before:
             continue
         with contextlib.suppress(psutil.Error):
             cmd = " ".join(child.cmdline())
-            if child.pid == devhost_pid:
-                found["devhost"] = child
+            if child.pid in roles:
+                found[roles[child.pid]] = child
             elif "devtools.tenantsim" in cmd:
                 found["tenantsim"] = child
             elif "azurite" in cmd:
@@ -189,6 +223,21 @@ def _cpu(procs: dict[str, psutil.Process]) -> dict[str, float]:
             t = proc.cpu_times()
             out[name] = t.user + t.system + t.children_user + t.children_system
     return out
+
+
+def partitions_by_instance(logs: list[Path], job_id: str) -> list[int]:
+    """How many partitions of the job each devhost finished, in instance order, from the
+    "Job <id> partition <n> written" lines of its log (the invocation that writes a
+    partition's last users logs it; earlier invocations of that partition may have run
+    elsewhere)."""
+    line = re.compile(rf"Job {re.escape(job_id)} partition \d+ written")
+    counts = []
+    for log in logs:
+        try:
+            counts.append(len(line.findall(log.read_text(errors="replace"))))
+        except OSError:
+            counts.append(0)
+    return counts
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -209,9 +258,10 @@ def run_export(
     others: set[int],
     sim_every_poll: bool = False,
 ) -> ExportRun:
-    """POST, poll until 200 (the wall time), then count both files and read devhost's peak.
-    `others` are the pids of child processes that are not this stack's."""
-    procs = _stack_processes(others, stack.devhost_pid)
+    """POST, poll until 200 (the wall time), then count both files and read the devhosts'
+    peaks. `others` are the pids of child processes that are not this stack's."""
+    pids = stack.devhost_pids
+    procs = _stack_processes(others, pids)
     ca = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
     with (
         httpx.Client(timeout=60, trust_env=False) as api,
@@ -226,6 +276,10 @@ def run_export(
         if answer.status_code != 202:
             raise BenchError(f"{name}: POST answered {answer.status_code}: {answer.text[:500]}")
         location = answer.headers["Location"]
+        job_id = str(answer.json().get("id", ""))
+        estimate: dict[str, Any] | None = None
+        estimate_at: float | None = None
+        last_estimate: dict[str, Any] | None = None
         while answer.status_code == 202:
             if time.perf_counter() - started > timeout:
                 raise BenchError(f"{name}: not finished after {timeout:.0f} s; stopped")
@@ -234,10 +288,17 @@ def run_export(
             now = time.perf_counter() - started
             if sim_every_poll:
                 timeline.append((now, api.get(stack.sim["stats"]).json()))
-            written = int(answer.json().get("usersWritten") or 0)
+            body_now = answer.json()
+            seen = body_now.get("estimate")
+            if isinstance(seen, dict):
+                last_estimate = seen
+                if estimate is None and "durationSeconds" in seen:
+                    estimate, estimate_at = seen, now
+            written = int(body_now.get("usersWritten") or 0)
             if answer.status_code == 202 and (not progress or written != progress[-1][1]):
                 progress.append((now, written))
         wall = time.perf_counter() - started
+        finished_at = time.monotonic()
         cpu_after = _cpu(procs)
         sim_after = api.get(stack.sim["stats"]).json()
         job = answer.json()
@@ -245,6 +306,7 @@ def run_export(
             raise BenchError(f"{name}: the export ended {answer.status_code}: {job}")
         records, crlf, columns = _count_csv(storage, job["downloadUrl"])
         error_records, _, _ = _count_csv(storage, job["errorsUrl"])
+    peaks = [_vm_hwm_mb(pid) for pid in pids]
     run = ExportRun(
         name=name,
         users=int(job["userCount"]),
@@ -255,9 +317,17 @@ def run_export(
         csv_crlf=crlf,
         csv_columns=columns,
         error_rows=max(0, error_records - 1),
-        peak_rss_mb=_vm_hwm_mb(stack.devhost_pid),
+        peak_rss_mb=max(peaks),
         cpu_s={k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after},
         progress=progress,
+        job_id=job_id,
+        devhosts=len(pids),
+        peak_rss_each_mb=peaks,
+        estimate=estimate,
+        estimate_at_s=estimate_at,
+        last_estimate=last_estimate,
+        partitions_per_instance=partitions_by_instance(stack.devhost_logs, job_id),
+        finished_at=finished_at,
         sim_before=sim_before,
         sim_after=sim_after,
         sim_timeline=timeline,
@@ -278,48 +348,66 @@ def run_export(
     return run
 
 
-def _export_on_stack(
-    log_root: Path | None,
-    name: str,
-    body: dict[str, Any],
-    *,
-    expect_users: int,
-    expect_partitions: int | None,
-    timeout: float,
-    sim_every_poll: bool = False,
-    **stack: Any,
-) -> ExportRun:
-    """One export on a stack of its own, stopped (every process) whatever happens."""
+@contextlib.contextmanager
+def bench_stack(log_root: Path | None, name: str, **stack: Any) -> Iterator[_Stack]:
+    """A LocalStack for one part of the bench (its logs in log_root/name when asked), stopped
+    (every process) whatever happens."""
     log_dir = None
     if log_root is not None:
         log_dir = log_root / name
         log_dir.mkdir(parents=True, exist_ok=True)
-        for old in ("tenantsim.log", "azurite.log", "devhost.log"):
-            (log_dir / old).unlink(missing_ok=True)  # LocalStack appends
+        for old in log_dir.glob("*.log"):
+            old.unlink()  # LocalStack appends
     others = {p.pid for p in psutil.Process().children()}
     started = time.perf_counter()
     try:
         with LocalStack(log_dir=log_dir, **stack) as local:
             print(f"  {name}: stack up in {time.perf_counter() - started:.1f} s", flush=True)
-            run = run_export(
-                local,
-                name,
-                body,
-                expect_users=expect_users,
-                expect_partitions=expect_partitions,
-                timeout=timeout,
-                others=others,
-                sim_every_poll=sim_every_poll,
-            )
+            yield _Stack(local, others)
     except StackError as error:
         raise BenchError(f"{name}: the local stack did not start: {error}") from error
-    print(
-        f"  {name}: {run.users:,} users in {run.wall_s:.1f} s (POST to 200), "
-        f"{run.partitions} partition(s); devhost peak {run.peak_rss_mb:.0f} MB; "
-        f"whole stack {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
-    return run
+    print(f"  {name}: whole stack {time.perf_counter() - started:.1f} s", flush=True)
+
+
+@dataclass
+class _Stack:
+    local: LocalStack
+    others: set[int]  # child pids that are not this stack's
+
+    def export(
+        self,
+        name: str,
+        body: dict[str, Any],
+        *,
+        expect_users: int,
+        expect_partitions: int | None = None,
+        timeout: float,
+        sim_every_poll: bool = False,
+    ) -> ExportRun:
+        run = run_export(
+            self.local,
+            name,
+            body,
+            expect_users=expect_users,
+            expect_partitions=expect_partitions,
+            timeout=timeout,
+            others=self.others,
+            sim_every_poll=sim_every_poll,
+        )
+        estimate = run.estimate_s()
+        said = "no estimate.durationSeconds" if estimate is None else f"estimate {estimate:.1f} s"
+        print(
+            f"  {name}: {run.users:,} users in {run.wall_s:.1f} s (POST to 200; {said}), "
+            f"{run.partitions} partition(s) on {run.devhosts} devhost(s); "
+            f"devhost peak {run.peak_rss_mb:.0f} MB",
+            flush=True,
+        )
+        return run
+
+    def wait_for_full_buckets(self, after: ExportRun) -> None:
+        """Sleeps until the simulator's buckets, which refill over SIM_WINDOW_S, are full again
+        after the previous run (so the next run's budget is its full bucket plus refill)."""
+        time.sleep(max(0.0, after.finished_at + SIM_WINDOW_S - time.monotonic()))
 
 
 # ------------------------------------------------------------------------------ the parts
@@ -327,9 +415,16 @@ LATENCY = ["--latency-per-user-ms", "1"]  # about 1 s per page of 999 users
 
 
 def run_million(
-    *, seed: int, sample_users: int, partitioned_users: int, log_root: Path | None
-) -> tuple[ExportRun, ExportRun]:
-    """(d): profile columns, about 1 s per page; sequential on a sample, then 16 partitions."""
+    *,
+    seed: int,
+    sample_users: int,
+    partitioned_users: int,
+    log_root: Path | None,
+    done: dict[str, ExportRun],
+) -> None:
+    """(d): profile columns, about 1 s per page; sequential on a sample, then partitioned
+    with USEREXPORT_PARTITIONS at its default, 32 (the app picks the count from its estimate).
+    Each run is put in `done` by name as it finishes (kept if the next one fails)."""
     with tempfile.TemporaryDirectory(prefix="userexport-bench-d-") as tmp:
         started = time.perf_counter()
         files = write_tenants(Path(tmp), seed, [sample_users, partitioned_users])
@@ -339,53 +434,137 @@ def run_million(
             flush=True,
         )
         common: dict[str, Any] = {"seed": seed, "sim_args": LATENCY}
-        sequential = _export_on_stack(
+        with bench_stack(
             log_root,
             "d-sequential",
-            PROFILE_BODY,
-            expect_users=sample_users,
-            expect_partitions=1,
-            timeout=120 + 2 * pages(sample_users),
             tenant_file=files[sample_users],
             app_env={"USEREXPORT_PARTITIONS": "1", "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
             **common,
-        )
-        partitioned = _export_on_stack(
+        ) as stack:
+            sequential = stack.export(
+                "d-sequential",
+                PROFILE_BODY,
+                expect_users=sample_users,
+                expect_partitions=1,
+                timeout=120 + 2 * pages(sample_users),
+            )
+            done[sequential.name] = sequential
+        with bench_stack(
             log_root,
             "d-partitioned",
-            PROFILE_BODY,
-            expect_users=partitioned_users,
-            expect_partitions=PARTITIONS,
-            timeout=420,
             tenant_file=files[partitioned_users],
-            app_env={
-                "USEREXPORT_PARTITIONS": str(PARTITIONS),
-                "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1",
-            },
+            # USEREXPORT_PARTITIONS at its default: the app picks the count from its estimate.
+            app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
             **common,
-        )
-    return sequential, partitioned
+        ) as stack:
+            partitioned = stack.export(
+                "d-partitioned", PROFILE_BODY, expect_users=partitioned_users, timeout=420
+            )
+            done[partitioned.name] = partitioned
 
 
-def run_auth(*, seed: int, users: int, budget: int, log_root: Path | None) -> ExportRun:
+def run_auth(
+    *, seed: int, users: int, budget: int, log_root: Path | None, done: dict[str, ExportRun]
+) -> None:
     """(e): the 25 default columns, one methods lookup per user under an auth budget of
-    `budget`."""
-    return _export_on_stack(
+    `budget`, twice on one stack: the first run (cold) teaches the pace the app keeps in
+    storage, the second is the measured one. Each starts with the simulator's buckets full.
+    Each run is put in `done` by name as it finishes (kept if the next one fails)."""
+    with bench_stack(
         log_root,
         "e-auth",
-        {},
-        expect_users=users,
-        expect_partitions=None,
-        timeout=600,
-        sim_every_poll=True,
         users=users,
         seed=seed,
         sim_args=["--auth-budget", str(budget)],
         app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
-    )
+    ) as stack:
+        cold = stack.export("e-auth-cold", {}, expect_users=users, timeout=600, sim_every_poll=True)
+        done[cold.name] = cold
+        stack.wait_for_full_buckets(cold)
+        warm = stack.export("e-auth", {}, expect_users=users, timeout=600, sim_every_poll=True)
+        done[warm.name] = warm
 
 
-PARTITIONS = 16
+def run_auth_tight(*, seed: int, users: int, budget: int, log_root: Path | None) -> ExportRun:
+    """(e) at a tight auth budget (Graph's possible 5 requests per 10 s for authentication
+    methods): a small tenant, the 25 default columns, one cold run."""
+    lookups_s = users / (budget / SIM_WINDOW_S)
+    with bench_stack(
+        log_root,
+        "e-tight",
+        users=users,
+        seed=seed,
+        sim_args=["--auth-budget", str(budget)],
+        app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
+    ) as stack:
+        return stack.export(
+            "e-tight", {}, expect_users=users, timeout=300 + 4 * lookups_s, sim_every_poll=True
+        )
+
+
+def run_multi(
+    *,
+    seed: int,
+    users: int,
+    budget: int,
+    partitions: int,
+    devhosts: int,
+    batch_size: int,
+    log_root: Path | None,
+    done: dict[str, ExportRun],
+) -> None:
+    """(f): one stack (one tenantsim and its auth budget, one Azurite), the 25 default columns;
+    an export with one devhost, then `devhosts - 1` more devhosts are started and the same
+    export runs again on all of them (the pace the first run taught is in storage). Each run
+    is put in `done` by name as it finishes (kept if the next one fails).
+
+    `batch_size` > 0: every devhost runs with host.json's queues batchSize at that and
+    newBatchThreshold 0 (at most that many messages at once per host), so that the partition
+    messages spread over the devhosts; 0: the repository's host.json (batchSize 32), where
+    the first host to poll may take all of them."""
+    lookups_s = users / (budget / SIM_WINDOW_S)
+    timeout = 300 + 4 * lookups_s
+    with contextlib.ExitStack() as cleanup:
+        devhost_args: list[str] = []
+        if batch_size > 0:
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+            devhost_args = ["--host-json", str(host_json_with_batch(folder, batch_size))]
+        stack = cleanup.enter_context(
+            bench_stack(
+                log_root,
+                "f-multi",
+                users=users,
+                seed=seed,
+                sim_args=["--auth-budget", str(budget)],
+                app_env={
+                    "USEREXPORT_PARTITIONS": str(partitions),
+                    "USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1",
+                },
+                devhost_args=devhost_args,
+            )
+        )
+        single = stack.export(
+            "f-single", {}, expect_users=users, timeout=timeout, sim_every_poll=True
+        )
+        done[single.name] = single
+        started = time.perf_counter()
+        stack.local.add_devhosts(devhosts - 1)
+        took = time.perf_counter() - started
+        print(f"  f-multi: {devhosts - 1} more devhost(s) up in {took:.1f} s", flush=True)
+        stack.wait_for_full_buckets(single)
+        multi = stack.export(
+            "f-multi", {}, expect_users=users, timeout=timeout, sim_every_poll=True
+        )
+        done[multi.name] = multi
+
+
+def host_json_with_batch(folder: Path, batch_size: int) -> Path:
+    """The repository's host.json with queues batchSize `batch_size`, newBatchThreshold 0."""
+    host = orjson.loads((ROOT / "host.json").read_bytes())
+    host["extensions"]["queues"] |= {"batchSize": batch_size, "newBatchThreshold": 0}
+    path = folder / "host.json"
+    path.write_bytes(orjson.dumps(host, option=orjson.OPT_INDENT_2))
+    return path
 
 
 def pages(users: int) -> int:
@@ -403,6 +582,18 @@ def auth_timeline(run: ExportRun, step: float = 5.0) -> list[tuple[float, int, i
             out.append((t, now[0] - last[0], now[1] - last[1]))
             last_t, last = t, now
     return out
+
+
+def graph_requests(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:
+    """(Graph requests the simulator saw, of which throttled) between two stats: every
+    request counts once, each $batch item as a request of its own (the envelopes, which
+    are never throttled by the buckets, and token requests are left out)."""
+    requests = sum(
+        after["requests"].get(k, 0) - before["requests"].get(k, 0)
+        for k in after["requests"]
+        if k not in NOT_GRAPH_REQUESTS
+    )
+    return requests, after["throttled"] - before["throttled"]
 
 
 def auth_units(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:

@@ -8,19 +8,55 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.exports import MILLION, PAGE_SIZE, SIM_WINDOW_S, ExportRun, auth_timeline, auth_units
+from bench.exports import (
+    MILLION,
+    PAGE_SIZE,
+    SIM_WINDOW_S,
+    ExportRun,
+    auth_timeline,
+    auth_units,
+    graph_requests,
+)
 
 # Targets of the issue: (comparison, target); PASS when `value <comparison> target` holds.
 TARGETS: dict[str, tuple[str, float]] = {
     "pipeline_vs_sdk_models": (">=", 200.0),
     "pipeline_vs_raw_ceiling": (">=", 0.70),
-    "million_speedup": (">=", 8.0),
+    "million_partitioned_s": ("<=", 60.0),
+    "million_speedup": (">=", 16.0),
     "peak_rss_partitioned_mb": ("<", 250.0),
     "peak_rss_mb": ("<", 250.0),
+    "estimate_error_d": ("<=", 0.25),
     "auth_budget_share": (">=", 0.85),
     "auth_failed_rows": ("<=", 0.0),
     "auth_ru_per_user": ("<=", 1.05),
+    "auth_tight_budget_share": (">=", 0.80),
+    "estimate_error_e": ("<=", 0.25),
+    "multi_instance_budget_share": (">=", 0.85),
+    "multi_instance_429_share": ("<=", 0.03),
+    "single_instance_429_share": ("<=", 0.03),
+    "multi_instance_failed_rows": ("<=", 0.0),
 }
+# The part each target key comes from (peak_rss_mb: from (a) or (d), whichever ran).
+TARGET_PARTS: dict[str, str] = {
+    "pipeline_vs_sdk_models": "a",
+    "pipeline_vs_raw_ceiling": "a",
+    "million_partitioned_s": "d",
+    "million_speedup": "d",
+    "peak_rss_partitioned_mb": "d",
+    "peak_rss_mb": "d",
+    "estimate_error_d": "d",
+    "auth_budget_share": "e",
+    "auth_failed_rows": "e",
+    "auth_ru_per_user": "e",
+    "auth_tight_budget_share": "e",
+    "estimate_error_e": "e",
+    "multi_instance_budget_share": "f",
+    "multi_instance_429_share": "f",
+    "single_instance_429_share": "f",
+    "multi_instance_failed_rows": "f",
+}
+NO_ESTIMATE = "no GET answer had estimate.durationSeconds"
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda v, t: v >= t,
     "<": lambda v, t: v < t,
@@ -29,8 +65,21 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 
 # The headline keys of the parts that run through the local stack, for "not run" lines.
 STACK_KEYS: dict[str, tuple[str, ...]] = {
-    "d": ("million_sequential_s", "million_partitioned_s", "million_speedup"),
-    "e": ("auth_budget_share", "auth_429s", "auth_failed_rows", "auth_ru_per_user"),
+    "d": ("million_sequential_s", "million_partitioned_s", "million_speedup", "estimate_error_d"),
+    "e": (
+        "auth_budget_share",
+        "auth_429s",
+        "auth_failed_rows",
+        "auth_ru_per_user",
+        "auth_tight_budget_share",
+        "estimate_error_e",
+    ),
+    "f": (
+        "multi_instance_budget_share",
+        "multi_instance_429_share",
+        "single_instance_429_share",
+        "multi_instance_failed_rows",
+    ),
 }
 
 PARTS: dict[str, tuple[str, str]] = {
@@ -60,22 +109,40 @@ class PartRuns:
 
 @dataclass
 class StackRuns:
-    """The exports of (d) and (e) through the local stack."""
+    """The exports of (d), (e) and (f) through the local stack."""
 
     sequential: ExportRun | None = None
     partitioned: ExportRun | None = None
-    auth: ExportRun | None = None
+    auth_cold: ExportRun | None = None  # (e)'s first run: the app has no learned pace yet
+    auth: ExportRun | None = None  # (e)'s measured run, on the same stack after auth_cold
+    auth_tight: ExportRun | None = None
+    multi_single: ExportRun | None = None  # (f) with one devhost
+    multi: ExportRun | None = None  # (f) with multi_devhosts devhosts, same stack
     auth_budget: int = 0
+    tight_budget: int = 0
+    multi_budget: int = 0
+    multi_batch_size: int = 0  # (f)'s devhosts' host.json queues batchSize
+    failed: dict[str, str] = field(default_factory=dict)  # part -> why it stopped
 
     def runs(self) -> list[ExportRun]:
-        return [r for r in (self.sequential, self.partitioned, self.auth) if r is not None]
+        every = (
+            self.sequential,
+            self.partitioned,
+            self.auth_cold,
+            self.auth,
+            self.auth_tight,
+            self.multi_single,
+            self.multi,
+        )
+        return [r for r in every if r is not None]
 
 
 def results(
-    parts: dict[str, PartRuns], stack: StackRuns, meta: dict[str, float]
-) -> dict[str, float]:
-    """The numbers of this run; keys of parts not run are left out, never guessed."""
-    out: dict[str, float] = dict(meta)
+    parts: dict[str, PartRuns], stack: StackRuns, meta: dict[str, float], run_parts: list[str]
+) -> dict[str, Any]:
+    """The numbers of this run; keys of parts not run are left out, never guessed. A target
+    key of a part that ran but could not be measured is named in `missing`, with why."""
+    out: dict[str, Any] = dict(meta)
     for part, runs in parts.items():
         if not runs.runs:
             continue
@@ -101,22 +168,52 @@ def results(
             if a and b:
                 suffix = "" if unit == "per_s" else "_cpu"
                 out[ratio + suffix] = round(a / b, 3)
-    out |= _million(stack)
-    out |= _auth(stack)
+    missing: dict[str, str] = {}
+    out |= _million(stack, missing)
+    out |= _auth(stack, missing)
+    out |= _multi(stack, missing)
     # The issue's "peak RSS for (a) and (d)": the larger of the two processes' peaks.
     peaks = [out[k] for k in ("peak_rss_pipeline_mb", "peak_rss_partitioned_mb") if k in out]
     if peaks:
         out["peak_rss_mb"] = max(peaks)
     for key, (_, target) in TARGETS.items():
+        part = TARGET_PARTS[key]
+        ran = part in run_parts or (key == "peak_rss_mb" and "a" in run_parts)
         if key in out:
             out[f"target_{key}"] = target
+        elif part in stack.failed and ran:
+            missing[key] = f"part {part} failed: {stack.failed[part]}"
+        elif ran and part in STACK_KEYS:
+            missing.setdefault(key, "not measured")
+    if missing:
+        out["missing"] = missing
     return out
 
 
-def _million(stack: StackRuns) -> dict[str, float]:
+def _estimate(run: ExportRun, suffix: str, missing: dict[str, str]) -> dict[str, Any]:
+    """The estimate's keys of one run: what it said, when, and how far from the wall time."""
+    out: dict[str, Any] = {}
+    error = run.estimate_error()
+    if error is None or run.estimate is None:
+        missing[f"estimate_error_{suffix}"] = NO_ESTIMATE + (
+            f" (last estimate: {sorted(run.last_estimate)})" if run.last_estimate else ""
+        )
+        return out
+    out[f"estimate_error_{suffix}"] = round(error, 3)
+    out[f"estimate_{suffix}_s"] = round(run.estimate_s() or 0.0, 1)
+    if run.estimate_at_s is not None:
+        out[f"estimate_at_s_{suffix}"] = round(run.estimate_at_s, 1)
+    if "paceSource" in run.estimate:
+        out[f"estimate_pace_source_{suffix}"] = str(run.estimate["paceSource"])
+    if isinstance(run.estimate.get("partitions"), int):
+        out[f"estimate_partitions_{suffix}"] = run.estimate["partitions"]
+    return out
+
+
+def _million(stack: StackRuns, missing: dict[str, str]) -> dict[str, Any]:
     """(d): wall time for 1,000,000 users, sequential and partitioned; a run on fewer users
     is extrapolated at its measured pace (see ExportRun.extrapolate)."""
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for label, run in (("sequential", stack.sequential), ("partitioned", stack.partitioned)):
         if run is None:
             continue
@@ -138,41 +235,133 @@ def _million(stack: StackRuns) -> dict[str, float]:
         out["million_speedup"] = round(
             out["million_sequential_s"] / out["million_partitioned_s"], 2
         )
+    if stack.partitioned is not None:
+        out |= _estimate(stack.partitioned, "d", missing)
     return out
 
 
-def _auth(stack: StackRuns) -> dict[str, float]:
-    """(e): how much of the auth budget the export used, from the simulator's stats."""
-    run, budget = stack.auth, stack.auth_budget
-    if run is None:
-        return {}
+def _budget_use(run: ExportRun, budget: int) -> dict[str, float]:
+    """How much of the auth budget a run used, from the simulator's stats. Every run starts
+    with the bucket full (its own stack, or after SIM_WINDOW_S of rest), so over the run the
+    client could spend the budget once plus its refill: available = budget + wall x budget/10.
+    (The plain per-second share would count that first bucket as if it were refill.)"""
     used, throttled = auth_units(run.sim_before, run.sim_after)
+    requests, all_throttled = graph_requests(run.sim_before, run.sim_after)
     rate = budget / SIM_WINDOW_S
-    # The bucket starts full: over the export the client could spend the budget once plus
-    # its refill. The plain per-second share counts that first bucket as if it were refill.
     available = budget + run.wall_s * rate
     return {
-        "users_e": run.users,
-        "wall_s_e": round(run.wall_s, 1),
-        "auth_budget": budget,
-        "auth_ru": used,
-        "auth_ru_available": round(available),
-        "auth_budget_share": round(used / available, 3),
-        "auth_budget_share_rate": round(used / run.wall_s / rate, 3),
-        "auth_429s": throttled,
+        "used": used,
+        "throttled": throttled,
+        "available": round(available),
+        "share": round(used / available, 3),
+        "share_rate": round(used / run.wall_s / rate, 3),
         "auth_429_share": round(throttled / max(1, used + throttled), 3),
-        "throttled_e": run.sim_after["throttled"] - run.sim_before["throttled"],
-        "auth_idle_s": round(_idle_seconds(run), 1),
-        "auth_failed_rows": run.error_rows,
-        "auth_ru_per_user": round(used / max(1, run.users), 3),
-        "auth_users_per_s": round(run.users / run.wall_s, 1),
-        "partitions_e": run.partitions,
-        "peak_rss_e_mb": round(run.peak_rss_mb, 1),
-        **{
-            f"cpu_share_{proc}_e": round(run.cpu_share(proc), 3)
-            for proc in ("devhost", "tenantsim", "azurite")
-        },
+        "requests": requests,
+        "all_throttled": all_throttled,
+        "429_share": round(all_throttled / max(1, requests), 4),
     }
+
+
+def _auth(stack: StackRuns, missing: dict[str, str]) -> dict[str, Any]:
+    """(e): how much of the auth budget the export used, from the simulator's stats; the
+    measured run is the second on its stack, the first is reported as *_cold; and the small
+    tenant at the tight budget."""
+    out: dict[str, Any] = {}
+    run, budget = stack.auth, stack.auth_budget
+    if run is not None:
+        use = _budget_use(run, budget)
+        out |= {
+            "users_e": run.users,
+            "wall_s_e": round(run.wall_s, 1),
+            "auth_budget": budget,
+            "auth_ru": use["used"],
+            "auth_ru_available": use["available"],
+            "auth_budget_share": use["share"],
+            "auth_budget_share_rate": use["share_rate"],
+            "auth_429s": use["throttled"],
+            "auth_429_share": use["auth_429_share"],
+            "throttled_e": use["all_throttled"],
+            "graph_requests_e": use["requests"],
+            "graph_429_share_e": use["429_share"],
+            "auth_idle_s": round(_idle_seconds(run), 1),
+            "auth_failed_rows": run.error_rows,
+            "auth_ru_per_user": round(use["used"] / max(1, run.users), 3),
+            "auth_users_per_s": round(run.users / run.wall_s, 1),
+            "partitions_e": run.partitions,
+            "peak_rss_e_mb": round(run.peak_rss_mb, 1),
+            **{
+                f"cpu_share_{proc}_e": round(run.cpu_share(proc), 3)
+                for proc in ("devhost", "tenantsim", "azurite")
+            },
+        }
+        out |= _estimate(run, "e", missing)
+    cold = stack.auth_cold
+    if cold is not None:
+        use = _budget_use(cold, budget)
+        out |= {
+            "wall_s_e_cold": round(cold.wall_s, 1),
+            "auth_budget_share_cold": use["share"],
+            "auth_429s_cold": use["throttled"],
+            "auth_429_share_cold": use["auth_429_share"],
+            "auth_failed_rows_cold": cold.error_rows,
+        }
+        cold_missing: dict[str, str] = {}
+        out |= _estimate(cold, "e_cold", cold_missing)
+    tight, budget = stack.auth_tight, stack.tight_budget
+    if tight is not None:
+        use = _budget_use(tight, budget)
+        out |= {
+            "users_e_tight": tight.users,
+            "wall_s_e_tight": round(tight.wall_s, 1),
+            "auth_tight_budget": budget,
+            "auth_tight_ru": use["used"],
+            "auth_tight_ru_available": use["available"],
+            "auth_tight_budget_share": use["share"],
+            "auth_tight_429s": use["throttled"],
+            "auth_tight_failed_rows": tight.error_rows,
+            "graph_requests_e_tight": use["requests"],
+            "partitions_e_tight": tight.partitions,
+        }
+        tight_missing: dict[str, str] = {}
+        out |= _estimate(tight, "e_tight", tight_missing)
+    return out
+
+
+def _multi(stack: StackRuns, missing: dict[str, str]) -> dict[str, Any]:
+    """(f): one devhost, then several on the same stack, under one tight auth budget."""
+    out: dict[str, Any] = {}
+    budget = stack.multi_budget
+    for label, run in (("single_instance", stack.multi_single), ("multi_instance", stack.multi)):
+        if run is None:
+            continue
+        use = _budget_use(run, budget)
+        spread = run.partitions_per_instance
+        out |= {
+            f"{label}_devhosts": run.devhosts,
+            f"{label}_wall_s": round(run.wall_s, 1),
+            f"{label}_budget_share": use["share"],
+            f"{label}_auth_ru": use["used"],
+            f"{label}_auth_ru_available": use["available"],
+            f"{label}_graph_requests": use["requests"],
+            f"{label}_429s": use["all_throttled"],
+            f"{label}_429_share": use["429_share"],
+            f"{label}_auth_429_share": use["auth_429_share"],
+            f"{label}_failed_rows": run.error_rows,
+            f"{label}_partitions": run.partitions,
+            f"{label}_partitions_per_instance": spread,
+            f"{label}_instances_used": sum(1 for n in spread if n),
+            f"{label}_peak_rss_mb": round(run.peak_rss_mb, 1),
+            f"{label}_cpu_share_devhosts": round(run.cpu_share("devhost"), 3),
+        }
+        info: dict[str, str] = {}
+        out |= _estimate(run, f"f_{label.split('_')[0]}", info)
+    if stack.multi_single is not None or stack.multi is not None:
+        run = stack.multi or stack.multi_single
+        assert run is not None
+        out["users_f"] = run.users
+        out["auth_budget_f"] = budget
+        out["host_batch_size_f"] = stack.multi_batch_size
+    return out
 
 
 def _idle_seconds(run: ExportRun) -> float:
@@ -202,15 +391,30 @@ def _verdict(key: str, value: float) -> tuple[str, str]:
     return f"{op} {target:g}", "PASS" if _COMPARE[op](value, target) else "MISS"
 
 
+def _share(value: float) -> str:
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
 def table(
-    res: dict[str, float], parts: dict[str, PartRuns], stack: StackRuns, run_parts: list[str]
+    res: dict[str, Any], parts: dict[str, PartRuns], stack: StackRuns, run_parts: list[str]
 ) -> str:
     """The printed report: headline keys with targets, then per-part detail."""
-    lines = [f"{'key':<26} {'value':>10}  {'target':>8}  {'status':<6}  notes", "-" * 100]
+    width = 28
+    lines = [f"{'key':<{width}} {'value':>10}  {'target':>8}  {'status':<6}  notes", "-" * 110]
+    missing: dict[str, str] = res.get("missing", {})
 
     def row(key: str, value: str, note: str = "") -> None:
         target, status = _verdict(key, res[key])
-        lines.append(f"{key:<26} {value:>10}  {target:>8}  {status:<6}  {note}".rstrip())
+        lines.append(f"{key:<{width}} {value:>10}  {target:>8}  {status:<6}  {note}".rstrip())
+
+    def row_or_missing(key: str, value: Callable[[float], str], note: Callable[[], str]) -> None:
+        if key in res:
+            row(key, value(res[key]), note())
+        elif key in missing:
+            op, target = TARGETS.get(key, ("", 0.0))
+            goal = f"{op} {target:g}" if op else ""
+            status = "MISS" if op else ""
+            lines.append(f"{key:<{width}} {'n/a':>10}  {goal:>8}  {status:<6}  {missing[key]}")
 
     for part, (key, what) in PARTS.items():
         if key in res:
@@ -234,6 +438,15 @@ def table(
         row(key, _num(res[key]), f"(d) {how}; {run.partitions} partition(s)")
     if "million_speedup" in res:
         row("million_speedup", f"{res['million_speedup']:.2f}", "(d) sequential / partitioned")
+    row_or_missing(
+        "estimate_error_d",
+        _share,
+        lambda: (
+            f"(d) partitioned: estimate {res['estimate_d_s']:.1f} s "
+            f"({res.get('estimate_pace_source_d', '?')} pace) vs "
+            f"{res['wall_s_d_partitioned']:.1f} s measured"
+        ),
+    )
     if "peak_rss_partitioned_mb" in res:
         seq = res.get("peak_rss_sequential_mb")
         note = "(d) devhost VmHWM, partitioned run" + (
@@ -251,18 +464,29 @@ def table(
             sources.append(f"(d) devhost {res['peak_rss_partitioned_mb']:.1f}")
         row("peak_rss_mb", f"{res['peak_rss_mb']:.1f}", "max of " + ", ".join(sources))
     if "auth_budget_share" in res:
+        cold = (
+            f"; cold run: {res['auth_budget_share_cold']:.2f}"
+            if "auth_budget_share_cold" in res
+            else ""
+        )
         row(
             "auth_budget_share",
             f"{res['auth_budget_share']:.2f}",
             f"(e) {res['auth_ru']:,.0f} auth RU of {res['auth_ru_available']:,.0f} available "
             f"over {res['wall_s_e']:.1f} s (budget {res['auth_budget']:g}: full bucket + refill); "
-            f"per s / (budget/10): {res['auth_budget_share_rate']:.2f}",
+            f"per s / (budget/10): {res['auth_budget_share_rate']:.2f}{cold}",
+        )
+        cold = (
+            f"; cold run: {res['auth_429s_cold']:,} ({res['auth_429_share_cold']:.0%})"
+            if "auth_429s_cold" in res
+            else ""
         )
         row(
             "auth_429s",
             f"{res['auth_429s']:,.0f}",
             f"(e) throttled auth-method reads, {res['auth_429_share']:.0%} of attempts "
-            f"(all 429s: {res['throttled_e']:g}); {res['auth_idle_s']:.0f} s with none charged",
+            f"(all 429s: {res['throttled_e']:g}); {res['auth_idle_s']:.0f} s with none "
+            f"charged{cold}",
         )
         row(
             "auth_ru_per_user",
@@ -276,10 +500,72 @@ def table(
             f"{res['auth_failed_rows']:g}",
             f"(e) data rows of the errors file; {stack.auth.users:,} users, {stack.auth.status}",
         )
+    row_or_missing(
+        "estimate_error_e",
+        _share,
+        lambda: (
+            f"(e) second run: estimate {res['estimate_e_s']:.1f} s "
+            f"({res.get('estimate_pace_source_e', '?')} pace) vs {res['wall_s_e']:.1f} s; "
+            + (
+                f"cold run: {res['estimate_error_e_cold']:.2f} "
+                f"({res.get('estimate_pace_source_e_cold', '?')} pace, "
+                f"{res['estimate_e_cold_s']:.1f} s vs {res['wall_s_e_cold']:.1f} s)"
+                if "estimate_error_e_cold" in res
+                else "cold run: no estimate"
+            )
+        ),
+    )
+    row_or_missing(
+        "auth_tight_budget_share",
+        _share,
+        lambda: (
+            f"(e) {res['users_e_tight']:,} users at {res['auth_tight_budget']:g} RU per 10 s: "
+            f"{res['auth_tight_ru']:,} auth RU of {res['auth_tight_ru_available']:,} available "
+            f"over {res['wall_s_e_tight']:.1f} s; {res['auth_tight_429s']:,} auth 429s, "
+            f"{res['auth_tight_failed_rows']:g} failed rows"
+        ),
+    )
+    row_or_missing(
+        "multi_instance_budget_share",
+        _share,
+        lambda: (
+            f"(f) {res['multi_instance_devhosts']:g} devhosts: {res['multi_instance_auth_ru']:,} "
+            f"auth RU of {res['multi_instance_auth_ru_available']:,} over "
+            f"{res['multi_instance_wall_s']:.1f} s; 1 devhost: "
+            + (
+                f"{res['single_instance_budget_share']:.2f} over "
+                f"{res['single_instance_wall_s']:.1f} s"
+                if "single_instance_budget_share" in res
+                else "not run"
+            )
+        ),
+    )
+    for label in ("multi_instance", "single_instance"):
+        row_or_missing(
+            f"{label}_429_share",
+            _share,
+            lambda label=label: (
+                f"(f) {res[f'{label}_devhosts']:g} devhost(s): {res[f'{label}_429s']:,} 429s of "
+                f"{res[f'{label}_graph_requests']:,} Graph requests ($batch items counted one "
+                f"by one); auth reads {res[f'{label}_auth_429_share']:.1%} throttled"
+            ),
+        )
+    row_or_missing(
+        "multi_instance_failed_rows",
+        lambda v: f"{v:g}",
+        lambda: (
+            f"(f) errors-file rows; partitions per devhost "
+            f"{res['multi_instance_partitions_per_instance']} of "
+            f"{res['multi_instance_partitions']:g}, {res['multi_instance_instances_used']:g} "
+            f"devhost(s) wrote one or more (host.json batchSize {res['host_batch_size_f']:g})"
+        ),
+    )
     for part, keys in STACK_KEYS.items():
         if part not in run_parts:
             for key in keys:
-                lines.append(f"{key:<26} not run (part {part} not in --only)")
+                lines.append(f"{key:<{width}} not run (part {part} not in --only)")
+    for part, why in stack.failed.items():
+        lines.append(f"part {part} FAILED: {why}")
 
     if any(p.runs for p in parts.values()):
         lines += ["", "per part (best run; users/s counts the timed page loop only)"]
@@ -301,28 +587,35 @@ def table(
     if stack.runs():
         lines += [
             "",
-            "exports through the local stack (wall: POST to 200; cpu/wall: CPU seconds of each "
-            "process over that wall time, 2 cores)",
+            "exports through the local stack (wall: POST to 200; est: the estimate's "
+            "durationSeconds; cpu/wall: CPU seconds of each process over that wall time, all "
+            "devhosts summed, 2 cores)",
         ]
         head = (
-            f"{'run':<15}{'users':>11}{'pages':>7}{'parts':>6}{'wall s':>9}{'users/s':>9}"
-            f"{'devhost':>9}{'tenantsim':>10}{'azurite':>9}{'peak MB':>9}"
-            f"{'CSV records':>13}{'CRLFs':>11}{'errors':>8}"
+            f"{'run':<15}{'users':>11}{'pages':>7}{'parts':>6}{'hosts':>6}{'wall s':>9}"
+            f"{'est s':>8}{'users/s':>9}{'devhost':>9}{'tenantsim':>10}{'azurite':>9}"
+            f"{'peak MB':>9}{'CSV records':>13}{'CRLFs':>11}{'errors':>8}"
         )
         lines += [head, "-" * len(head)]
         for run in stack.runs():
+            est = run.estimate_s()
             lines.append(
                 f"{run.name:<15}{run.users:>11,}{run.pages():>7,}{run.partitions:>6}"
-                f"{run.wall_s:>9.1f}{run.users / run.wall_s:>9,.0f}"
+                f"{run.devhosts:>6}{run.wall_s:>9.1f}{'-' if est is None else f'{est:.1f}':>8}"
+                f"{run.users / run.wall_s:>9,.0f}"
                 f"{run.cpu_share('devhost'):>9.2f}{run.cpu_share('tenantsim'):>10.2f}"
                 f"{run.cpu_share('azurite'):>9.2f}{run.peak_rss_mb:>9.1f}"
                 f"{run.csv_records:>13,}{run.csv_crlf:>11,}{run.error_rows:>8,}"
             )
-    if stack.auth is not None:
-        steps = auth_timeline(stack.auth)
+    for run in stack.runs():
+        if len(run.sim_timeline) < 2:
+            continue
+        step = 5.0 if run.wall_s < 60 else 10.0
+        steps = auth_timeline(run, step)
         lines += [
             "",
-            "(e) auth-method reads charged/throttled by the simulator, per 5 s (end s: n/429)",
+            f"{run.name}: auth-method reads charged/throttled by the simulator, per {step:g} s "
+            "(end s: n/429)",
         ]
         for i in range(0, len(steps), 8):
             lines.append(

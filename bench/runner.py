@@ -1,6 +1,6 @@
 """The parent process of `python -m bench`: starts the simulator, runs each part of (a)-(c)
-in a child process, checks the simulator saw a clean run, runs (d) and (e) as real exports on
-a local stack each, prints the table and writes results.json."""
+in a child process, checks the simulator saw a clean run, runs (d), (e) and (f) as real
+exports on local stacks, prints the table and writes results.json."""
 
 from __future__ import annotations
 
@@ -9,14 +9,22 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import orjson
 
-from bench.exports import MILLION, run_auth, run_million
-from bench.procs import BenchError, Processes, Sim
+from bench.exports import (
+    MILLION,
+    ExportRun,
+    run_auth,
+    run_auth_tight,
+    run_million,
+    run_multi,
+)
+from bench.procs import ROOT, BenchError, Processes, Sim
 from bench.report import PARTS, STACK_KEYS, PartRuns, StackRuns, results, table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -28,9 +36,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sdk-users", type=int, default=8000, help="sample for (b), in whole pages of 999"
     )
-    parser.add_argument(
-        "--only", default="a,b,c,d,e", help="parts to run, e.g. a,c,d (f comes with a)"
-    )
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, e.g. a,c,d")
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (c), interleaved")
     parser.add_argument("--sdk-repeat", type=int, default=1, help="runs of (b)")
     parser.add_argument("--seed", type=int, default=1, help="tenant seed")
@@ -60,16 +66,62 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--auth-budget", type=int, default=1000, help="(e) tenantsim --auth-budget (RU per 10 s)"
     )
     parser.add_argument(
+        "--tight-users", type=int, default=60, help="(e) tenant size at the tight auth budget"
+    )
+    parser.add_argument(
+        "--tight-auth-budget",
+        type=int,
+        default=5,
+        help="(e) tight tenantsim --auth-budget (RU per 10 s; Graph's possible 5 per 10 s)",
+    )
+    parser.add_argument("--multi-users", type=int, default=10_000, help="(f) tenant size")
+    parser.add_argument(
+        "--multi-auth-budget",
+        type=int,
+        default=1000,
+        help="(f) tenantsim --auth-budget (RU per 10 s), shared by every devhost",
+    )
+    parser.add_argument(
+        "--multi-devhosts", type=int, default=4, help="(f) devhosts of the second run (K)"
+    )
+    parser.add_argument(
+        "--multi-batch-size",
+        type=int,
+        default=2,
+        help="(f) every devhost's host.json queues batchSize (newBatchThreshold 0), so the "
+        "partitions spread over the devhosts; 0: the repository's host.json (batchSize 32)",
+    )
+    parser.add_argument(
+        "--multi-partitions",
+        type=int,
+        default=8,
+        help="(f) USEREXPORT_PARTITIONS (the most partitions the app may plan)",
+    )
+    parser.add_argument(
         "--stack-logs",
         type=Path,
-        help="keep the logs of (d) and (e)'s stacks in DIR/<run>/ (default: deleted)",
+        help="keep the logs of the stacks of (d), (e) and (f) in DIR/<stack>/ (default: deleted)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args(argv)
-    args.parts = [p for p in args.only.replace("f", "a").split(",") if p]
+    args.parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(args.parts) - set(PARTS) - set(STACK_KEYS)
-    sizes = (args.users, args.sdk_users, args.repeat, args.seq_users, args.million_users)
-    if unknown or min(sizes) < 1 or args.auth_users < 1 or args.auth_budget < 1:
+    sizes = (
+        args.users,
+        args.sdk_users,
+        args.repeat,
+        args.seq_users,
+        args.million_users,
+        args.auth_users,
+        args.auth_budget,
+        args.tight_users,
+        args.tight_auth_budget,
+        args.multi_users,
+        args.multi_auth_budget,
+        args.multi_devhosts,
+        args.multi_partitions,
+    )
+    if unknown or min(sizes) < 1 or args.multi_batch_size < 0:
         parser.error(f"bad parts {sorted(unknown)} or sizes" if unknown else "sizes must be >= 1")
     return args
 
@@ -135,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.perf_counter()
     parts = {p: PartRuns(p) for p in PARTS if p in args.parts}
-    stack = StackRuns(auth_budget=args.auth_budget)
+    stack = StackRuns(
+        auth_budget=args.auth_budget,
+        tight_budget=args.tight_auth_budget,
+        multi_budget=args.multi_auth_budget,
+        multi_batch_size=args.multi_batch_size or _host_batch_size(),
+    )
     procs = Processes()
     profile_text = ""
     try:
@@ -157,23 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 r = _run_part(procs, sim, args, "a", profile=True)
                 profile_text = r["profile"]
-            procs.stop(sim.proc)  # (d) and (e) bring their own simulators
-        if "d" in args.parts:
-            print("(d) 1,000,000 users, about 1 s per page: sequential sample, then partitioned")
-            stack.sequential, stack.partitioned = run_million(
-                seed=args.seed,
-                sample_users=args.seq_users,
-                partitioned_users=args.million_users,
-                log_root=args.stack_logs,
-            )
-        if "e" in args.parts:
-            print(f"(e) 25 columns with authentication methods, auth budget {args.auth_budget}")
-            stack.auth = run_auth(
-                seed=args.seed,
-                users=args.auth_users,
-                budget=args.auth_budget,
-                log_root=args.stack_logs,
-            )
+            procs.stop(sim.proc)  # (d), (e) and (f) bring their own simulators
+        _run_stack_parts(args, stack)
     except BenchError as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 1
@@ -191,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if parts:
         meta["users"] = args.users
-    res = results(parts, stack, meta)
+    res = results(parts, stack, meta, args.parts)
     args.results.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2) + b"\n")
     print()
     print(table(res, parts, stack, args.parts))
@@ -200,7 +242,98 @@ def main(argv: list[str] | None = None) -> int:
     if profile_text:
         print("\ncProfile of one (a) run (not counted above), top 10 by tottime:\n" + profile_text)
     print(f"wall time: {res['wall_s_total']:.1f} s; results in {args.results}")
-    return 0 if same_csv is not False else 1
+    return 0 if same_csv is not False and not stack.failed else 1
+
+
+def _run_stack_parts(args: argparse.Namespace, stack: StackRuns) -> None:
+    """(d), (e) and (f), each on stacks of its own. A part that fails is recorded (its keys
+    are reported as MISS with the reason, and the exit code is 1) and the next part runs."""
+    if "d" in args.parts:
+        print("(d) 1,000,000 users, about 1 s per page: sequential sample, then partitioned")
+
+        def part_d() -> None:
+            done: dict[str, ExportRun] = {}
+            try:
+                run_million(
+                    seed=args.seed,
+                    sample_users=args.seq_users,
+                    partitioned_users=args.million_users,
+                    log_root=args.stack_logs,
+                    done=done,
+                )
+            finally:
+                stack.sequential = done.get("d-sequential")
+                stack.partitioned = done.get("d-partitioned")
+
+        _part(stack, "d", part_d)
+    if "e" in args.parts:
+        print(
+            f"(e) 25 columns with authentication methods, auth budget {args.auth_budget}: "
+            "twice on one stack; then "
+            f"{args.tight_users:,} users at auth budget {args.tight_auth_budget}"
+        )
+
+        def part_e() -> None:
+            done: dict[str, ExportRun] = {}
+            try:
+                run_auth(
+                    seed=args.seed,
+                    users=args.auth_users,
+                    budget=args.auth_budget,
+                    log_root=args.stack_logs,
+                    done=done,
+                )
+            finally:
+                stack.auth_cold, stack.auth = done.get("e-auth-cold"), done.get("e-auth")
+
+        def part_e_tight() -> None:
+            stack.auth_tight = run_auth_tight(
+                seed=args.seed,
+                users=args.tight_users,
+                budget=args.tight_auth_budget,
+                log_root=args.stack_logs,
+            )
+
+        _part(stack, "e", part_e)
+        _part(stack, "e", part_e_tight)
+    if "f" in args.parts:
+        print(
+            f"(f) {args.multi_users:,} users, 25 columns, auth budget {args.multi_auth_budget} "
+            f"shared: 1 devhost, then {args.multi_devhosts} on the same stack"
+        )
+
+        def part_f() -> None:
+            done: dict[str, ExportRun] = {}
+            try:
+                run_multi(
+                    seed=args.seed,
+                    users=args.multi_users,
+                    budget=args.multi_auth_budget,
+                    partitions=args.multi_partitions,
+                    devhosts=args.multi_devhosts,
+                    batch_size=args.multi_batch_size,
+                    log_root=args.stack_logs,
+                    done=done,
+                )
+            finally:
+                stack.multi_single, stack.multi = done.get("f-single"), done.get("f-multi")
+
+        _part(stack, "f", part_f)
+
+
+def _part(stack: StackRuns, part: str, run: Callable[[], None]) -> None:
+    try:
+        run()
+    except BenchError as error:
+        print(f"part {part} failed: {error}", file=sys.stderr, flush=True)
+        previous = stack.failed.get(part)
+        stack.failed[part] = f"{previous}; {error}" if previous else str(error)
+
+
+def _host_batch_size() -> int:
+    """The repository's host.json queues batchSize (what devhost uses by default)."""
+    host = orjson.loads((ROOT / "host.json").read_bytes())
+    return int(host.get("extensions", {}).get("queues", {}).get("batchSize", 16))
 
 
 def _same_csv(parts: dict[str, PartRuns]) -> bool | None:

@@ -6,6 +6,10 @@ trusted through SSL_CERT_FILE / REQUESTS_CA_BUNDLE (never by turning verificatio
 Azurite can be stopped and started again on the same ports and data folder (a storage
 outage); the function host can be killed and started again (a crashed instance).
 
+Several function hosts can share the stack (`devhosts`, `add_devhosts`), as a Flex Consumption
+app scaled out to several instances: the same queues, storage and tenant, each process with its
+own `WEBSITE_INSTANCE_ID` (devhost-1, devhost-2, ...) and log (devhost.log, devhost-2.log, ...).
+
 By default every HTTP route is open, as under `func start`. As in Azure, on request: function
 keys (`function_key`, `master_key`: devhost answers 401 without one, in `?code=` or
 `x-functions-key`), and App Service authentication (`easy_auth`: devhost checks bearer tokens
@@ -91,12 +95,19 @@ class LocalStack:
     # User-assigned identities of the simulated tenant (names), besides easy_auth's.
     identities: tuple[str, ...] = ()
     easy_auth: EasyAuth | None = None
+    # Function host processes on the same queues, storage and tenant (instances of one app);
+    # api_url is the first one's. add_devhosts() starts more on a running stack.
+    devhosts: int = 1
     env: dict[str, str] = field(default_factory=dict, init=False)
     api_url: str = field(default="", init=False)
     sim: dict[str, Any] = field(default_factory=dict, init=False)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
     _logs: Path = field(default=Path("."), init=False)
-    _devhost: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _devhost: subprocess.Popen[bytes] | None = field(default=None, init=False)  # instance 1
+    # Instances 2, 3, ...: (process, its HTTP base URL), in the order they were started.
+    _more_devhosts: list[tuple[subprocess.Popen[bytes], str]] = field(
+        default_factory=list, init=False
+    )
     _azurite: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _azurite_cmd: list[str] = field(default_factory=list, init=False)
     _azurite_ports: dict[str, int] = field(default_factory=dict, init=False)
@@ -114,6 +125,8 @@ class LocalStack:
         self.close()
 
     def _start(self) -> None:
+        if self.devhosts < 1:
+            raise StackError(f"devhosts must be at least 1, not {self.devhosts}.")
         if not AZURITE.exists():
             raise StackError(f"Azurite is not installed at {AZURITE}; run `make install` (npm ci).")
         work = self.workdir or Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
@@ -191,6 +204,8 @@ class LocalStack:
             **self.app_env,
         }
         self.start_devhost()
+        if self.devhosts > 1:
+            self.add_devhosts(self.devhosts - 1)
 
     def _identity_names(self) -> list[str]:
         names = list(self.identities)
@@ -262,21 +277,62 @@ class LocalStack:
         self.start_azurite()
 
     def start_devhost(self) -> None:
-        """Starts the function host (again, after kill_devhost); api_url then points at it.
-        Its app settings are this stack's alone: none is inherited from the caller's
+        """Starts the first function host (again, after kill_devhost); api_url then points at
+        it. Its app settings are this stack's alone: none is inherited from the caller's
         environment (where another running stack may have put its own)."""
+        self._devhost = self._spawn_devhost(1)
+        self.api_url = self._read_start_line("devhost", self._devhost)["url"]
+
+    def add_devhosts(self, count: int) -> list[str]:
+        """Starts `count` more function hosts on this stack (instances 2, 3, ... of the app:
+        the same queues, storage and tenant, each its own WEBSITE_INSTANCE_ID and log), all at
+        once; returns their base URLs once every one is ready. api_url stays the first's."""
+        first = 2 + len(self._more_devhosts)
+        started = [(n, self._spawn_devhost(n)) for n in range(first, first + count)]
+        urls = []
+        for n, process in started:
+            url = self._read_start_line(f"devhost-{n}", process)["url"]
+            self._more_devhosts.append((process, url))
+            urls.append(url)
+        return urls
+
+    def _spawn_devhost(self, instance: int) -> subprocess.Popen[bytes]:
         inherited = {k: v for k, v in os.environ.items() if not _is_app_setting(k)}
-        env = {**inherited, **self.env, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **inherited,
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+            # What Azure sets per instance; the app names its instance by it.
+            "WEBSITE_INSTANCE_ID": f"devhost-{instance}",
+        }
         cmd = [sys.executable, "-m", "devtools.devhost", "--port", "0", *self._auth_args()]
         cmd += self.devhost_args
-        self._devhost = self._spawn("devhost", cmd, self._logs, env)
-        self.api_url = self._read_start_line("devhost", self._devhost)["url"]
+        return self._spawn(_devhost_name(instance), cmd, self._logs, env)
 
     @property
     def devhost_pid(self) -> int:
-        """The function host's process id (its peak memory is in /proc/<pid>/status, VmHWM)."""
+        """The first function host's process id (its peak memory is in /proc/<pid>/status,
+        VmHWM)."""
         assert self._devhost is not None
         return self._devhost.pid
+
+    @property
+    def devhost_pids(self) -> list[int]:
+        """Every function host's process id, the first one's first (instance n at n-1)."""
+        assert self._devhost is not None
+        return [self._devhost.pid, *(process.pid for process, _ in self._more_devhosts)]
+
+    @property
+    def devhost_urls(self) -> list[str]:
+        """Every function host's base URL, the first one's (api_url) first."""
+        return [self.api_url, *(url for _, url in self._more_devhosts)]
+
+    @property
+    def devhost_logs(self) -> list[Path]:
+        """Every function host's log file (devhost.log, devhost-2.log, ...), in instance order.
+        A log holds every run of its instance (kill_devhost + start_devhost append)."""
+        count = 1 + len(self._more_devhosts)
+        return [self._logs / f"{_devhost_name(n)}.log" for n in range(1, count + 1)]
 
     @property
     def azurite_pid(self) -> int:
@@ -285,7 +341,7 @@ class LocalStack:
         return self._azurite.pid
 
     def kill_devhost(self) -> None:
-        """SIGKILLs the function host mid-work, as a crashed or recycled instance."""
+        """SIGKILLs the first function host mid-work, as a crashed or recycled instance."""
         assert self._devhost is not None
         os.killpg(self._devhost.pid, signal.SIGKILL)
         self._devhost.wait()
@@ -316,7 +372,13 @@ class LocalStack:
         _terminate(list(reversed(self._processes)))
         self._processes.clear()
         self._azurite = None
+        self._more_devhosts.clear()
         self._stack.close()
+
+
+def _devhost_name(instance: int) -> str:
+    """The log name (and StackError name) of function host instance n: devhost, devhost-2..."""
+    return "devhost" if instance == 1 else f"devhost-{instance}"
 
 
 def _last_words(log: Path, lines: int = 3) -> str:
