@@ -74,9 +74,10 @@ def default_file_name(now: datetime) -> str:
 
 
 def request_json(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object ({} when empty)."""
+    """The body as a JSON object ({} when there is none). Whitespace alone is not JSON: as
+    application/json it is a 400, like any other malformed body."""
     data: Any = {}
-    if body.strip():
+    if body:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as error:

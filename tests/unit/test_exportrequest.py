@@ -11,8 +11,14 @@ from userexport.exportrequest import ExportRequest, InvalidRequest, parse_export
 NOW = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
 
 
+def test_whitespace_alone_is_not_a_json_body():
+    with pytest.raises(InvalidRequest) as refused:
+        parse_export_request(b"\n", now=NOW)
+    assert refused.value.field == "body"
+
+
 def test_empty_body_means_all_users_and_the_25_columns():
-    for body in (b"", b"  ", b"{}"):
+    for body in (b"", b"{}", b" {} \n"):
         request = parse_export_request(body, now=NOW)
         assert request == ExportRequest(
             columns=DEFAULT_COLUMN_NAMES,
