@@ -216,7 +216,10 @@ async def test_a_split_prefix_a_run_holds_whole_is_listed_whole():
     graph = CountingGraph({None: 100, "a": 10, "m": 80, "z": 10, "ma": 50, "mb": 30})
     plan = await plan_listing(graph, GraphQuery(None, False), partitions=4)
     assert "m" not in [p for run in plan.partitions for p in run], "m is cut between runs"
-    graph = CountingGraph({None: 100, "a": 45, "m": 50, "ma": 50, "z": 5})
-    plan = await plan_listing(graph, GraphQuery(None, False), partitions=2)
+    # m (45 of 125, over a third) is split, but every one of its children lands in the second
+    # run: that run lists m itself, one listing instead of 45.
+    graph = CountingGraph({None: 125, "a": 40, "m": 45, "ma": 45, "z": 40})
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=3)
     listed = [p for run in plan.partitions for p in run]
+    assert any(f and "'ma')" in f for f in graph.filters), "m was counted by its second character"
     assert "m" in listed and "ma" not in listed, "m's children all in one run: m listed whole"
