@@ -47,9 +47,18 @@ class StackError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports. The sockets stay bound until all are chosen: a port
+    freed and asked for again can come back, and Azurite with two services on one port serves
+    one of them on it (the table service answered blob requests in a CI run)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def write_certificates(folder: Path) -> tuple[Path, Path, Path]:
@@ -155,7 +164,7 @@ class LocalStack:
         sim = self._spawn("tenantsim", sim_cmd + self.sim_args, logs, os.environ.copy())
         self.sim = self._read_start_line("tenantsim", sim)
 
-        ports = {kind: free_port() for kind in ("blob", "queue", "table")}
+        ports = dict(zip(("blob", "queue", "table"), free_ports(3), strict=True))
         azurite_dir = work / "azurite"
         azurite_dir.mkdir(exist_ok=True)
         self._azurite_ports = ports
