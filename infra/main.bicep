@@ -61,6 +61,18 @@ param smallTenantUsers int = 1000
 @description('USEREXPORT_PARTITION_SECONDS: the estimated work (seconds) a partition is planned for; 0 always splits into USEREXPORT_PARTITIONS.')
 param partitionSeconds int = 10
 
+@allowed(['delta', 'full'])
+@description('USEREXPORT_NIGHTLY_MODE: the nightly series reads only the changes since the night before (delta, with its snapshot) or lists the whole tenant (full).')
+param nightlyMode string = 'delta'
+
+@minValue(1)
+@description('USEREXPORT_SERIES_KEEP: the newest exports of each series kept; older ones are deleted by the nightly timer.')
+param seriesKeep int = 14
+
+@minValue(1)
+@description('USEREXPORT_DELTA_FULL_DAYS: a delta series runs a full export when its last full run is older than this (refreshes the authentication columns).')
+param deltaFullDays int = 7
+
 @minValue(1)
 @description('USEREXPORT_STATUS_RETRY_AFTER_SECONDS: Retry-After sent while an export runs.')
 param statusRetryAfterSeconds int = 10
@@ -218,6 +230,9 @@ module api 'app/api.bicep' = {
     partitions: partitions
     smallTenantUsers: smallTenantUsers
     partitionSeconds: partitionSeconds
+    nightlyMode: nightlyMode
+    seriesKeep: seriesKeep
+    deltaFullDays: deltaFullDays
     statusRetryAfterSeconds: statusRetryAfterSeconds
     leaseGraceSeconds: leaseGraceSeconds
     failureCapMinutes: failureCapMinutes

@@ -14,7 +14,7 @@ import orjson
 from . import idempotency
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
-from .exportrequest import InvalidRequest, excerpt, export_request, request_json
+from .exportrequest import InvalidRequest, excerpt, export_request, request_json, series_name
 from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, plausible_job_id, utcnow
 from .messages import ExportMessage
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 LIST_PARAMETERS = ("pageSize", "cursor", "code")  # code: the function key, read by the host
+LATEST_PARAMETERS = ("series", "code")
 _PAGE_SIZE = re.compile(r"[0-9]{1,3}")
 
 
@@ -184,18 +185,45 @@ async def _job_answer(clients: Clients, job: Job, links: Links) -> ApiResponse:
     if not job.status.finished:
         return ApiResponse(202, body, _polling(clients, body["statusUrl"]))
     if job.status.has_files:
-        now = utcnow()
-        exports = clients.exports
-        body["downloadUrl"] = await clients.sas.read_url(
-            exports.get_blob_client(job.blob_name), now=now, file_name=job.request.file_name
-        )
-        body["errorsUrl"] = await clients.sas.read_url(
-            exports.get_blob_client(job.errors_blob_name),
-            now=now,
-            file_name=job.request.errors_file_name,
-        )
+        now, request = utcnow(), job.request
+        files = {"errorsUrl": (job.errors_blob_name, request.errors_file_name)}
+        if job.has_snapshot:
+            files["downloadUrl"] = (job.blob_name, request.file_name)
+        if job.plan is not None and job.plan.changes:
+            files["changesUrl"] = (job.changes_blob_name, request.changes_file_name)
+        for key in ("downloadUrl", "changesUrl", "errorsUrl"):
+            if key in files:
+                blob, file_name = files[key]
+                body[key] = await clients.sas.read_url(
+                    clients.exports.get_blob_client(blob), now=now, file_name=file_name
+                )
         body["urlsExpireAt"] = _iso(now + clients.settings.sas_lifetime)
     return ApiResponse(200, body)
+
+
+async def latest_export(clients: Clients, *, params: dict[str, str], links: Links) -> ApiResponse:
+    """The newest export of a series whose files were committed, as GET of its id answers it
+    (its download URLs included): a consumer keeps one URL for "the latest file"."""
+    unknown = [name for name in params if name not in LATEST_PARAMETERS]
+    if unknown:
+        shown = excerpt(unknown[0])
+        return problem(
+            400, "Invalid query", f"Unknown query parameter {shown!r}; known: series.", field=shown
+        )
+    try:
+        series = series_name(params.get("series"), required=True)
+    except InvalidRequest as error:
+        return problem(400, "Invalid query", error.detail, field=error.field)
+    async for job in clients.jobs.series_runs(series, with_files=True):
+        response = await _job_answer(clients, job, links)
+        response.headers["Content-Location"] = links.status(job.id)
+        return response
+    return problem(
+        404,
+        "No export in this series",
+        f"Series {series!r} has no export that succeeded (or completed with errors) yet.",
+        field="series",
+    )
 
 
 def _polling(clients: Clients, status_url: str) -> dict[str, str]:
@@ -276,6 +304,8 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
             body["planNote"] = job.plan.note
         if job.plan.estimate:
             body["estimate"] = job.plan.estimate
+        if job.plan.delta:
+            body["delta"] = {k: v for k, v in job.plan.delta.items() if k != "link"}
     failing = [(job.failing_since, job.last_error)]
     if job.status is Status.RUNNING and job.plan is not None:
         parts = await clients.jobs.partitions(job.id)

@@ -30,6 +30,7 @@ from .idempotency import IdempotencyStore
 from .jobs import JobStore
 from .limiter import AdaptiveLimiter
 from .pace import PaceStore
+from .series import SeriesStore
 from .settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE, Settings
 
 # About a minute of retries, 1 s to 32 s apart: longer than a storage blip, shorter than a budget.
@@ -55,6 +56,7 @@ class Clients:
     poison_queue: QueueClient
     graph: GraphReader
     pace: PaceStore
+    series: SeriesStore
     auth_methods: AuthMethodsReader
     tables: TableServiceClient
     blobs: BlobServiceClient
@@ -133,6 +135,7 @@ def build_clients(settings: Settings) -> Clients:
         poison_queue=queue(POISON_QUEUE),
         graph=graph,
         pace=pace,
+        series=SeriesStore(tables.get_table_client(JOBS_TABLE)),
         auth_methods=AuthMethodsReader(graph),
         tables=tables,
         blobs=blobs,

@@ -16,6 +16,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from . import budget
 from .clients import Clients
 from .columns import SIGN_IN_ACTIVITY, graph_expand, graph_select, resolve
+from .delta import ChangesRun, plan_delta
 from .filters import to_graph_query
 from .finishing import finish_if_complete
 from .graph import PAGE_SIZE, SIGN_IN_PAGE_SIZE, GraphError
@@ -112,6 +113,20 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
     select = graph_select(columns, sign_in=not sign_in_refused(checked.notices))
     sign_in = SIGN_IN_ACTIVITY in select
     lookups = len(checked.lookups or ())
+    delta = None
+    if job.request.delta:
+        delta = await plan_delta(clients, job, select=select, notices=checked.notices)
+    if delta is not None and delta["kind"] == "changes":
+        # One partition reads the changes and rebuilds the snapshot (delta.ChangesRun).
+        previous = await clients.jobs.get(delta["since"])
+        plan = Plan([[""]], estimated_total=previous.user_count if previous else None)
+        plan.skus, plan.notices, plan.lookups, plan.delta = (
+            checked.skus,
+            checked.notices,
+            checked.lookups,
+            delta,
+        )
+        return plan
     pace = await _known_pace(clients, "signIn" if sign_in else "listing")
     plan = await plan_listing(
         clients.graph,
@@ -125,6 +140,7 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         ),
     )
     plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
+    plan.delta = delta
     started = job.started_at or utcnow()
     plan.estimate = estimate(
         plan,
@@ -202,6 +218,8 @@ async def _run_partition(clients: Clients, job_id: str, index: int, message_id: 
     except JobConflict:
         log.info("Job %s partition %d was claimed by another invocation.", job_id, index)
         return Outcome.SKIPPED
+    if job.plan.changes:
+        return await ChangesRun(clients, job, part).run()
     return await PartitionRun(clients, job, part).run()
 
 

@@ -9,11 +9,21 @@ from typing import Any, Self
 
 import orjson
 
-from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS, graph_expand, resolve
+from .columns import (
+    CATALOGUE,
+    DEFAULT_COLUMN_NAMES,
+    PRESETS,
+    SIGN_IN_ACTIVITY,
+    graph_expand,
+    resolve,
+)
 from .filters import InvalidFilter, parse_filter, to_graph_query
 
-FIELDS = ("columns", "filter", "fileName", "formulaGuard", "dryRun")
+FIELDS = ("columns", "filter", "fileName", "formulaGuard", "dryRun", "series", "mode", "snapshot")
+MODES = ("full", "delta")
+ID_COLUMN = "objectId"  # what a delta run matches a snapshot's rows by
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
+_SERIES = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 class InvalidRequest(ValueError):
@@ -35,10 +45,21 @@ class ExportRequest:
     formula_guard: bool = True
     # Plan and estimate only: the job ends `estimated`, with no files and no partitions.
     dry_run: bool = False
+    series: str | None = None  # the named series the export belongs to (latest, retention)
+    mode: str = "full"  # "delta": the changes since the series' last run (delta.py)
+    snapshot: bool = False  # a delta run also hands out the full CSV rebuilt from the changes
+
+    @property
+    def delta(self) -> bool:
+        return self.mode == "delta"
 
     @property
     def errors_file_name(self) -> str:
         return f"{self.file_name.removesuffix('.csv')}-errors.csv"
+
+    @property
+    def changes_file_name(self) -> str:
+        return f"{self.file_name.removesuffix('.csv')}-changes.csv"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +68,9 @@ class ExportRequest:
             "fileName": self.file_name,
             "formulaGuard": self.formula_guard,
             "dryRun": self.dry_run,
+            "series": self.series,
+            "mode": self.mode,
+            "snapshot": self.snapshot,
         }
 
     @classmethod
@@ -57,6 +81,9 @@ class ExportRequest:
             data["fileName"],
             data["formulaGuard"],
             data.get("dryRun", False),  # jobs recorded before dry runs existed
+            data.get("series"),
+            data.get("mode", "full"),
+            data.get("snapshot", False),
         )
 
 
@@ -124,13 +151,78 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
             "and Graph does not support $expand in advanced queries. Leave out manager (list "
             "the columns, or use the preview preset), or the other filter keys.",
         )
+    series, mode = series_name(data.get("series")), _mode(data.get("mode", "full"))
+    snapshot = _boolean(data.get("snapshot", False), "snapshot")
+    if mode == "delta":
+        _check_delta(series, columns, filter_, preset=isinstance(data.get("columns"), str))
+    elif snapshot:
+        raise InvalidRequest(
+            "snapshot",
+            'snapshot is for "mode": "delta" (a delta run then also writes the full CSV); a '
+            "full export's CSV is a full snapshot already.",
+        )
     return ExportRequest(
         columns=tuple(columns),
         filter=filter_,
         file_name=_file_name(data.get("fileName"), now),
         formula_guard=_boolean(data.get("formulaGuard", True), "formulaGuard"),
         dry_run=_boolean(data.get("dryRun", False), "dryRun"),
+        series=series,
+        mode=mode,
+        snapshot=snapshot,
     )
+
+
+def series_name(value: Any, *, required: bool = False) -> str | None:
+    """A series' name as a caller sent it, checked (None when absent and not required)."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _SERIES.fullmatch(value):
+        raise InvalidRequest(
+            "series",
+            "series must be 1 to 63 letters, digits, dashes and underscores, starting with a "
+            "letter or digit.",
+        )
+    return value
+
+
+def _mode(value: Any) -> str:
+    if value not in MODES:
+        raise InvalidRequest("mode", f'mode must be "full" or "delta", not {excerpt(value)!r}.')
+    return str(value)
+
+
+def _check_delta(
+    series: str | None, columns: list[str], filter_: dict[str, Any] | None, *, preset: bool
+) -> None:
+    """What Graph's /users/delta can give: $select without $expand, no $filter but on id, and
+    no signInActivity; and the objectId column, which the snapshot's rows are matched by."""
+    if series is None:
+        raise InvalidRequest(
+            "mode",
+            '"mode": "delta" needs a series: the changes are since the series\' last run. Add '
+            '"series": "<name>".',
+        )
+    if filter_:
+        raise InvalidRequest(
+            "filter",
+            "A delta export covers the whole tenant: Graph's /users/delta filters on id only. "
+            'Leave out filter, or use "mode": "full".',
+        )
+    for index, name in enumerate(columns):
+        column = CATALOGUE[name]
+        if column.expand or SIGN_IN_ACTIVITY in column.select:
+            raise InvalidRequest(
+                "columns" if preset else f"columns[{index}]",
+                f"Graph's /users/delta cannot give the {name} column (it allows neither $expand "
+                'nor signInActivity). Leave it out, or use "mode": "full".',
+            )
+    if ID_COLUMN not in columns:
+        raise InvalidRequest(
+            "columns",
+            f"A delta export needs the {ID_COLUMN} column: the changes are matched to the "
+            "previous snapshot's rows by it.",
+        )
 
 
 def _columns(value: Any) -> list[str]:

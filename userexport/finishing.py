@@ -11,6 +11,7 @@ retried, never taken for a twin's success.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
 from .clients import Clients
@@ -19,6 +20,7 @@ from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, denied_everywhere, denied_row
 from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
 from .messages import Outcome
+from .series import state_after
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
             except JobConflict:
                 continue
         await _commit(clients, job, parts)
+        if job.plan.delta and job.status.has_files:
+            await _advance_series(clients, job, job.plan.delta)
         try:
             await clients.jobs.save(job)
         except JobConflict:
@@ -58,6 +62,21 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
         )
         return Outcome.FINISHED
     raise JobConflict(f"job {job_id} changed on every one of {_ATTEMPTS} attempts to finish it")
+
+
+async def _advance_series(clients: Clients, job: Job, delta: dict[str, Any]) -> None:
+    """A delta series' full run, committed: its CSV is the snapshot the next run builds on."""
+    previous = await clients.series.get(job.request.series or "")
+    try:
+        await clients.series.advance(
+            state_after(job, delta["link"], previous), planned_on=delta["since"]
+        )
+    except JobConflict as moved:
+        note = (
+            f"Another run of series {job.request.series} committed first ({moved}); this CSV is "
+            "complete, and the series' next run builds on that other run."
+        )
+        job.reason = f"{job.reason} {note}" if job.reason else note
 
 
 async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:

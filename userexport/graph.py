@@ -236,6 +236,20 @@ class GraphReader:
         body = await self._paced(builder.to_get_request_information())
         return list(body.get("value", []))
 
+    async def users_delta(
+        self, link: str | None = None, *, select: list[str] | None = None
+    ) -> dict[str, Any]:
+        """One page of /users/delta: from a nextLink or deltaLink, or (no link) a deltaLink for
+        now, with no users ($deltatoken=latest), for these properties."""
+        delta = self._client.users.delta
+        if link:
+            info = delta.with_url(link).to_get_request_information()
+        else:
+            query = _query_parameters(delta, select=select)
+            info = delta.to_get_request_information(RequestConfiguration(query_parameters=query))
+            info.url = f"{info.url}&$deltatoken=latest"
+        return dict(await self._paced(info))
+
     async def subscribed_skus(self) -> dict[str, str]:
         """The tenant's SKU part numbers by SKU id (GET /subscribedSkus, one page)."""
         info = self._client.subscribed_skus.to_get_request_information()

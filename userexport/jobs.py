@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -79,6 +79,14 @@ class Plan:
     estimate: dict[str, Any] | None = None
     # The authentication-method lists read per user (preflight's choice); None: the columns'.
     lookups: list[str] | None = None
+    # A delta-mode job's run (series.py): its kind ("full" or "changes"), why, the deltaLink
+    # it starts from (or takes over, for a full run), the run it follows, and its counts.
+    delta: dict[str, Any] | None = None
+
+    @property
+    def changes(self) -> bool:
+        """A run that reads the series' changes instead of listing the tenant."""
+        return bool(self.delta and self.delta.get("kind") == "changes")
 
 
 @dataclass
@@ -169,9 +177,13 @@ class Job(_Row):
     revivals: int = 0  # times in a row the sweep found it stalled and queued it again
     revived_at_users: int = 0  # users written when it was last revived
     committing: bool = False  # its files are being committed: too late to cancel
+    series: str | None = None  # the request's series, as a column the table can filter on
     updated_at: datetime | None = None
     etag: str | None = None
     _json_fields = ("request", "plan", "plan_counts", "preflight")
+
+    def __post_init__(self) -> None:
+        self.series = self.request.series
 
     # The files' blob names are fixed, whatever the request's fileName (that name reaches the
     # caller's browser through Content-Disposition): the two files can never share a blob.
@@ -182,6 +194,15 @@ class Job(_Row):
     @property
     def errors_blob_name(self) -> str:
         return f"{self.id}/errors.csv"
+
+    @property
+    def changes_blob_name(self) -> str:
+        return f"{self.id}/changes.csv"
+
+    @property
+    def has_snapshot(self) -> bool:
+        """Whether its users.csv is a download: every full run's, a changes run's on request."""
+        return self.plan is None or not self.plan.changes or self.request.snapshot
 
     @property
     def lookups(self) -> tuple[str, ...]:
@@ -416,6 +437,26 @@ class JobStore:
             "PartitionKey eq @pk", parameters={"pk": _partitions_key(job_id)}
         )
         return [Partition.from_entity(e) async for e in entities]
+
+    async def series_runs(
+        self, series: str | None, *, with_files: bool = False
+    ) -> AsyncIterator[Job]:
+        """The series' jobs (every series' for None), newest first; only those whose files
+        were committed, if asked."""
+        query, parameters = "PartitionKey eq @pk", {"pk": PARTITION}
+        if series is not None:
+            query, parameters = f"{query} and series eq @series", {**parameters, "series": series}
+        if with_files:
+            query += " and (status eq 'succeeded' or status eq 'completedWithErrors')"
+        async for entity in self._table.query_entities(query, parameters=parameters):
+            if entity.get("series"):
+                yield Job.from_entity(entity)
+
+    async def delete(self, job_id: str) -> None:
+        """Deletes a job's partition rows, then its row (retention)."""
+        for part in await self.partitions(job_id):
+            await self._table.delete_entity(_partitions_key(job_id), f"{part.index:04d}")
+        await self._table.delete_entity(PARTITION, job_id)
 
     async def list(self, *, page_size: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """One page of jobs, newest first, and the cursor of the next page (None at the end).

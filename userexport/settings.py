@@ -47,6 +47,9 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_FAILURE_CAP_MINUTES": "30",
     "USEREXPORT_STALL_MINUTES": "15",
     "USEREXPORT_HTTP_AUTH_LEVEL": "function",
+    "USEREXPORT_NIGHTLY_MODE": "delta",
+    "USEREXPORT_SERIES_KEEP": "14",
+    "USEREXPORT_DELTA_FULL_DAYS": "7",
 }
 # Set by App Service itself (never by a deployment) when App Service authentication is on.
 PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
@@ -93,6 +96,9 @@ class Settings:
     small_tenant_users: int = 1000  # listings of at most this many users are not split
     partition_seconds: float = 10.0  # the estimated work a partition is planned for; 0: most
     http_auth_level: str = "function"  # the HTTP routes' auth level: "function" or "anonymous"
+    nightly_mode: str = "delta"  # the nightly series' mode: "delta" or "full"
+    series_keep: int = 14  # the newest runs of each series kept by the nightly retention
+    delta_full_days: float = 7.0  # a delta series runs a full export when its last is older
 
     @property
     def graph_scope(self) -> str:
@@ -159,7 +165,16 @@ class Settings:
             http_auth_level=_http_auth_level(
                 get("USEREXPORT_HTTP_AUTH_LEVEL") or "", env.get(PLATFORM_AUTH_ENABLED, "")
             ),
+            nightly_mode=_nightly_mode(get("USEREXPORT_NIGHTLY_MODE") or ""),
+            series_keep=int(positive("USEREXPORT_SERIES_KEEP")),
+            delta_full_days=float(positive("USEREXPORT_DELTA_FULL_DAYS", kind=float)),
         )
+
+
+def _nightly_mode(value: str) -> str:
+    if value not in ("delta", "full"):
+        raise SettingsError(f"USEREXPORT_NIGHTLY_MODE must be 'delta' or 'full', not {value!r}.")
+    return value
 
 
 def _storage_settings(get: Callable[[str], str | None]) -> StorageSettings:

@@ -66,6 +66,9 @@ class HttpRoutes:
     ) -> None:
         pattern = _route_pattern(self._prefix, route)
         self._routes.append(_Route(pattern, set(methods), arg_name, function, auth_level.lower()))
+        # As ASP.NET routing (the Functions host's) does: a literal segment wins over a
+        # parameter (exports/latest before exports/{id}), whatever the order of registration.
+        self._routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         headers: dict[str, str] = dict(request.headers)

@@ -13,6 +13,7 @@ from .control import ControlError, FaultChange, parse_change, settings_json
 from .faults import FaultInjector, FaultSettings
 from .graphapi import GraphApi, Headers
 from .identity import IDENTITY_PATH, identity_answer
+from .live import LiveTenant
 from .openid import (
     V1_KEYS_PATH,
     V1_METADATA_PATH,
@@ -26,6 +27,7 @@ from .stats import Stats
 from .tenant import Tenant
 from .throttle import Throttle
 from .tokens import GRAPH_AUDIENCES, ManagedIdentity, TokenError, TokenIssuer
+from .writes import Writes
 
 log = logging.getLogger("tenantsim")
 
@@ -35,7 +37,8 @@ class SimState:
 
     def __init__(self, config: SimConfig, tenant: Tenant) -> None:
         self.config = config
-        self.tenant = tenant
+        # Live: the write APIs change it while the simulator runs (only changes are held).
+        self.tenant = tenant if isinstance(tenant, LiveTenant) else LiveTenant(tenant)
         self.stats = Stats()
         self.issuer = TokenIssuer(tenant.tenant_id, config.roles, config.token_lifetime)
         # The app's user-assigned identities, selectable at the identity endpoint.
@@ -45,11 +48,12 @@ class SimState:
         self.faults = FaultInjector(config.fault_settings(), config.effective_fault_seed)
         self.graph = GraphApi(
             config,
-            tenant,
+            self.tenant,
             self.stats,
             Throttle(config.budget, config.auth_budget, config.signin_budget),
             self.faults,
         )
+        self.writes = Writes(self.graph)
 
     def faults_json(self) -> dict[str, Any]:
         return settings_json(self.faults.settings, self.faults.slow_next, self.faults.elapsed())
@@ -60,15 +64,21 @@ class SimState:
             self.faults.slow_next = change.slow_next
         if change.expire_page_tokens:
             self.graph.expire_page_tokens()
+        if change.expire_delta_tokens:
+            self.graph.expire_delta_tokens()
 
     def reset_faults(self) -> None:
         """No faults at all (targets and premium back to the configured ones); stats are
         kept."""
+        # The delta token lifetime is Graph's behaviour, not a fault: back to the option's.
         settings = FaultSettings(
-            fault_targets=self.config.fault_targets, premium=self.config.premium
+            fault_targets=self.config.fault_targets,
+            premium=self.config.premium,
+            delta_token_ttl=self.config.delta_token_ttl,
         )
         self.change_faults(FaultChange(settings, 0, False))
         self.graph.unexpire_page_tokens()
+        self.graph.unexpire_delta_tokens()
 
 
 STATE_KEY = web.AppKey("tenantsim", SimState)
@@ -91,7 +101,9 @@ def _to_response(request: web.Request, ans: Answer, label: str) -> web.StreamRes
     crid = request.headers.get("client-request-id")
     if crid:
         headers["client-request-id"] = crid
-    if isinstance(ans.body, str):
+    if ans.body is None:  # 204: no body at all
+        body = b""
+    elif isinstance(ans.body, str):
         body = ans.body.encode()
     else:
         body = orjson.dumps(ans.body)
@@ -142,6 +154,8 @@ async def graph_get(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     tail = _graph_tail(request)
     label = tail.strip("/").split("/", 1)[0] or "root"
+    if request.method in ("POST", "PATCH", "DELETE") and tail.strip("/") != "$batch":
+        return await graph_write(request, tail)
     down = _outage(request, False, label)
     if down is not None:
         return down
@@ -169,11 +183,25 @@ async def graph_get(request: web.Request) -> web.StreamResponse:
     return _to_response(request, ans, _endpoint_label(tail))
 
 
+async def graph_write(request: web.Request, tail: str) -> web.StreamResponse:
+    """A write (no outage, throttling or faults: writes set the scene for a test)."""
+    state = _state(request)
+    label = f"{request.method} {_endpoint_label(tail)}"
+    roles = _roles(request)
+    if isinstance(roles, Answer):
+        return _to_response(request, roles, label)
+    ans = await state.writes.handle(
+        request.method, tail, await request.read(), request.headers.get("client-request-id")
+    )
+    return _to_response(request, ans, label)
+
+
 def _endpoint_label(tail: str) -> str:
     # No user keys (UPNs are PII) or object ids in logs: only the shape of the path.
     parts = tail.strip("/").split("/")
     keyed = {"users": 1, "groups": 1, "directory": 2}.get(parts[0].lower(), 0)
-    if keyed and len(parts) > keyed and not (keyed == 1 and parts[1] in ("$count", "%24count")):
+    unkeyed = ("$count", "%24count", "delta", "microsoft.graph.user", "graph.user")
+    if keyed and len(parts) > keyed and parts[keyed] not in unkeyed:
         parts[keyed] = "{id}"
     return "/".join(parts)
 

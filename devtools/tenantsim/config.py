@@ -65,6 +65,9 @@ class SimConfig:
     slow_page_rate: float = 0.0
     slow_page_seconds: float = 0.0
     page_token_ttl: float = 0.0  # seconds; 0 never expires
+    # /users/delta: users per page, and how long a delta round's tokens live (0: forever)
+    delta_page_size: int = 200
+    delta_token_ttl: float = 604800.0  # Graph's 7 days for directory objects
     # Entra ID P1/P2: without it signInActivity gets 403 (changeable at run time: "premium")
     premium: bool = True
     log_level: str = "WARNING"
@@ -72,6 +75,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.users < 0:
             raise ValueError("users must be >= 0")
+        if not 1 <= self.delta_page_size <= 10000:
+            raise ValueError("delta_page_size must be within 1..10000")
         if self.budget <= 0 or self.auth_budget <= 0 or self.signin_budget <= 0:
             raise ValueError("budgets must be > 0")
         self.fault_targets = frozenset(self.fault_targets)
@@ -181,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     a("--slow-page-rate", type=float, default=0.0, help="share of /users pages held back")
     a("--slow-page-seconds", type=float, default=0.0, help="how long a slow page is held back")
     a("--page-token-ttl", type=float, default=0.0, help="skiptoken lifetime in s (0: forever)")
+    a(
+        "--delta-page-size",
+        type=int,
+        default=d.delta_page_size,
+        help="users per /users/delta page (default %(default)s)",
+    )
+    a(
+        "--delta-token-ttl",
+        type=float,
+        default=d.delta_token_ttl,
+        help="lifetime of /users/delta tokens in s (default 604800, 7 days; 0: forever)",
+    )
     a("--log-level", default=d.log_level, help="logging level on stderr")
     return p
 

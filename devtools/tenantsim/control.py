@@ -27,9 +27,18 @@ _SCALARS: dict[str, tuple[str, Check, bool]] = {
     "rateReset": ("rate_reset", check_fraction, False),
     **{f"retryAfter{k}": (f"retry_after_{k}", check_seconds, True) for k in STATUS_KINDS},
     "pageTokenTtl": ("page_token_ttl", check_seconds, False),
+    "deltaTokenTtl": ("delta_token_ttl", check_seconds, False),
 }
 KEYS: frozenset[str] = frozenset(
-    {*_SCALARS, "targets", "outages", "slowPages", "expirePageTokens", "premium"}
+    {
+        *_SCALARS,
+        "targets",
+        "outages",
+        "slowPages",
+        "expirePageTokens",
+        "expireDeltaTokens",
+        "premium",
+    }
 )
 _OUTAGE_KEYS = frozenset({"start", "end", "target", "mode"})
 _SLOW_KEYS = frozenset({"rate", "seconds", "next"})
@@ -46,6 +55,7 @@ class FaultChange:
     settings: FaultSettings
     slow_next: int | None  # None: leave the count of pages still to delay as it is
     expire_page_tokens: bool
+    expire_delta_tokens: bool = False
 
 
 def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChange:
@@ -78,11 +88,14 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
     expire = body.get("expirePageTokens", False)
     if not isinstance(expire, bool):
         raise ControlError("expirePageTokens must be true or false")
+    expire_delta = body.get("expireDeltaTokens", False)
+    if not isinstance(expire_delta, bool):
+        raise ControlError("expireDeltaTokens must be true or false")
     try:
         settings = dataclasses.replace(current, **fields)
     except ValueError as exc:  # cross-field checks, e.g. rates adding up to more than 1
         raise ControlError(str(exc)) from None
-    return FaultChange(settings, slow_next, expire)
+    return FaultChange(settings, slow_next, expire, expire_delta)
 
 
 def settings_json(settings: FaultSettings, slow_next: int, elapsed: float) -> dict[str, Any]:

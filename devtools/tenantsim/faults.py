@@ -96,6 +96,7 @@ class FaultSettings:
     slow_page_rate: float = 0.0
     slow_page_seconds: float = 0.0
     page_token_ttl: float = 0.0  # seconds; 0 never expires
+    delta_token_ttl: float = 604800.0  # seconds (Graph: 7 days for directory objects); 0 never
     premium: bool = True  # False: signInActivity answers 403 (no Entra ID P1/P2)
 
     def __post_init__(self) -> None:
@@ -113,6 +114,7 @@ class FaultSettings:
         if self.slow_page_rate > 0 and self.slow_page_seconds <= 0:
             raise ValueError("slow pages need slow_page_seconds > 0")
         check_seconds("page_token_ttl", self.page_token_ttl)
+        check_seconds("delta_token_ttl", self.delta_token_ttl)
         if not isinstance(self.premium, bool):
             raise ValueError(f"premium must be true or false, got {self.premium!r}")
         # Frozen: normalise through object.__setattr__ so lists from JSON/argparse compare equal.

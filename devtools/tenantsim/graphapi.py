@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import heapq
 import logging
 import re
@@ -16,15 +17,25 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 import orjson
 
 from .config import SimConfig
+from .delta import (
+    CHANGES,
+    DELTA,
+    EXPIRED_CODE,
+    EXPIRED_MESSAGE,
+    INITIAL,
+    DeltaToken,
+    round_changes,
+)
 from .directory import ADMINISTRATIVE_UNIT, GROUP, GUID, DirObject
 from .faults import FaultInjector
+from .live import Change, LiveTenant
 from .odata import Expand, Filter, ODataError, parse_expand, parse_filter, parse_select
 from .properties import (
     AU_PROPERTIES,
@@ -105,6 +116,10 @@ _UPN_PREFIX = re.compile(r"startsWith\(userPrincipalName,'((?:[^']|'')+)'\)", re
 # The type cast of a member list; msgraph-sdk sends the short alias graph.user.
 _USER_CASTS = ("microsoft.graph.user", "graph.user")
 _COUNT = "$count"
+# Delta queries take only these; the others are Graph's "not supported with delta" (400).
+_DELTA_OPTIONS = frozenset({"$select", "$filter", "$deltatoken", "$skiptoken"})
+_DELTA_REFUSED = frozenset({"$top", "$expand", "$orderby", "$search", "$count"})
+_DELTA_ID_FILTER = re.compile(r"\s*id\s+eq\s+'([0-9a-fA-F-]{36})'\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -235,7 +250,8 @@ class GraphApi:
         faults: FaultInjector,
     ) -> None:
         self.config = config
-        self.tenant = tenant
+        # The served tenant is always live: writes change it, every read sees the changes.
+        self.tenant = tenant if isinstance(tenant, LiveTenant) else LiveTenant(tenant)
         self.stats = stats
         self.throttle = throttle
         self.faults = faults
@@ -243,7 +259,13 @@ class GraphApi:
         self._token_serial = 0  # serial of the next $skiptoken
         self._tokens_expired_below = 0  # tokens with a lower serial are expired
         self._scans: OrderedDict[str, asyncio.Task[array]] = OrderedDict()
+        # The /users filters among _scans (member-list scans are not here): kept up to date
+        # on every change instead of being scanned again.
+        self._scan_filters: dict[str, Filter] = {}
         self._upn_index: asyncio.Future[dict[str, array]] | None = None
+        self._live_members: dict[str, tuple[int, array]] = {}  # key -> (seq, members)
+        self._delta_serial = 0  # serial of the next delta token
+        self._delta_expired_below = 0  # delta tokens with a lower serial are expired
 
     # ------------------------------------------------------------------ dispatch
     async def handle(
@@ -310,6 +332,8 @@ class GraphApi:
                 return await self._list_users(path, query, headers, roles, crid, batch_item)
             if n == 2 and segments[1] == _COUNT:
                 return await self._count_users(query, headers, roles, crid)
+            if n == 2 and segments[1] in ("delta", "delta()"):  # the SDK sends delta()
+                return await self._delta(query, roles, crid)
             if n == 2:
                 return await self._get_user(segments[1], query, roles, crid)
             if (
@@ -321,6 +345,10 @@ class GraphApi:
             return None
         if head == "subscribedskus":
             return await self._subscribed_skus(query, roles, crid) if n == 1 else None
+        if head == "directory" and n == 3 and lows[1] == "deleteditems":
+            if lows[2] not in _USER_CASTS:
+                return None
+            return await self._deleted_items(query, roles, crid)
         if head == "groups":
             kind, rest = GROUP, segments[1:]
         elif n >= 3 and lows[1] == "administrativeunits":
@@ -462,8 +490,8 @@ class GraphApi:
             scan = self._upn_prefix(prefix.group(1)) if prefix else self._scan(flt)
             task = asyncio.ensure_future(scan)
             self._scans[flt.text] = task
-            while len(self._scans) > _FILTER_CACHE:
-                self._scans.popitem(last=False)
+            self._scan_filters[flt.text] = flt
+            self._trim_scans()
         else:
             self._scans.move_to_end(flt.text)
         return await asyncio.shield(task)
@@ -480,7 +508,7 @@ class GraphApi:
             return array("I", heapq.merge(*(index[k] for k in keys)))
         candidates = index.get(needle[:_UPN_KEY], array("I"))
         if len(needle) == _UPN_KEY:
-            return candidates
+            return array("I", candidates)  # a copy: the index and the cache update apart
         user = self.tenant.lite
         return array(
             "I", (i for i in candidates if user(i)["userPrincipalName"].lower().startswith(needle))
@@ -489,9 +517,10 @@ class GraphApi:
     async def _build_upn_index(self) -> dict[str, array]:
         index: dict[str, array] = {}
         user = self.tenant.lite
+        listing = self.tenant.listing
         n = len(self.tenant)
         for start in range(0, n, _SCAN_SLICE):
-            for i in range(start, min(n, start + _SCAN_SLICE)):
+            for i in listing(start, start + _SCAN_SLICE):
                 key = (user(i).get("userPrincipalName") or "")[:_UPN_KEY].lower()
                 index.setdefault(key, array("I")).append(i)
             await asyncio.sleep(0)
@@ -501,9 +530,10 @@ class GraphApi:
         out = array("I")
         pred = flt.predicate
         user = self.tenant.lite
+        listing = self.tenant.listing
         n = len(self.tenant)
         for start in range(0, n, _SCAN_SLICE):
-            for i in range(start, min(n, start + _SCAN_SLICE)):
+            for i in listing(start, start + _SCAN_SLICE):
                 if pred(user(i)):
                     out.append(i)
             await asyncio.sleep(0)  # let other requests in during a long scan
@@ -515,11 +545,64 @@ class GraphApi:
         if task is None:
             task = asyncio.ensure_future(self._scan_members(members, flt))
             self._scans[key] = task
-            while len(self._scans) > _FILTER_CACHE:
-                self._scans.popitem(last=False)
+            self._trim_scans()
         else:
             self._scans.move_to_end(key)
         return await asyncio.shield(task)
+
+    def _trim_scans(self) -> None:
+        while len(self._scans) > _FILTER_CACHE:
+            key, _ = self._scans.popitem(last=False)
+            self._scan_filters.pop(key, None)
+
+    def changed(self, change: Change) -> None:
+        """Bring every cache up to date with one change (the count is the tenant's own)."""
+        tenant = self.tenant
+        rank = tenant.rank
+        oid = change.oid
+
+        def place(arr: array) -> None:  # insert oid where listing order puts it
+            arr.insert(bisect.bisect_left(arr, rank(oid), key=rank), oid)
+
+        index = self._upn_index
+        if index is not None and not index.done():
+            self._upn_index = None  # a build under way read an older listing: build anew
+        elif index is not None and not index.cancelled() and index.exception() is None:
+            buckets = index.result()
+            if change.before is not None:
+                old = (change.before.get("userPrincipalName") or "")[:_UPN_KEY].lower()
+                if old in buckets and oid in buckets[old]:
+                    buckets[old].remove(oid)
+            if change.after is not None:
+                new = (change.after.get("userPrincipalName") or "")[:_UPN_KEY].lower()
+                place(buckets.setdefault(new, array("I")))
+        for key, task in list(self._scans.items()):
+            flt = self._scan_filters.get(key)
+            if flt is None or not task.done() or task.cancelled() or task.exception():
+                # Member-list scans and scans under way: dropped, scanned again when asked.
+                del self._scans[key]
+                self._scan_filters.pop(key, None)
+                continue
+            matches = task.result()
+            if change.before is not None and oid in matches:
+                matches.remove(oid)
+            if change.after is not None and flt.predicate(change.after):
+                place(matches)
+
+    async def _members_now(self, key: str, members: array) -> array:
+        """A member list without the users deleted since the directory was built."""
+        removed = self.tenant.removed_base
+        if not removed:
+            return members
+        cached = self._live_members.get(key)
+        if cached is not None and cached[0] == self.tenant.seq:
+            return cached[1]
+        out = array("I")
+        for start in range(0, len(members), _SCAN_SLICE):
+            out.extend(i for i in members[start : start + _SCAN_SLICE] if i not in removed)
+            await asyncio.sleep(0)
+        self._live_members[key] = (self.tenant.seq, out)
+        return out
 
     async def _scan_members(self, members: array, flt: Filter) -> array:
         out = array("I")
@@ -701,6 +784,7 @@ class GraphApi:
             if isinstance(obj, Answer):
                 return self._finish(obj, cost)
             members = await self.tenant.directory.users_of_async(obj, source.transitive)
+            members = await self._members_now(f"{obj.id.lower()}:{source.transitive}", members)
             if flt is not None:
                 key = f"{obj.kind}:{obj.id.lower()}:{source.transitive}:{flt.text}"
                 members = await self._member_matches(key, members, flt)
@@ -708,7 +792,7 @@ class GraphApi:
             indexes: Any = members[position : position + top]
         elif flt is None:
             total = len(self.tenant)
-            indexes = range(position, min(total, position + top))
+            indexes = self.tenant.listing(position, position + top)
         else:
             matches = await self._matches(flt)
             total = len(matches)
@@ -749,6 +833,153 @@ class GraphApi:
             self.stats.signin_pages += 1
         await self._latency(len(value))
         return self._finish(ok_answer(body), cost, signin=signin)
+
+    # ------------------------------------------------------------------ delta
+    def expire_delta_tokens(self) -> None:
+        """Every delta round's token issued so far answers syncStateNotFound from now on."""
+        self._delta_expired_below = self._delta_serial
+
+    def unexpire_delta_tokens(self) -> None:
+        self._delta_expired_below = 0
+
+    def _delta_link(self, token: DeltaToken) -> str:
+        name = "$deltatoken" if token.kind == DELTA else "$skiptoken"
+        return f"{self.base_url}/users/delta?{name}={token.encode()}"
+
+    def _delta_token(self, base: DeltaToken, kind: str, position: int, **kw: Any) -> DeltaToken:
+        serial = self._delta_serial
+        self._delta_serial += 1
+        return base.at(kind, position, serial, round(time.time(), 3), **kw)
+
+    def _delta_expired(self, token: DeltaToken) -> bool:
+        ttl = self.faults.settings.delta_token_ttl
+        return token.serial < self._delta_expired_below or (
+            ttl > 0 and time.time() - token.issued > ttl
+        )
+
+    def _delta_request(self, query: Query) -> DeltaToken:
+        """The round a request continues or starts, from its options (400s raised)."""
+        for name in query.options:
+            if name in _DELTA_REFUSED:
+                raise ODataError(
+                    400,
+                    "Request_UnsupportedQuery",
+                    f"The query option '{name}' is not supported with delta queries.",
+                )
+            if name.startswith("$") and name not in _DELTA_OPTIONS:
+                raise ODataError(400, "BadRequest", f"Query option '{name}' is not supported.")
+        delta_text = query.options.get("$deltatoken")
+        skip_text = query.options.get("$skiptoken")
+        if delta_text is not None and skip_text is not None:
+            raise ODataError(
+                400, "Request_BadRequest", "Only one of $deltatoken and $skiptoken may be given."
+            )
+        if skip_text is not None:
+            return DeltaToken.decode(skip_text, (INITIAL, CHANGES))
+        if delta_text is not None and delta_text.lower() != "latest":
+            return DeltaToken.decode(delta_text, (DELTA,))
+        select = parse_select(query.options["$select"]) if "$select" in query.options else None
+        only = None
+        text = query.options.get("$filter")
+        if text is not None:
+            match = _DELTA_ID_FILTER.fullmatch(text)
+            if match is None:
+                raise ODataError(
+                    400,
+                    "Request_UnsupportedQuery",
+                    "Unsupported query: delta queries on users filter only on id eq '<id>'.",
+                )
+            only = match.group(1).lower()
+        seq = self.tenant.seq
+        kind = DELTA if delta_text is not None else INITIAL  # latest: a deltaLink at once
+        # Not a token anyone was given: its serial is never compared, so -1 (never expired).
+        return DeltaToken(kind, seq, seq, 0, tuple(select) if select else None, only, 0.0, -1)
+
+    async def _delta(self, query: Query, roles: frozenset[str], crid: str | None) -> Answer:
+        """GET /users/delta: an initial round, a changes round, or $deltatoken=latest."""
+        denied = self._need(roles, USERS_ROLES, crid)
+        if denied:
+            self.stats.requests["delta"] += 1
+            return denied
+        token = self._delta_request(query)
+        select = list(token.select) if token.select is not None else None
+        cost = list_users_cost(select is not None, False)
+        gated = self._gate("delta", cost, "users", crid)
+        if gated is not None:
+            return gated
+        if token.serial >= 0 and self._delta_expired(token):
+            self.stats.faults["expiredDeltaToken"] += 1
+            return self._finish(error_answer(400, EXPIRED_CODE, EXPIRED_MESSAGE, crid), cost)
+        slow = self.faults.slow_page()
+        if slow:
+            self.stats.faults["slowPage"] += 1
+            await asyncio.sleep(slow)
+
+        tenant = self.tenant
+        size = self.config.delta_page_size
+        only = tenant.find_index(token.only) if token.only is not None else None
+        value: list[dict[str, Any]] = []
+        if token.kind == INITIAL and token.only is not None:
+            oids = [only] if only is not None and tenant.listed(only) else []
+            page = oids[token.position : token.position + size]
+            more = token.position + size < len(oids)
+            value = [_project(tenant.lite(oid), select) for oid in page]
+        elif token.kind == INITIAL:
+            page = tenant.listing(token.position, token.position + size)
+            more = token.position + size < len(tenant)
+            value = [_project(tenant.lite(oid), select) for oid in page]
+        elif token.serial < 0 and token.kind == DELTA:  # $deltatoken=latest
+            more = False
+        else:
+            # A deltaLink starts a changes round up to now; its skiptokens keep that end.
+            until = token.until if token.kind == CHANGES else tenant.seq
+            if token.only is not None and only is None:
+                changes = []
+            else:
+                changes = round_changes(tenant, token.since, until, only)
+            page_changes = changes[token.position : token.position + size]
+            more = token.position + size < len(changes)
+            for oid, reason in page_changes:
+                if reason is None:
+                    value.append(_project(tenant.lite(oid), select))
+                else:
+                    user_key = tenant.users_changed[oid].get("id")
+                    value.append({"id": user_key, "@removed": {"reason": reason}})
+            token = replace(token, until=until)
+
+        context = f"{GRAPH_METADATA}#users"
+        if select is not None:
+            context += f"({','.join(select)})"
+        body: dict[str, Any] = {"@odata.context": context}
+        if more:
+            kind = INITIAL if token.kind == INITIAL else CHANGES
+            nxt = self._delta_token(token, kind, token.position + size)
+            body["@odata.nextLink"] = self._delta_link(nxt)
+        else:
+            # The round ends: the next one starts after the changes this one covered.
+            since = token.since if token.kind == INITIAL else token.until
+            if token.serial < 0 and token.kind == DELTA:
+                since = tenant.seq
+            end = self._delta_token(token, DELTA, 0, since=since, until=since)
+            body["@odata.deltaLink"] = self._delta_link(end)
+        body["value"] = value
+        self.stats.delta_items_returned += len(value)
+        await self._latency(len(value))
+        return self._finish(ok_answer(body), cost)
+
+    async def _deleted_items(self, query: Query, roles: frozenset[str], crid: str | None) -> Answer:
+        """GET /directory/deletedItems/microsoft.graph.user: the soft-deleted users."""
+        self.stats.requests["deletedItems"] += 1
+        denied = self._need(roles, USERS_ROLES, crid)
+        if denied:
+            return denied
+        select = parse_select(query.options["$select"]) if "$select" in query.options else None
+        names = select if select is not None else [*DEFAULT_SELECT, "deletedDateTime"]
+        context = f"{GRAPH_METADATA}#directoryObjects/microsoft.graph.user"
+        if select is not None:
+            context += f"({','.join(select)})"
+        value = [_project(user, names) for user in self.tenant.deleted_users()]
+        return self._finish(ok_answer({"@odata.context": context, "value": value}), 1)
 
     def _manager(self, user: Mapping[str, Any]) -> dict[str, Any] | None:
         ref = user.get("manager")
@@ -858,6 +1089,7 @@ class GraphApi:
         if isinstance(obj, Answer):
             return self._finish(obj, 1)
         members = await self.tenant.directory.users_of_async(obj, source.transitive)
+        members = await self._members_now(f"{obj.id.lower()}:{source.transitive}", members)
         if flt is not None:
             key = f"{obj.kind}:{obj.id.lower()}:{source.transitive}:{flt.text}"
             members = await self._member_matches(key, members, flt)

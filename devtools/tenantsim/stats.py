@@ -20,6 +20,8 @@ class Stats:
     users_returned: int = 0
     auth_methods_returned: int = 0
     signin_pages: int = 0  # list pages answered with signInActivity selected
+    delta_items_returned: int = 0  # users and @removed entries in /users/delta pages
+    writes: Counter[str] = field(default_factory=Counter)  # by write API, apart from reads
     unauthorized: int = 0
     forbidden: int = 0
 
@@ -38,6 +40,8 @@ class Stats:
             "usersReturned": self.users_returned,
             "authMethodsReturned": self.auth_methods_returned,
             "signInPages": self.signin_pages,
+            "deltaItemsReturned": self.delta_items_returned,
+            "writes": dict(self.writes),
             "unauthorized": self.unauthorized,
             "forbidden": self.forbidden,
         }

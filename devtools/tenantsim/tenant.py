@@ -46,6 +46,10 @@ class Tenant:
     def find(self, key: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def find_index(self, key: str) -> int | None:
+        """The index of the user whose id or userPrincipalName is `key` (any case)."""
+        raise NotImplementedError
+
     def user_id(self, index: int) -> str:
         return str(self.lite(index)["id"])
 
@@ -76,12 +80,16 @@ class GeneratedTenant(Tenant):
         return user_id(self.seed, index)
 
     def find(self, key: str) -> dict[str, Any] | None:
+        index = self.find_index(key)
+        return None if index is None else generate_user(self.seed, index)
+
+    def find_index(self, key: str) -> int | None:
         low = key.lower()
         for index in candidate_indexes(self.seed, low):
             if 0 <= index < self.count:
-                user = generate_user(self.seed, index)
+                user = generate_user_lite(self.seed, index)
                 if user["id"] == low or (user.get("userPrincipalName") or "").lower() == low:
-                    return user
+                    return index
         return None
 
 
@@ -112,6 +120,9 @@ class FileTenant(Tenant):
     def find(self, key: str) -> dict[str, Any] | None:
         i = self._by_key.get(key.lower())
         return None if i is None else self.users[i]
+
+    def find_index(self, key: str) -> int | None:
+        return self._by_key.get(key.lower())
 
 
 def load_tenant(config: SimConfig) -> Tenant:

@@ -27,6 +27,9 @@ param timeBudgetSeconds int
 param partitions int
 param smallTenantUsers int
 param partitionSeconds int
+param nightlyMode string
+param seriesKeep int
+param deltaFullDays int
 param statusRetryAfterSeconds int
 param leaseGraceSeconds int
 param failureCapMinutes int
@@ -147,6 +150,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'USEREXPORT_PARTITION_SECONDS'
           value: string(partitionSeconds)
+        }
+        {
+          name: 'USEREXPORT_NIGHTLY_MODE'
+          value: nightlyMode
+        }
+        {
+          name: 'USEREXPORT_SERIES_KEEP'
+          value: string(seriesKeep)
+        }
+        {
+          name: 'USEREXPORT_DELTA_FULL_DAYS'
+          value: string(deltaFullDays)
         }
         {
           name: 'USEREXPORT_STATUS_RETRY_AFTER_SECONDS'

@@ -33,6 +33,7 @@ DEFAULTS = {
     "retryAfter503": 0,
     "retryAfter504": 0,
     "pageTokenTtl": 0.0,
+    "deltaTokenTtl": 604800.0,
     "premium": True,
     "targets": ["auth", "users"],
     "outages": [],

@@ -50,6 +50,14 @@ async def get_export(req: func.HttpRequest) -> func.HttpResponse:
     return _respond(await api.get_export(clients, req.route_params["id"], links=_links(req)))
 
 
+@bp.route(route="exports/latest", methods=["GET"])
+async def latest_export(req: func.HttpRequest) -> func.HttpResponse:
+    """The newest export of a series (literal segments win over exports/{id} in the host's
+    routing)."""
+    clients = await get_clients()
+    return _respond(await api.latest_export(clients, params=dict(req.params), links=_links(req)))
+
+
 @bp.route(route="exports/{id}", methods=["DELETE"])
 async def cancel_export(req: func.HttpRequest) -> func.HttpResponse:
     clients = await get_clients()

@@ -1,0 +1,190 @@
+"""A delta series through the real stack (devhost, Azurite, the simulated tenant changed over
+Graph's own write APIs): a full run, then 10 users added, 10 updated (one renamed to another
+UPN prefix), 10 deleted and 1 restored; the next run's changes file lists exactly those 31, its
+rebuilt snapshot is byte-identical to a fresh full export, `latest` follows, an expired
+deltaLink resyncs in full, and retention deletes the oldest runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.stack import LocalStack
+from devtools.tenantsim.changes import TenantWriter
+
+from .conftest import download, running_stack, wait_for_export
+
+USERS = 120
+SERIES = "hr-feed"
+# A tenant this small is listed in one sequence, in Graph's order, as the snapshot keeps it.
+SEQUENTIAL = {
+    "USEREXPORT_SMALL_TENANT_USERS": "1000",
+    "USEREXPORT_PARTITIONS": "32",
+    "USEREXPORT_PARTITION_SECONDS": "10",
+    "USEREXPORT_SERIES_KEEP": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def delta_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("delta"), users=USERS, seed=14, app_env=SEQUENTIAL
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def api(delta_stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=delta_stack.api_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tenant(delta_stack: LocalStack) -> Iterator[TenantWriter]:
+    sim = delta_stack.sim
+    with TenantWriter(
+        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
+    ) as writer:
+        yield writer
+
+
+def export(api: httpx.Client, **body: Any) -> dict[str, Any]:
+    started = api.post("/api/exports", json=body)
+    assert started.status_code == 202, started.text
+    final = wait_for_export(api, started.headers["Location"])[-1]
+    assert final.status_code == 200, final.text
+    return final.json()
+
+
+def rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def test_a_delta_series_lists_exactly_the_changes_and_rebuilds_the_snapshot(
+    delta_stack, api, tenant
+):
+    users = tenant.users(select="id,userPrincipalName")
+    assert len(users) == USERS
+    # Deleted before the series starts, restored after its first run: new to the series.
+    restored = users[-1]["id"]
+    tenant.delete_user(restored)
+
+    first = export(api, series=SERIES, mode="delta", snapshot=True)
+    assert first["status"] == "succeeded", first
+    assert first["delta"]["kind"] == "full" and "first" in first["delta"]["reason"]
+    assert "changesUrl" not in first
+    assert rows(download(delta_stack, first["downloadUrl"])).__len__() == USERS  # header + 119
+
+    added = [
+        tenant.create_user(
+            displayName=f"Delta Added {n}",
+            userPrincipalName=f"delta.added{n}@contoso.example",
+            mailNickname=f"deltaadded{n}",
+            accountEnabled=True,
+        )["id"]
+        for n in range(10)
+    ]
+    updated = [u["id"] for u in users[:10]]
+    for n, user_id in enumerate(updated[1:]):
+        tenant.update_user(user_id, jobTitle=f"Changed title {n}")
+    # A rename to another UPN prefix: the row is replaced where it was, never listed twice.
+    renamed = users[0]
+    new_upn = "zz-renamed." + renamed["userPrincipalName"]
+    assert new_upn[0].lower() != renamed["userPrincipalName"][0].lower()
+    tenant.update_user(renamed["id"], userPrincipalName=new_upn)
+    deleted = [u["id"] for u in users[10:20]]
+    for user_id in deleted:
+        tenant.delete_user(user_id)
+    tenant.restore_user(restored)
+
+    second = export(api, series=SERIES, mode="delta", snapshot=True)
+    assert second["status"] == "succeeded", second
+    delta = second["delta"]
+    assert delta["kind"] == "changes" and delta["since"] == first["id"]
+    assert (delta["added"], delta["updated"], delta["removed"]) == (11, 10, 10)
+    assert delta["authenticationColumnsFrom"]["jobId"] == first["id"]
+
+    changes = rows(download(delta_stack, second["changesUrl"]))
+    header, body = changes[0], changes[1:]
+    assert header[:2] == ["changeType", "changeReason"] and header[2:] == second["columns"]
+    ids = header.index("objectId")
+    by_type: dict[str, set[str]] = {}
+    for row in body:
+        by_type.setdefault(row[0], set()).add(row[ids])
+    assert len(body) == 31
+    assert by_type == {
+        "added": {*added, restored},
+        "updated": set(updated),
+        "removed": set(deleted),
+    }
+    upn = header.index("userPrincipalName")
+    assert [r[upn] for r in body if r[ids] == renamed["id"]] == [new_upn]
+    # Soft-deleted users: Graph's reason "changed"; their row keeps what the snapshot held.
+    assert {r[1] for r in body if r[0] == "removed"} == {"changed"}
+    assert all(r[upn] for r in body if r[0] == "removed")
+
+    # The rebuilt snapshot is the file a fresh full export of the changed tenant gives.
+    fresh = export(api, columns=second["columns"])
+    snapshot = download(delta_stack, second["downloadUrl"])
+    assert snapshot == download(delta_stack, fresh["downloadUrl"])
+    assert len(rows(snapshot)) == 1 + USERS - 1 + 10 - 10 + 1
+
+    # latest follows the series, with the files' URLs.
+    latest = api.get("/api/exports/latest", params={"series": SERIES})
+    assert latest.status_code == 200, latest.text
+    assert latest.json()["id"] == second["id"] and latest.json()["changesUrl"]
+    assert latest.headers["Content-Location"].endswith(f"/api/exports/{second['id']}")
+
+
+def test_an_expired_deltalink_resyncs_in_full_and_says_so(delta_stack, api, tenant):
+    export(api, series="expiring", mode="delta")
+    faults = httpx.post(delta_stack.sim["faults"], json={"expireDeltaTokens": True})
+    assert faults.status_code == 200, faults.text
+    again = export(api, series="expiring", mode="delta")
+    assert again["delta"]["kind"] == "full"
+    assert "syncStateNotFound" in again["delta"]["reason"]
+    assert "syncStateNotFound" in again["reason"]
+    assert again["status"] == "completedWithErrors"  # the notice is a row of the errors file
+    errors = rows(download(delta_stack, again["errorsUrl"]))
+    assert [r[4] for r in errors[1:]] == ["syncStateNotFound"]
+    # The CSV is whole; the following run reads changes again.
+    assert len(rows(download(delta_stack, again["downloadUrl"]))) == len(tenant.users()) + 1
+    assert export(api, series="expiring", mode="delta")["delta"]["kind"] == "changes"
+
+
+def test_a_changes_run_without_snapshot_hands_out_only_the_changes(api):
+    export(api, series="no-snapshot", mode="delta")
+    run = export(api, series="no-snapshot", mode="delta")
+    assert run["delta"]["kind"] == "changes" and run["changesUrl"] and run["errorsUrl"]
+    assert "downloadUrl" not in run
+    assert (run["delta"]["added"], run["delta"]["updated"], run["delta"]["removed"]) == (0, 0, 0)
+
+
+def test_latest_and_its_errors(api):
+    for params, status, field in (
+        ({}, 400, "series"),
+        ({"series": "no such/series"}, 400, "series"),
+        ({"series": "never-ran"}, 404, "series"),
+        ({"series": SERIES, "top": "1"}, 400, "top"),
+    ):
+        answer = api.get("/api/exports/latest", params=params)
+        assert answer.status_code == status, answer.text
+        assert answer.json()["field"] == field
+
+
+def test_retention_keeps_the_newest_runs_of_each_series(delta_stack, api):
+    runs = [export(api, series="kept", columns=["objectId"])["id"] for _ in range(4)]
+    fired = httpx.post(f"{delta_stack.api_url}/admin/functions/nightly_export", json={})
+    assert fired.status_code in (200, 202), fired.text
+    newest_first = runs[::-1]
+    for job_id in newest_first[:2]:
+        assert api.get(f"/api/exports/{job_id}").status_code == 200
+    for job_id in newest_first[2:]:
+        assert api.get(f"/api/exports/{job_id}").status_code == 404
+    latest = api.get("/api/exports/latest", params={"series": "kept"}).json()
+    assert latest["id"] == runs[-1]

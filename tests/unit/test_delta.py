@@ -1,0 +1,83 @@
+"""Pure parts of delta mode: the snapshot's records as the rebuild reads them, and what a
+delta request may ask for."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from userexport.columns import resolve
+from userexport.csvfile import CsvEncoder
+from userexport.delta import _field, _records
+from userexport.exportrequest import InvalidRequest, export_request
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+async def chunked(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
+async def test_records_split_where_csv_does_whatever_the_chunks(size):
+    users = [
+        {"id": "a", "displayName": 'Quote "me", please', "jobTitle": "line\r\nbreak"},
+        {"id": "b", "displayName": "plain", "jobTitle": "\n\r lone breaks \r"},
+        {"id": "c", "displayName": "", "jobTitle": '""'},
+    ]
+    encoder = CsvEncoder(resolve(["objectId", "displayName", "jobTitle"]))
+    data = encoder.header() + encoder.rows(users, {})
+    records = [r async for r in _records(chunked(data, size))]
+    assert b"".join(records) == data
+    assert len(records) == 1 + len(users)
+    parsed = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    for record, row in zip(records[1:], parsed[1:], strict=True):
+        assert _field(record, 0) == row[0]
+        assert next(csv.reader([record.decode()])) == row
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"mode": "delta"}, "mode"),
+        ({"mode": "incremental", "series": "s"}, "mode"),
+        ({"series": "bad name"}, "series"),
+        ({"series": ""}, "series"),
+        ({"series": "x" * 64}, "series"),
+        ({"series": 7}, "series"),
+        ({"snapshot": True}, "snapshot"),
+        ({"series": "s", "mode": "delta", "snapshot": "yes"}, "snapshot"),
+        ({"series": "s", "mode": "delta", "filter": {"accountEnabled": True}}, "filter"),
+        ({"series": "s", "mode": "delta", "columns": ["objectId", "manager"]}, "columns[1]"),
+        (
+            {"series": "s", "mode": "delta", "columns": ["objectId", "lastSignInDateTime"]},
+            "columns[1]",
+        ),
+        ({"series": "s", "mode": "delta", "columns": "all"}, "columns"),
+        ({"series": "s", "mode": "delta", "columns": ["userPrincipalName"]}, "columns"),
+    ],
+)
+def test_a_delta_request_graph_cannot_serve_is_refused_naming_the_field(body, field):
+    with pytest.raises(InvalidRequest) as refused:
+        export_request(body, now=NOW)
+    assert refused.value.field == field
+    assert refused.value.detail
+
+
+def test_a_delta_request_records_its_series_mode_and_snapshot():
+    request = export_request({"series": "nightly", "mode": "delta", "snapshot": True}, now=NOW)
+    assert (request.series, request.mode, request.snapshot, request.delta) == (
+        "nightly",
+        "delta",
+        True,
+        True,
+    )
+    assert request.to_json()["series"] == "nightly"
+    assert type(request).from_json(request.to_json()) == request
+    plain = export_request({}, now=NOW)
+    assert (plain.series, plain.mode, plain.snapshot) == (None, "full", False)

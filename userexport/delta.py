@@ -1,0 +1,373 @@
+"""Delta mode: a series' runs read only what changed since the last one.
+
+The plan step (plan_delta) decides the run's kind. A full run takes a deltaLink for "now"
+from Graph first ($deltatoken=latest), then lists the tenant as any export does (partitioned,
+as fast); its CSV becomes the series' snapshot. A changes run (ChangesRun, the job's one
+partition) follows the series' deltaLink:
+
+    /users/delta pages -> changed users (in memory: as many as changed) and removed ids
+    -> their authentication methods (only theirs) -> their CSV rows
+    -> the previous snapshot streamed from Blob Storage, record by record: a changed user's
+       row replaced, a removed one dropped, the others copied byte for byte (their
+       authentication columns too, which delta does not track); the users it did not hold are
+       appended -> the new snapshot (users.csv), the changes file (changes.csv), the errors file
+
+and commits the three, then moves the series on to its new deltaLink (series.py). Out of time,
+it starts again in a new message from the same deltaLink: nothing moved on yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from azure.storage.blob.aio import BlobClient
+
+from . import budget
+from .authmethods import LookupResult
+from .blobsink import Stream, block_id, commit, stage
+from .clients import Clients
+from .columns import ColumnContext, resolve
+from .csvfile import CsvEncoder, encode_rows
+from .errorsfile import ERRORS_HEADER, lookup_rows
+from .exportrequest import ID_COLUMN
+from .graph import GraphError
+from .jobs import Job, JobConflict, JobStopped, Partition, Status, utcnow
+from .messages import ExportMessage, Outcome
+from .series import SeriesState, state_after
+
+log = logging.getLogger(__name__)
+
+# Graph's answers to a deltaLink it no longer has: 400 syncStateNotFound for directory objects
+# (7 days; devblogs "Duration of change tracking tokens ...", 2020), 410 resyncRequired elsewhere.
+RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired"})
+CHANGES_COLUMNS = ["changeType", "changeReason"]
+LOOKUP_USERS = 100
+BLOCK_BYTES = 4 * 1024 * 1024
+
+
+def expired(error: GraphError) -> bool:
+    return error.status == 410 or error.code in RESYNC_CODES
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+async def plan_delta(
+    clients: Clients, job: Job, *, select: list[str], notices: list[list[str]]
+) -> dict[str, Any]:
+    """The delta run's kind, why, and the deltaLink it starts from (a changes run) or takes over
+    once it has committed (a full run). A deltaLink Graph gave up adds a row to `notices`."""
+    request = job.request
+    state = await clients.series.get(request.series or "")
+    reason = await _full_reason(clients, job, state)
+    if state is not None and reason is None:
+        try:
+            await clients.graph.users_delta(state.delta_link)  # does Graph still have it?
+        except GraphError as error:
+            if not expired(error):
+                raise
+            reason = (
+                f"Graph no longer accepts the series' deltaLink ({error.code}): it is older than "
+                "Graph keeps one (7 days), so this run resyncs in full."
+            )
+            notices.append(["", "", "users/delta", str(error.status or ""), error.code, reason])
+    if state is not None and reason is None:
+        return {
+            "kind": "changes",
+            "reason": f"The changes since run {state.snapshot_job}.",
+            "since": state.snapshot_job,
+            "link": state.delta_link,
+            "authenticationColumnsFrom": {"jobId": state.full_job, "at": _iso(state.full_at)},
+        }
+    # Taken before the listing: a change made while it lists is read again by the next run.
+    latest = await clients.graph.users_delta(select=select)
+    return {
+        "kind": "full",
+        "reason": reason,
+        "since": state.snapshot_job if state else None,
+        "link": latest["@odata.deltaLink"],
+        "authenticationColumnsFrom": {"jobId": job.id, "at": _iso(job.started_at)},
+    }
+
+
+async def _full_reason(clients: Clients, job: Job, state: SeriesState | None) -> str | None:
+    request, name = job.request, job.request.series
+    if state is None:
+        return f"The first delta run of series {name} lists the whole tenant."
+    if state.columns != list(request.columns) or state.formula_guard != request.formula_guard:
+        return "The columns or formulaGuard differ from the series' snapshot: a full run."
+    days = clients.settings.delta_full_days
+    if utcnow() - state.full_at > timedelta(days=days):
+        return (
+            f"The series' last full run ({state.full_job}) is more than {days} days old: a full "
+            "run refreshes every column, the authentication columns too."
+        )
+    snapshot = clients.exports.get_blob_client(f"{state.snapshot_job}/users.csv")
+    if not await snapshot.exists():
+        return f"The series' snapshot (run {state.snapshot_job}) is gone: a full run."
+    return None
+
+
+@dataclass
+class Changes:
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)  # added or updated, by id
+    removed: dict[str, str] = field(default_factory=dict)  # id -> Graph's reason
+    link: str = ""  # the deltaLink after them
+
+
+async def read_changes(clients: Clients, link: str) -> Changes:
+    """Every page from `link` to the next deltaLink; a user reported twice counts as its last."""
+    changes = Changes()
+    while True:
+        page = await clients.graph.users_delta(link)
+        for item in page.get("value", []):
+            user_id = item["id"]
+            if "@removed" in item:
+                changes.users.pop(user_id, None)
+                changes.removed[user_id] = (item["@removed"] or {}).get("reason") or "changed"
+            else:
+                changes.removed.pop(user_id, None)
+                changes.users[user_id] = item
+        if "@odata.deltaLink" in page:
+            changes.link = page["@odata.deltaLink"]
+            return changes
+        link = page["@odata.nextLink"]
+
+
+@dataclass
+class Counts:
+    users: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+
+
+class ChangesRun:
+    def __init__(self, clients: Clients, job: Job, part: Partition) -> None:
+        self._clients, self._job, self._part = clients, job, part
+        plan = job.plan
+        assert plan is not None and plan.delta is not None
+        self._delta = plan.delta
+        context = ColumnContext(skus=plan.skus or {}, as_of=job.started_at)
+        self._columns = resolve(job.request.columns, context)
+        self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
+        self._id_at = list(job.request.columns).index(ID_COLUMN)
+        self._counts = Counts()
+        self._errors: list[list[str]] = []
+        self._blocks: dict[str, list[str]] = {"users": [], "changes": [], "errors": []}
+
+    def _staged(self, name: str, file: str, stream: Stream) -> _Staged:
+        blob = self._clients.exports.get_blob_client(name)
+        return _Staged(blob, stream, epoch=self._part.epoch, ids=self._blocks[file])
+
+    async def run(self) -> Outcome:
+        settings = self._clients.settings
+        try:
+            with budget.budget(
+                settings.time_budget_seconds, failing_since=self._part.failing_since
+            ) as spent:
+                try:
+                    link = await self._clients.jobs.while_running(self._job.id, self._write())
+                except budget.OutOfTime:
+                    return await self._again(spent)
+            return await self._commit(link)
+        except GraphError as error:
+            if not expired(error):
+                raise
+            await self._clients.jobs.fail(
+                self._job.id,
+                reason=f"Graph stopped accepting the series' deltaLink ({error.code}) during the "
+                "run. Start the export again: the next run resyncs in full.",
+            )
+            return Outcome.FINISHED
+        except (JobConflict, JobStopped) as stopped:
+            log.info("Export job %s changes run stops: %s", self._job.id, stopped)
+            return Outcome.SKIPPED
+
+    async def _write(self) -> str:
+        """Reads the changes, then stages the three files; the deltaLink after the changes."""
+        changes = await read_changes(self._clients, self._delta["link"])
+        users = list(changes.users.values())
+        found = await self._look_up(users)
+        self._errors += lookup_rows(found.failures, users)
+        rows = {u["id"]: self._encoder.rows([u], found.methods) for u in users}
+        await self._rebuild(rows, changes.removed)
+        await self._write_errors()
+        return changes.link
+
+    async def _look_up(self, users: list[dict[str, Any]]) -> LookupResult:
+        """The authentication methods of the changed users only."""
+        lookups = self._job.lookups
+        found = LookupResult()
+        if not lookups:
+            return found
+        for start in range(0, len(users), LOOKUP_USERS):
+            ids = [u["id"] for u in users[start : start + LOOKUP_USERS]]
+            part = await self._clients.auth_methods.read(ids, lookups)
+            found.methods.update(part.methods)
+            found.failures += part.failures
+        return found
+
+    async def _rebuild(self, rows: dict[str, bytes], removed: dict[str, str]) -> None:
+        """Streams the previous snapshot into the new one and writes the changes file."""
+        source = self._clients.exports.get_blob_client(f"{self._delta['since']}/users.csv")
+        users = self._staged(self._job.blob_name, "users", Stream.CSV_ROWS)
+        changes = self._staged(self._job.changes_blob_name, "changes", Stream.CSV_ROWS)
+        header = self._encoder.header()
+        await users.add(header)
+        names = CHANGES_COLUMNS + [c.name for c in self._columns]
+        await changes.add(encode_rows(names, [], with_header=True))
+        counts = self._counts
+        records = _records((await source.download_blob()).chunks())
+        if await anext(records, None) != header:
+            raise RuntimeError(
+                f"the snapshot of run {self._delta['since']} does not start with this export's "
+                "header"
+            )
+        async for record in records:
+            user_id = _field(record, self._id_at)
+            if user_id in removed:
+                counts.removed += 1
+                await changes.add(f"removed,{removed[user_id]},".encode() + record)
+                continue
+            row = rows.pop(user_id, None)
+            if row is not None and row != record:
+                counts.updated += 1
+                await changes.add(b"updated,," + row)
+            await users.add(row or record)
+            counts.users += 1
+            budget.check()
+        for row in rows.values():  # users the snapshot did not hold: new, or restored
+            counts.added += 1
+            counts.users += 1
+            await changes.add(b"added,," + row)
+            await users.add(row)
+        await users.flush()
+        await changes.flush()
+
+    async def _write_errors(self) -> None:
+        notices = list(self._job.plan.notices) if self._job.plan else []
+        errors = self._staged(self._job.errors_blob_name, "errors", Stream.ERROR_ROWS)
+        await errors.add(encode_rows(ERRORS_HEADER, notices + self._errors, with_header=True))
+        await errors.flush()
+
+    async def _again(self, spent: budget.Budget) -> Outcome:
+        """Out of time: the same run again in a new message, from the same deltaLink."""
+        clients, job, part = self._clients, self._job, self._part
+        cap = clients.settings.failure_cap
+        if spent.outlasted(cap):
+            await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
+            return Outcome.FINISHED
+        part.failing_since, part.last_error = spent.failing_since, spent.last_error
+        part.lease_owner = part.lease_until = None
+        await clients.jobs.save(part)
+        pause = clients.graph.resume_in()
+        await clients.queue.send_message(
+            ExportMessage(job.id, part.index).encode(), visibility_timeout=pause or None
+        )
+        log.info("Export job %s: the changes run starts again in a new message.", job.id)
+        return Outcome.CONTINUED
+
+    async def _commit(self, link: str) -> Outcome:
+        """Marks the job committing (a cancel saved first wins), commits the files, moves the
+        series on, then records the outcome; a conflict is read again and retried."""
+        clients = self._clients
+        for _ in range(20):
+            job = await clients.jobs.get(self._job.id)
+            if job is None or job.status is not Status.RUNNING or job.plan is None:
+                return Outcome.SKIPPED
+            if not job.committing:
+                job.committing = True
+                try:
+                    job = await clients.jobs.save(job)
+                except JobConflict:
+                    continue
+            self._outcome(job)
+            names = (job.blob_name, job.changes_blob_name, job.errors_blob_name)
+            request = job.request
+            files = (request.file_name, request.changes_file_name, request.errors_file_name)
+            for name, blocks, file_name in zip(names, self._blocks.values(), files, strict=True):
+                await commit(clients.exports.get_blob_client(name), blocks, file_name=file_name)
+            previous = await clients.series.get(job.request.series or "")
+            try:
+                await clients.series.advance(
+                    state_after(job, link, previous), planned_on=self._delta["since"]
+                )
+            except JobConflict as moved:
+                job.status = Status.FAILED
+                job.reason = (
+                    f"Another run of series {job.request.series} committed first ({moved}), so "
+                    "this run's files are not the series' latest. Start the export again."
+                )
+            try:
+                await clients.jobs.save(job)
+            except JobConflict:
+                continue
+            log.info(
+                "Export job %s changes: %d added, %d updated, %d removed.",
+                job.id,
+                self._counts.added,
+                self._counts.updated,
+                self._counts.removed,
+            )
+            return Outcome.FINISHED
+        raise JobConflict(f"job {self._job.id} changed on every attempt to finish it")
+
+    def _outcome(self, job: Job) -> None:
+        counts = self._counts
+        assert job.plan is not None and job.plan.delta is not None
+        job.plan.delta.update(added=counts.added, updated=counts.updated, removed=counts.removed)
+        job.user_count = counts.users
+        job.error_count = len(self._errors) + len(job.plan.notices)
+        job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
+        job.reason = " ".join(row[5] for row in job.plan.notices) or None
+        job.finished_at = utcnow()
+
+
+class _Staged:
+    """One file's blocks, staged as they fill, their ids kept in order for the commit."""
+
+    def __init__(self, blob: BlobClient, stream: Stream, *, epoch: int, ids: list[str]) -> None:
+        self._blob, self._stream, self._epoch, self._ids = blob, stream, epoch, ids
+        self._buffer = bytearray()
+
+    async def add(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= BLOCK_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            block = block_id(self._stream, 0, self._epoch, len(self._ids))
+            await stage(self._blob, block, bytes(self._buffer))
+            self._ids.append(block)
+            self._buffer = bytearray()
+
+
+async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A CSV file's records, each with its CRLF, from its bytes: a CRLF ends a record when the
+    record's quotes so far are balanced (RFC 4180: a quoted field may hold line breaks)."""
+    buffer = bytearray()
+    start = scan = 0
+    async for chunk in chunks:
+        buffer += chunk
+        while (end := buffer.find(b"\r\n", scan)) >= 0:
+            scan = end + 2
+            if buffer.count(b'"', start, end) % 2 == 0:
+                yield bytes(buffer[start:scan])
+                start = scan
+        del buffer[:start]
+        scan -= start
+        start = 0
+    if buffer:
+        yield bytes(buffer)
+
+
+def _field(record: bytes, index: int) -> str:
+    return next(csv.reader([record.decode("utf-8")]))[index]

@@ -1,0 +1,140 @@
+"""A series of exports: its state between runs (the deltaLink, the snapshot a delta run builds
+on, when its last full run was) and its retention.
+
+The state is one row of the jobs table (PartitionKey `series`, RowKey the series' name). Only a
+run that committed its files moves it on, ETag-guarded, and only from the snapshot the run was
+planned on: of two runs planned on the same state, the second to commit finds it moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables.aio import TableClient
+from azure.storage.blob.aio import ContainerClient
+
+from .jobs import Job, JobConflict, JobStore, utcnow
+
+log = logging.getLogger(__name__)
+
+PARTITION = "series"
+
+
+@dataclass
+class SeriesState:
+    name: str
+    delta_link: str  # where the next run's changes start
+    snapshot_job: str  # the run whose users.csv holds every user as of delta_link
+    columns: list[str]  # that snapshot's columns ...
+    formula_guard: bool  # ... and formula guard: another request starts a full run
+    full_job: str  # the last full run: the authentication columns of unchanged users date from it
+    full_at: datetime
+    etag: str | None = None
+
+    def to_entity(self) -> dict[str, object]:
+        return {
+            "PartitionKey": PARTITION,
+            "RowKey": self.name,
+            "deltaLink": self.delta_link,
+            "snapshotJob": self.snapshot_job,
+            "columns": orjson.dumps(self.columns).decode(),
+            "formulaGuard": self.formula_guard,
+            "fullJob": self.full_job,
+            "fullAt": self.full_at,
+        }
+
+
+class SeriesStore:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def get(self, name: str) -> SeriesState | None:
+        try:
+            row = await self._table.get_entity(PARTITION, name)
+        except ResourceNotFoundError:
+            return None
+        return SeriesState(
+            name=name,
+            delta_link=row["deltaLink"],
+            snapshot_job=row["snapshotJob"],
+            columns=orjson.loads(row["columns"]),
+            formula_guard=row["formulaGuard"],
+            full_job=row["fullJob"],
+            full_at=row["fullAt"],
+            etag=row.metadata.get("etag"),
+        )
+
+    async def advance(self, state: SeriesState, *, planned_on: str | None) -> None:
+        """Saves the series' new state, if it is still the one the run was planned on
+        (`planned_on`: the snapshot job it built on; None: the series had no state). Saved
+        already by this run (a redelivered commit): nothing to do. Raises JobConflict when
+        another run moved the series on."""
+        current = await self.get(state.name)
+        if current is not None and current.snapshot_job == state.snapshot_job:
+            return
+        found = current.snapshot_job if current else None
+        if found != planned_on:
+            raise JobConflict(f"series {state.name} moved on to {found}")
+        try:
+            if current is None:
+                await self._table.create_entity(state.to_entity())
+            else:
+                await self._table.update_entity(
+                    state.to_entity(),
+                    mode="replace",
+                    etag=current.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as error:
+            raise JobConflict(f"series {state.name} changed while saving") from error
+
+
+def state_after(job: Job, delta_link: str, previous: SeriesState | None) -> SeriesState:
+    """The series' state once `job` (a run of it) has committed."""
+    full = previous is None or not (job.plan and job.plan.changes)
+    return SeriesState(
+        name=job.request.series or "",
+        delta_link=delta_link,
+        snapshot_job=job.id,
+        columns=list(job.request.columns),
+        formula_guard=job.request.formula_guard,
+        full_job=job.id if full or previous is None else previous.full_job,
+        full_at=(job.started_at or utcnow()) if full or previous is None else previous.full_at,
+    )
+
+
+async def prune(
+    jobs: JobStore, series: SeriesStore, exports: ContainerClient, *, keep: int
+) -> list[str]:
+    """Deletes every series' finished runs but its newest `keep` (their blobs, then their
+    rows). A run still queued or running, and the run whose snapshot a delta series builds on
+    next, are never deleted. Returns the deleted job ids."""
+    runs: dict[str, list[Job]] = {}
+    async for job in jobs.series_runs(None):  # newest first
+        runs.setdefault(job.series or "", []).append(job)
+    deleted: list[str] = []
+    for name, newest_first in runs.items():
+        state = await series.get(name)
+        finished = [job for job in newest_first if job.status.finished]
+        for job in finished[keep:]:
+            if state is not None and job.id == state.snapshot_job:
+                continue
+            for blob in (job.blob_name, job.errors_blob_name, job.changes_blob_name):
+                try:
+                    await exports.delete_blob(blob)
+                except ResourceNotFoundError:
+                    pass
+            await jobs.delete(job.id)
+            deleted.append(job.id)
+    if deleted:
+        log.info("Retention deleted %d export(s) of series.", len(deleted))
+    return deleted
