@@ -197,8 +197,13 @@ def test_timer_creates_a_job(api):
     assert newest["id"] not in before
     assert newest["trigger"] == "timer"
     assert newest["columns"] == list(DEFAULT_COLUMN_NAMES)
+    # The nightly series, in delta mode with its snapshot: the first run lists in full.
+    assert (newest["series"], newest["mode"], newest["snapshot"]) == ("nightly", "delta", True)
     done = wait_for_export(api, f"/api/exports/{newest['id']}")[-1].json()
     assert done["status"] == "succeeded" and done["userCount"] == USERS
+    assert done["delta"]["kind"] == "full" and done["downloadUrl"]
+    latest = api.get("/api/exports/latest", params={"series": "nightly"}).json()
+    assert latest["id"] == newest["id"]
 
 
 def test_list_is_newest_first_and_paged(api):
