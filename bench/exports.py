@@ -10,7 +10,8 @@ process it started, also on failure or Ctrl-C.
 generated tenant with authentication methods under `--auth-budget` (two exports on one stack,
 the second at the pace the first taught), and a small one under a tight auth budget; (f) a
 generated tenant under a tight auth budget, exported by one devhost and then by four on the
-same stack.
+same stack; (g) a delta series on a generated tenant: its full run, changes made through Graph's
+write APIs, then its changes run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import csv
 import io
 import math
+import random
 import re
 import ssl
 import tempfile
@@ -35,6 +37,7 @@ import psutil
 from bench.pipelines import PAGE_SIZE, PROFILE_COLUMNS
 from bench.procs import BenchError
 from devtools.stack import ROOT, LocalStack, StackError
+from devtools.tenantsim.changes import TenantWriter
 from devtools.tenantsim.generator import generate_user
 from userexport.columns import ADMIN_CENTER_COLUMNS, graph_select
 
@@ -45,6 +48,8 @@ AUTH_LOOKUPS = ("methods", "phoneMethods", "emailMethods")
 # Keys of the simulator's request counters that are not Graph requests of their own: $batch
 # envelopes (their items are counted by endpoint), the item tally, and token requests.
 NOT_GRAPH_REQUESTS = ("batch", "batchItems", "identity")
+# (g) counts every HTTP request to Graph, the $batch envelopes too: all but these.
+NOT_GRAPH_CALLS = ("batchItems", "identity")
 SIM_WINDOW_S = 10.0  # the simulator's budgets are RU per 10 s
 FINISHED = ("succeeded", "completedWithErrors")
 
@@ -81,6 +86,7 @@ class ExportRun:
     sim_before: dict[str, Any] = field(default_factory=dict)
     sim_after: dict[str, Any] = field(default_factory=dict)
     sim_timeline: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)  # the job as the 200 answer gave it
 
     def pages(self) -> int:
         """The /users page requests the simulator saw (throttled ones included)."""
@@ -331,6 +337,7 @@ def run_export(
         sim_before=sim_before,
         sim_after=sim_after,
         sim_timeline=timeline,
+        final=job,
     )
     problems = []
     if run.users != expect_users:
@@ -567,6 +574,151 @@ def host_json_with_batch(folder: Path, batch_size: int) -> Path:
     return path
 
 
+# (g): Graph's latency: 20 ms per request, plus 1 ms per user or delta entry returned (as in
+# (d): a /users page of 999 about 1 s, a delta page of 200 about 0.2 s). Writes get none.
+DELTA_LATENCY = ["--latency-ms", "20", "--latency-per-user-ms", "1"]
+DELTA_SERIES = "bench-g"
+# The default 25 columns (no "columns"); snapshot: the changes run also rebuilds the full CSV.
+DELTA_BODY: dict[str, Any] = {"series": DELTA_SERIES, "mode": "delta", "snapshot": True}
+
+
+@dataclass(frozen=True)
+class DeltaChanges:
+    """The changes (g) makes between its two runs, through Graph's write APIs."""
+
+    updates: int = 200  # one of them renames the user to another UPN prefix
+    creates: int = 150
+    deletes: int = 150  # soft deletes
+
+    def expected(self) -> dict[str, int]:
+        """What the changes run must report: created users are added, soft-deleted removed."""
+        return {"added": self.creates, "updated": self.updates, "removed": self.deletes}
+
+
+@dataclass
+class DeltaResult:
+    """(g)'s two runs and what happened between them."""
+
+    full: ExportRun | None = None
+    changes: ExportRun | None = None
+    made: dict[str, int] = field(default_factory=dict)  # writes: created, updated, ...
+    writes_s: float = 0.0  # wall time of the writes
+    changes_file_records: int = 0  # records of the changes run's changes.csv, header included
+
+
+def run_delta(
+    *, seed: int, users: int, changes: DeltaChanges, log_root: Path | None, result: DeltaResult
+) -> None:
+    """(g): one stack, a generated tenant of `users`, the default 25 columns. The delta series'
+    first run (a full run), then `changes` made through Graph's write APIs, then the series'
+    changes run with snapshot. Fails unless the first run is "full", the second "changes"
+    with exactly the changes made, and its snapshot holds every user. `result` is filled as
+    the runs finish (kept if a later step fails)."""
+    if changes.updates < 1 or changes.updates + changes.deletes > users:
+        raise BenchError("(g) needs at least one update and fewer changes than users")
+    with bench_stack(
+        log_root,
+        "g-delta",
+        users=users,
+        seed=seed,
+        sim_args=DELTA_LATENCY,
+        app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
+    ) as stack:
+        sim = stack.local.sim
+        with TenantWriter(
+            graph_url=sim["graph"],
+            identity_url=sim["identity"],
+            identity_header=sim["identityHeader"],
+        ) as writer:
+            started = time.perf_counter()
+            listed = writer.users(select="id,userPrincipalName")
+            print(
+                f"  g-delta: {len(listed):,} users listed to pick the changes from in "
+                f"{time.perf_counter() - started:.1f} s (not measured)",
+                flush=True,
+            )
+            if len(listed) != users:
+                raise BenchError(f"g-delta: the tenant lists {len(listed)} users, not {users}")
+            full = stack.export("g-full", DELTA_BODY, expect_users=users, timeout=900)
+            result.full = full
+            _check_delta_run(full, "full")
+            started = time.perf_counter()
+            result.made = make_changes(writer, listed, changes, seed=seed)
+            result.writes_s = time.perf_counter() - started
+            print(
+                f"  g-delta: {result.made} through Graph's write APIs in {result.writes_s:.1f} s",
+                flush=True,
+            )
+        stack.wait_for_full_buckets(full)  # the full run drained them; the writes cost none
+        after = users + changes.creates - changes.deletes
+        delta = stack.export("g-changes", DELTA_BODY, expect_users=after, timeout=600)
+        result.changes = delta
+        result.changes_file_records = count_csv_at(stack.local, delta.final.get("changesUrl"))
+        _check_delta_run(delta, "changes", changes.expected())
+        made = changes.creates + changes.updates + changes.deletes
+        if result.changes_file_records != made + 1:
+            raise BenchError(
+                f"g-changes: changes.csv has {result.changes_file_records} records, expected "
+                f"{made + 1} (header and one row per user changed)"
+            )
+
+
+def make_changes(
+    writer: TenantWriter, listed: list[dict[str, Any]], changes: DeltaChanges, *, seed: int
+) -> dict[str, int]:
+    """Updates and soft-deletes users picked at random (seeded) across the listing, the first
+    update a rename to another UPN prefix, and creates new users. The counts made."""
+    picked = random.Random(f"userexport-bench-g:{seed}").sample(
+        listed, changes.updates + changes.deletes
+    )
+    updated, deleted = picked[: changes.updates], picked[changes.updates :]
+    renamed = updated[0]
+    upn = str(renamed["userPrincipalName"])
+    prefix = "yy-renamed." if upn[:1].lower() == "z" else "zz-renamed."
+    writer.update_user(renamed["id"], userPrincipalName=prefix + upn)
+    for n, user in enumerate(updated[1:], 1):
+        writer.update_user(user["id"], jobTitle=f"Bench delta title {n}")
+    domain = upn.partition("@")[2] or "contoso.example"
+    for n in range(changes.creates):
+        writer.create_user(
+            displayName=f"Bench Delta Added {n}",
+            userPrincipalName=f"bench.delta.added{n}@{domain}",
+            mailNickname=f"benchdeltaadded{n}",
+            accountEnabled=True,
+        )
+    for user in deleted:
+        writer.delete_user(user["id"])
+    return {
+        "created": changes.creates,
+        "updated": len(updated),
+        "renamed": 1,
+        "deleted": len(deleted),
+    }
+
+
+def _check_delta_run(run: ExportRun, kind: str, counts: dict[str, int] | None = None) -> None:
+    """The job's `delta` says the run was of `kind` and (a changes run) counted `counts`."""
+    delta = run.final.get("delta") or {}
+    problems = []
+    if delta.get("kind") != kind:
+        problems.append(f"delta.kind {delta.get('kind')!r}, expected {kind!r}")
+    if counts is not None:
+        got = {k: delta.get(k) for k in counts}
+        if got != counts:
+            problems.append(f"delta counts {got}, expected {counts}")
+    if problems:
+        raise BenchError(f"{run.name}: " + "; ".join(problems) + f" (delta: {delta})")
+
+
+def count_csv_at(stack: LocalStack, url: str | None) -> int:
+    """Records of the CSV at a SAS URL (0 when there is none), streamed."""
+    if not url:
+        return 0
+    ca = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    with httpx.Client(timeout=600, verify=ca, trust_env=False) as storage:
+        return _count_csv(storage, url)[0]
+
+
 def pages(users: int) -> int:
     return max(1, math.ceil(users / PAGE_SIZE))
 
@@ -594,6 +746,18 @@ def graph_requests(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, 
         if k not in NOT_GRAPH_REQUESTS
     )
     return requests, after["throttled"] - before["throttled"]
+
+
+def graph_calls(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """(g): the HTTP requests to Graph the simulator saw between two stats, by endpoint: list
+    pages, counts, delta pages, $batch envelopes (`batch`) and each of their items under its
+    own endpoint; not the item tally or token requests (writes are counted apart). Throttled
+    requests count too."""
+    out = {}
+    for key, value in after["requests"].items():
+        if key not in NOT_GRAPH_CALLS and value - before["requests"].get(key, 0):
+            out[key] = value - before["requests"].get(key, 0)
+    return out
 
 
 def auth_units(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:

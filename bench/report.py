@@ -12,9 +12,11 @@ from bench.exports import (
     MILLION,
     PAGE_SIZE,
     SIM_WINDOW_S,
+    DeltaResult,
     ExportRun,
     auth_timeline,
     auth_units,
+    graph_calls,
     graph_requests,
 )
 
@@ -36,6 +38,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "multi_instance_429_share": ("<=", 0.03),
     "single_instance_429_share": ("<=", 0.03),
     "multi_instance_failed_rows": ("<=", 0.0),
+    "delta_requests_share": ("<=", 0.05),
+    "delta_time_share": ("<=", 0.20),
 }
 # The part each target key comes from (peak_rss_mb: from (a) or (d), whichever ran).
 TARGET_PARTS: dict[str, str] = {
@@ -55,6 +59,8 @@ TARGET_PARTS: dict[str, str] = {
     "multi_instance_429_share": "f",
     "single_instance_429_share": "f",
     "multi_instance_failed_rows": "f",
+    "delta_requests_share": "g",
+    "delta_time_share": "g",
 }
 NO_ESTIMATE = "no GET answer had estimate.durationSeconds"
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -80,6 +86,7 @@ STACK_KEYS: dict[str, tuple[str, ...]] = {
         "single_instance_429_share",
         "multi_instance_failed_rows",
     ),
+    "g": ("full_run_s", "delta_run_s", "delta_requests_share", "delta_time_share"),
 }
 
 PARTS: dict[str, tuple[str, str]] = {
@@ -109,7 +116,7 @@ class PartRuns:
 
 @dataclass
 class StackRuns:
-    """The exports of (d), (e) and (f) through the local stack."""
+    """The exports of (d), (e), (f) and (g) through the local stack."""
 
     sequential: ExportRun | None = None
     partitioned: ExportRun | None = None
@@ -122,6 +129,7 @@ class StackRuns:
     tight_budget: int = 0
     multi_budget: int = 0
     multi_batch_size: int = 0  # (f)'s devhosts' host.json queues batchSize
+    delta: DeltaResult = field(default_factory=DeltaResult)  # (g)
     failed: dict[str, str] = field(default_factory=dict)  # part -> why it stopped
 
     def runs(self) -> list[ExportRun]:
@@ -133,6 +141,8 @@ class StackRuns:
             self.auth_tight,
             self.multi_single,
             self.multi,
+            self.delta.full,
+            self.delta.changes,
         )
         return [r for r in every if r is not None]
 
@@ -172,6 +182,7 @@ def results(
     out |= _million(stack, missing)
     out |= _auth(stack, missing)
     out |= _multi(stack, missing)
+    out |= _delta(stack.delta)
     # The issue's "peak RSS for (a) and (d)": the larger of the two processes' peaks.
     peaks = [out[k] for k in ("peak_rss_pipeline_mb", "peak_rss_partitioned_mb") if k in out]
     if peaks:
@@ -361,6 +372,45 @@ def _multi(stack: StackRuns, missing: dict[str, str]) -> dict[str, Any]:
         out["users_f"] = run.users
         out["auth_budget_f"] = budget
         out["host_batch_size_f"] = stack.multi_batch_size
+    return out
+
+
+def _delta(result: DeltaResult) -> dict[str, Any]:
+    """(g): the delta series' changes run against its full run, in wall time and Graph
+    requests (every HTTP request to Graph, $batch envelopes and items; graph_calls)."""
+    out: dict[str, Any] = {}
+    for label, run in (("full", result.full), ("delta", result.changes)):
+        if run is None:
+            continue
+        calls = graph_calls(run.sim_before, run.sim_after)
+        out |= {
+            f"{label}_run_s": round(run.wall_s, 2),
+            f"{label}_graph_requests": sum(calls.values()),
+            f"{label}_graph_requests_by_endpoint": dict(sorted(calls.items())),
+            f"{label}_graph_429s": run.sim_after["throttled"] - run.sim_before["throttled"],
+            f"{label}_records_g": run.csv_records,
+            f"{label}_partitions_g": run.partitions,
+            f"{label}_peak_rss_g_mb": round(run.peak_rss_mb, 1),
+            f"{label}_error_rows_g": run.error_rows,
+        }
+    if result.full is not None:
+        out["users_g"] = result.full.users
+    if result.changes is not None:
+        delta = result.changes.final.get("delta") or {}
+        for key in ("added", "updated", "removed"):
+            if isinstance(delta.get(key), int):
+                out[f"delta_{key}"] = delta[key]
+        out["delta_changes_file_records"] = result.changes_file_records
+    for key, value in result.made.items():
+        out[f"delta_changes_{key}"] = value
+    if result.made:
+        out["delta_writes_s"] = round(result.writes_s, 1)
+    if out.get("full_graph_requests") and "delta_graph_requests" in out:
+        out["delta_requests_share"] = round(
+            out["delta_graph_requests"] / out["full_graph_requests"], 4
+        )
+    if out.get("full_run_s") and "delta_run_s" in out:
+        out["delta_time_share"] = round(out["delta_run_s"] / out["full_run_s"], 3)
     return out
 
 
@@ -558,6 +608,39 @@ def table(
             f"{res['multi_instance_partitions_per_instance']} of "
             f"{res['multi_instance_partitions']:g}, {res['multi_instance_instances_used']:g} "
             f"devhost(s) wrote one or more (host.json batchSize {res['host_batch_size_f']:g})"
+        ),
+    )
+    if "full_run_s" in res:
+        row(
+            "full_run_s",
+            f"{res['full_run_s']:.1f}",
+            f"(g) the delta series' full run: {res['users_g']:,} users, 25 columns, "
+            f"{res['full_partitions_g']:g} partition(s); {res['full_graph_requests']:,} Graph "
+            "requests",
+        )
+    if "delta_run_s" in res:
+        row(
+            "delta_run_s",
+            f"{res['delta_run_s']:.1f}",
+            f"(g) its changes run with snapshot: added/updated/removed "
+            f"{res.get('delta_added', '?')}/{res.get('delta_updated', '?')}/"
+            f"{res.get('delta_removed', '?')}; {res['delta_graph_requests']:,} Graph requests; "
+            f"snapshot {res['delta_records_g']:,} records",
+        )
+    row_or_missing(
+        "delta_requests_share",
+        _share,
+        lambda: (
+            f"(g) Graph requests, changes run / full run: {res['delta_graph_requests']:,} / "
+            f"{res['full_graph_requests']:,} ($batch envelopes and items, pages, counts)"
+        ),
+    )
+    row_or_missing(
+        "delta_time_share",
+        _share,
+        lambda: (
+            f"(g) wall time, changes run / full run: {res['delta_run_s']:.1f} s / "
+            f"{res['full_run_s']:.1f} s (POST to 200)"
         ),
     )
     for part, keys in STACK_KEYS.items():

@@ -1,5 +1,5 @@
 """The parent process of `python -m bench`: starts the simulator, runs each part of (a)-(c)
-in a child process, checks the simulator saw a clean run, runs (d), (e) and (f) as real
+in a child process, checks the simulator saw a clean run, runs (d), (e), (f) and (g) as real
 exports on local stacks, prints the table and writes results.json."""
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import orjson
 
 from bench.exports import (
     MILLION,
+    DeltaChanges,
     ExportRun,
     run_auth,
     run_auth_tight,
+    run_delta,
     run_million,
     run_multi,
 )
@@ -36,7 +38,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sdk-users", type=int, default=8000, help="sample for (b), in whole pages of 999"
     )
-    parser.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, e.g. a,c,d")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="parts to run, e.g. a,c,d")
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (c), interleaved")
     parser.add_argument("--sdk-repeat", type=int, default=1, help="runs of (b)")
     parser.add_argument("--seed", type=int, default=1, help="tenant seed")
@@ -98,9 +100,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="(f) USEREXPORT_PARTITIONS (the most partitions the app may plan)",
     )
     parser.add_argument(
+        "--delta-users",
+        type=int,
+        default=50_000,
+        help="(g) tenant size: a delta series' full run, 500 changes, its changes run",
+    )
+    parser.add_argument(
         "--stack-logs",
         type=Path,
-        help="keep the logs of the stacks of (d), (e) and (f) in DIR/<stack>/ (default: deleted)",
+        help="keep the logs of the stacks of (d)-(g) in DIR/<stack>/ (default: deleted)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args(argv)
@@ -120,7 +128,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.multi_auth_budget,
         args.multi_devhosts,
         args.multi_partitions,
+        args.delta_users,
     )
+    changes = DeltaChanges()
+    if args.delta_users <= changes.updates + changes.deletes:
+        parser.error(f"--delta-users must be > {changes.updates + changes.deletes}")
     if unknown or min(sizes) < 1 or args.multi_batch_size < 0:
         parser.error(f"bad parts {sorted(unknown)} or sizes" if unknown else "sizes must be >= 1")
     return args
@@ -214,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 r = _run_part(procs, sim, args, "a", profile=True)
                 profile_text = r["profile"]
-            procs.stop(sim.proc)  # (d), (e) and (f) bring their own simulators
+            procs.stop(sim.proc)  # (d)-(g) bring their own simulators
         _run_stack_parts(args, stack)
     except BenchError as error:
         print(f"bench failed: {error}", file=sys.stderr)
@@ -246,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_stack_parts(args: argparse.Namespace, stack: StackRuns) -> None:
-    """(d), (e) and (f), each on stacks of its own. A part that fails is recorded (its keys
+    """(d), (e), (f) and (g), each on stacks of its own. A part that fails is recorded (its keys
     are reported as MISS with the reason, and the exit code is 1) and the next part runs."""
     if "d" in args.parts:
         print("(d) 1,000,000 users, about 1 s per page: sequential sample, then partitioned")
@@ -319,6 +331,24 @@ def _run_stack_parts(args: argparse.Namespace, stack: StackRuns) -> None:
                 stack.multi_single, stack.multi = done.get("f-single"), done.get("f-multi")
 
         _part(stack, "f", part_f)
+    if "g" in args.parts:
+        changes = DeltaChanges()
+        print(
+            f"(g) delta vs full: {args.delta_users:,} users, 25 columns; the series' full run, "
+            f"then {changes.updates} updates, {changes.creates} creates, {changes.deletes} "
+            "deletes, then its changes run with snapshot"
+        )
+
+        def part_g() -> None:
+            run_delta(
+                seed=args.seed,
+                users=args.delta_users,
+                changes=changes,
+                log_root=args.stack_logs,
+                result=stack.delta,
+            )
+
+        _part(stack, "g", part_g)
 
 
 def _part(stack: StackRuns, part: str, run: Callable[[], None]) -> None:
