@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired"})
 CHANGES_COLUMNS = ["changeType", "changeReason"]
 LOOKUP_USERS = 100
+# Invocations a changes run may start before it gives up: it keeps nothing between them.
+MAX_ATTEMPTS = 5
 BLOCK_BYTES = 4 * 1024 * 1024
 
 
@@ -263,6 +265,15 @@ class ChangesRun:
         cap = clients.settings.failure_cap
         if spent.outlasted(cap):
             await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
+            return Outcome.FINISHED
+        if part.attempts >= MAX_ATTEMPTS:
+            await clients.jobs.fail(
+                job.id,
+                reason=f"The changes run ran out of time {part.attempts} times: reading the "
+                "changes and rebuilding the snapshot takes longer than one invocation. Set "
+                "USEREXPORT_TIME_BUDGET_SECONDS higher, then start the export again (the series "
+                "has not moved on).",
+            )
             return Outcome.FINISHED
         part.failing_since, part.last_error = spent.failing_since, spent.last_error
         part.lease_owner = part.lease_until = None

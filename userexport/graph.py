@@ -247,6 +247,9 @@ class GraphReader:
         else:
             query = _query_parameters(delta, select=select)
             info = delta.to_get_request_information(RequestConfiguration(query_parameters=query))
+            # The adapter fills in the base URL only when it sends: fill it in to read the URL.
+            base = str(self._client.request_adapter.base_url).rstrip("/")
+            info.path_parameters["baseurl"] = base
             info.url = f"{info.url}&$deltatoken=latest"
         return dict(await self._paced(info))
 

@@ -65,6 +65,16 @@ def rows(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
 
 
+def test_a_delta_series_of_columns_that_need_no_preflight_plans_on_a_fresh_app(api):
+    # First on this stack: the deltaLink request is the app's first Graph request (its URL
+    # must not lean on one sent before).
+    columns = ["objectId", "displayName", "userPrincipalName"]
+    first = export(api, series="profile", mode="delta", columns=columns)
+    assert first["status"] == "succeeded" and first["delta"]["kind"] == "full", first
+    again = export(api, series="profile", mode="delta", columns=columns)
+    assert again["status"] == "succeeded" and again["delta"]["kind"] == "changes", again
+
+
 def test_a_delta_series_lists_exactly_the_changes_and_rebuilds_the_snapshot(
     delta_stack, api, tenant
 ):
