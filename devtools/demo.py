@@ -1,9 +1,13 @@
 """`make demo`: a real export through the HTTP API on the local stack, as a script would run it.
 
+The export is the first run of a delta series ("demo"); then a few users are added, changed and
+deleted through Graph's own APIs (on the simulated tenant), and the series' next run lists just
+those changes, with the full CSV rebuilt from them.
+
 DEMO_USERS (default 10000) sizes the generated tenant, DEMO_TENANT=file.jsonl exports a tenant
-file instead, DEMO_OUT (default ./out) is where the CSV and the errors file go. As in Azure, the
-app wants a function key (one made up for this run). DEMO_KEEP=1 keeps the stack running after
-the export, for the results page and the command-line client, until Ctrl-C.
+file instead, DEMO_OUT (default ./out) is where the CSVs and the errors files go. As in Azure,
+the app wants a function key (one made up for this run). DEMO_KEEP=1 keeps the stack running
+after the exports, for the results page and the command-line client, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,16 +25,21 @@ from pathlib import Path
 import httpx
 
 from devtools.stack import LocalStack, StackError
+from devtools.tenantsim.changes import TenantWriter
 
 
 def _sigterm(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def export(api_url: str, key: str, ca_bundle: str, out: Path) -> tuple[dict, Path, Path]:
-    """POST, poll the Location honouring Retry-After, then download both files by SAS URL."""
+SERIES = {"series": "demo", "mode": "delta", "snapshot": True}
+
+
+def export(api_url: str, key: str, ca_bundle: str, out: Path) -> tuple[dict, dict[str, Path]]:
+    """POST, poll the Location honouring Retry-After, then download the files by SAS URL: the
+    CSV, the errors file and, for a run of changes, the changes file."""
     with httpx.Client(timeout=60, headers={"x-functions-key": key}) as api:
-        started = api.post(f"{api_url}/api/exports")
+        started = api.post(f"{api_url}/api/exports", json=SERIES)
         started.raise_for_status()
         location = started.headers["Location"]
         print(f"queued export {started.json()['id']}; polling {location}")
@@ -44,15 +53,39 @@ def export(api_url: str, key: str, ca_bundle: str, out: Path) -> tuple[dict, Pat
     if body["status"] == "failed":
         raise SystemExit(f"The export failed: {body.get('reason')}")
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: dict[str, Path] = {}
     with httpx.Client(timeout=300, verify=ssl.create_default_context(cafile=ca_bundle)) as storage:
-        for key, name in (("downloadUrl", body["fileName"]), ("errorsUrl", "errors.csv")):
-            response = storage.get(body[key])
-            response.raise_for_status()
-            path = out / (name if key == "downloadUrl" else f"{body['id']}-errors.csv")
-            path.write_bytes(response.content)
-            paths.append(path)
-    return body, paths[0], paths[1]
+        names = {
+            "downloadUrl": body["fileName"],
+            "errorsUrl": f"{body['id']}-errors.csv",
+            "changesUrl": f"{body['id']}-changes.csv",
+        }
+        for key, name in names.items():
+            if key in body:
+                response = storage.get(body[key])
+                response.raise_for_status()
+                (out / name).write_bytes(response.content)
+                paths[key] = out / name
+    return body, paths
+
+
+def change_some_users(stack: LocalStack) -> None:
+    """Two users added, two changed and one deleted, as an admin would in the tenant."""
+    sim = stack.sim
+    with TenantWriter(
+        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
+    ) as tenant:
+        users = tenant.users(select="id")[:3]
+        for n in (1, 2):
+            tenant.create_user(
+                displayName=f"Demo Newcomer {n}",
+                userPrincipalName=f"demo.newcomer{n}@contoso.example",
+                mailNickname=f"demonewcomer{n}",
+                accountEnabled=True,
+            )
+        tenant.update_user(users[0]["id"], jobTitle="Promoted in the demo")
+        tenant.update_user(users[1]["id"], department="Moved in the demo")
+        tenant.delete_user(users[2]["id"])
 
 
 def main() -> int:
@@ -74,8 +107,21 @@ def main() -> int:
         ) as stack:
             print(f"API at {stack.api_url}")
             ca_bundle = stack.env["SSL_CERT_FILE"]
-            body, csv_path, errors_path = export(stack.api_url, key, ca_bundle, out)
-            report(body, csv_path, errors_path, time.monotonic() - began)
+            body, paths = export(stack.api_url, key, ca_bundle, out)
+            csv_path = paths["downloadUrl"]
+            report(body, csv_path, paths["errorsUrl"], time.monotonic() - began)
+            print("Adding 2 users, changing 2 and deleting 1, then exporting the changes...")
+            change_some_users(stack)
+            began = time.monotonic()
+            body, paths = export(stack.api_url, key, ca_bundle, out)
+            delta = body["delta"]
+            print(
+                f"Export {body['id']} {body['status']} in {time.monotonic() - began:.1f} s: "
+                f"{delta['added']} added, {delta['updated']} updated, {delta['removed']} removed."
+            )
+            print(f"Changes file: {paths['changesUrl']}")
+            print("Full CSV, rebuilt from the first one and the changes:")
+            print(paths["downloadUrl"], flush=True)
             if keep:
                 serve_until_interrupted(stack.api_url, key, ca_bundle)
     except StackError as error:

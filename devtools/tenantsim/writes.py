@@ -141,6 +141,7 @@ class Writes:
             "id": str(uuid.uuid4()),
             "createdDateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "businessPhones": [],  # Graph's collections read as [] when never set
+            "userType": "Member",  # what Graph sets when the request leaves it out
         } | props
         change = self.graph.tenant.create(user)
         self.graph.changed(change)

@@ -3,6 +3,7 @@ and the command-line client work against its stack, with the key it prints."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -39,6 +40,14 @@ def test_the_demo_leaves_the_files_and_its_stack_serves_the_page_and_the_cli(tmp
         csv_path = next(line for line in lines if line.startswith("/") and line.endswith(".csv"))
         assert os.path.isfile(csv_path) and csv_path.startswith(str(out))
         assert any(name.endswith("-errors.csv") for name in os.listdir(out))
+        # The series' second run: the changes the demo made, in a changes file on disk.
+        assert "2 added, 2 updated, 1 removed" in text, text
+        changes = next(line for line in lines if line.startswith("Changes file: "))
+        with open(changes.removeprefix("Changes file: "), encoding="utf-8-sig", newline="") as f:
+            changed = list(csv.reader(f))
+        assert changed[0][:2] == ["changeType", "changeReason"] and len(changed) == 6
+        kinds = sorted(row[0] for row in changed[1:])
+        assert kinds == ["added", "added", "removed", "updated", "updated"]
 
         page = re.search(r"Results page: (\S+)", text)
         cli = re.search(r"export (USEREXPORT_URL=\S+ USEREXPORT_KEY=\S+ SSL_CERT_FILE=\S+)", text)
@@ -57,8 +66,9 @@ def test_the_demo_leaves_the_files_and_its_stack_serves_the_page_and_the_cli(tmp
             timeout=120,
         )
         assert listed.returncode == 0, listed.stderr
-        [job] = json.loads(listed.stdout)["value"]
-        assert job["status"] == "succeeded" and job["userCount"] == 300
+        changes_run, first = json.loads(listed.stdout)["value"]
+        assert first["status"] == "succeeded" and first["userCount"] == 300
+        assert changes_run["delta"]["kind"] == "changes" and changes_run["userCount"] == 301
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         code = demo.wait(timeout=60)
