@@ -93,6 +93,14 @@ class ApiClient:
         answer = self._send("GET", job_path(job_id), ok=(200, 202), retry=True)
         return self._json(answer), retry_after(answer) or DEFAULT_RETRY_AFTER
 
+    def latest(self, series: str) -> dict[str, Any]:
+        """GET /api/exports/latest?series=NAME: the series' newest export with files, as GET
+        /api/exports/{id} describes it (404 ApiProblem: none in the series)."""
+        answer = self._send(
+            "GET", "/api/exports/latest", params={"series": series}, ok=(200,), retry=True
+        )
+        return self._json(answer)
+
     def jobs(self, *, page_size: int, next_link: str | None = None) -> dict[str, Any]:
         """GET /api/exports: one page, {"value": [...], "nextLink"?}."""
         params = {"pageSize": str(page_size)}

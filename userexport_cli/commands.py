@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import ApiClient
-from .download import WITH_FILES, download_files, file_names
+from .download import WITH_FILES, changes_name, download_files, file_names
 from .errors import ApiProblem, CliError, Exit
 from .output import describe, emit, emit_json, outcome, summary, table
 from .progress import FINAL, ProgressDisplay
@@ -29,7 +29,7 @@ def start(client: ApiClient, args: argparse.Namespace) -> int:
             Exit.USAGE, "--out: a dry run writes no files; use --wait to see its estimate."
         )
     if args.out is not None:
-        check_out(args.out, args.file_name, force=args.force)
+        check_out(args.out, args.file_name, force=args.force, changes=args.mode == "delta")
     try:
         started = client.start(body, idempotency_key=key)
     except ApiProblem as problem:
@@ -128,6 +128,29 @@ def download(client: ApiClient, args: argparse.Namespace) -> int:
     return finish(client, job, args)
 
 
+def latest(client: ApiClient, args: argparse.Namespace) -> int:
+    """The newest export of a series that has files: shown as `status` shows an export, or
+    with --out, its files downloaded as `download` does."""
+    try:
+        job = client.latest(args.series)
+    except ApiProblem as problem:
+        if problem.status == 404 and problem.field != "series":
+            # An app without the route takes `latest` for an export id.
+            raise CliError(
+                Exit.UNREACHABLE,
+                "the app does not know GET /api/exports/latest; is it an older version?",
+            ) from None
+        raise refused(problem) from None
+    if args.out is not None:
+        return finish(client, job, args)
+    if args.json:
+        emit_json(job)
+    else:
+        for line in describe(job):
+            emit(line)
+    return Exit.SUCCEEDED
+
+
 # --- shared steps ---------------------------------------------------------------------------
 
 
@@ -159,13 +182,17 @@ def finish(client: ApiClient, job: dict[str, Any], args: argparse.Namespace) -> 
     if args.json:
         document = dict(job)
         if paths:
-            document["downloaded"] = {"csv": str(paths[0]), "errors": str(paths[1])}
+            document["downloaded"] = paths.as_json()
         emit_json(document)
     else:
         emit(summary(job))
         if paths:
-            emit(f"Errors file: {paths[1]}")
-            emit(str(paths[0]))  # last line: the CSV's path, for `| tail -n 1`
+            if paths.changes is not None and paths.csv is not None:
+                emit(f"Changes file: {paths.changes}")
+            emit(f"Errors file: {paths.errors}")
+            # Last line: the CSV's path (a delta run without a snapshot: its changes file's),
+            # for `| tail -n 1`.
+            emit(str(paths.main))
     return outcome(job)
 
 
@@ -185,12 +212,16 @@ def refused(problem: ApiProblem, *, job_id: str | None = None) -> CliError:
     return CliError(Exit.USAGE, f"{where}{problem.detail}")
 
 
-def check_out(folder: Path, file_name: str | None, *, force: bool) -> None:
-    """Refuses, before anything starts, an --out that is a file or already holds the files."""
+def check_out(folder: Path, file_name: str | None, *, force: bool, changes: bool = False) -> None:
+    """Refuses, before anything starts, an --out that is a file or already holds the files
+    (with `changes`, a delta run's changes file too)."""
     if folder.exists() and not folder.is_dir():
         raise CliError(Exit.USAGE, f"--out: {folder} is not a folder.")
     if file_name and not force:
-        for name in file_names({"fileName": file_name}):
+        names = list(file_names({"fileName": file_name}))
+        if changes:
+            names.append(changes_name({"fileName": file_name}))
+        for name in names:
             if (folder / name).exists():
                 raise CliError(
                     Exit.USAGE,

@@ -103,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan and estimate only, exporting nothing: with --wait, prints how many users, "
         "partitions, Graph requests and RU it would take, and how long",
     )
+    start.add_argument(
+        "--series",
+        metavar="NAME",
+        help="file the export under a series (letters, digits, _ and -; 1 to 63 characters, "
+        "the first a letter or digit); `userexport latest --series NAME` finds its newest",
+    )
+    start.add_argument(
+        "--mode",
+        choices=["full", "delta"],
+        help="full (the default) exports every user; delta (needs --series) exports what "
+        "changed since the series' last run, as a changes file",
+    )
+    start.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="with --mode delta: also rebuild the full CSV from the last one and the changes",
+    )
     start.add_argument("--wait", action="store_true", help="follow the export until it ends")
     add_wait_flags(start)
 
@@ -125,9 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     downloading = command("download", commands.download, "download a finished export's files")
     downloading.add_argument("id", metavar="ID", help="the export's id")
     downloading.add_argument(
-        "--out", type=Path, required=True, metavar="DIR", help="folder for the two files"
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the files"
     )
     downloading.add_argument("--force", action="store_true", help="overwrite files in DIR")
+
+    newest = command(
+        "latest",
+        commands.latest,
+        "show the newest export of a series that has files (and, with --out, download them)",
+    )
+    newest.add_argument("--series", required=True, metavar="NAME", help="the series' name")
+    newest.add_argument(
+        "--out", type=Path, metavar="DIR", help="download its files into DIR (as download does)"
+    )
+    newest.add_argument("--force", action="store_true", help="overwrite files in DIR")
     return parser
 
 
@@ -172,7 +200,7 @@ def add_wait_flags(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="download both files into DIR when it ends (implies --wait); the CSV path is the "
+        help="download the files into DIR when it ends (implies --wait); the CSV's path is the "
         "last line printed",
     )
     parser.add_argument("--force", action="store_true", help="overwrite files in DIR")

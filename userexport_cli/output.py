@@ -38,6 +38,8 @@ def summary(job: dict[str, Any]) -> str:
     if isinstance(users, int):
         counts = f": {users:,} users, {errors or 0:,} error{'' if errors == 1 else 's'}"
     reason = str(job.get("reason") or "").rstrip(".")
+    changes = changes_text(job)
+    counts += f" ({changes})" if changes else ""
     if status == "succeeded":
         return f"Export {job_id} succeeded{counts}."
     if status == "completedWithErrors":
@@ -53,6 +55,49 @@ def summary(job: dict[str, Any]) -> str:
             f"Export {job_id} estimated (a dry run, nothing exported): {estimate_text(job)}{said}."
         )
     return f"Export {job_id} is {status}."
+
+
+def changes_text(job: dict[str, Any]) -> str | None:
+    """A delta run's changes in a few words: `changes since J: 3 added, 2 updated, 1 removed`,
+    or `a full run` (None for an export that is not a delta run, or not planned yet)."""
+    delta = job.get("delta")
+    if not isinstance(delta, dict):
+        return None
+    if delta.get("kind") == "full":
+        return "a full run of a delta series"
+    if delta.get("kind") != "changes":
+        return None
+    counted = [
+        f"{delta[key]:,} {key}"
+        for key in ("added", "updated", "removed")
+        if isinstance(delta.get(key), int) and not isinstance(delta.get(key), bool)
+    ]
+    since = f" since {delta['since']}" if delta.get("since") else ""
+    return f"changes{since}" + (f": {', '.join(counted)}" if counted else "")
+
+
+def delta_rows(job: dict[str, Any]) -> list[tuple[str, object]]:
+    """`status`'s lines for a delta run's `delta` block."""
+    delta = job.get("delta")
+    if not isinstance(delta, dict):
+        return []
+    counts = [
+        f"{delta[key]:,} {key}"
+        for key in ("added", "updated", "removed")
+        if isinstance(delta.get(key), int) and not isinstance(delta.get(key), bool)
+    ]
+    source = delta.get("authenticationColumnsFrom")
+    carried = None
+    if isinstance(source, dict) and source.get("jobId"):
+        at = f" ({source['at']})" if source.get("at") else ""
+        carried = f"export {source['jobId']}{at}"
+    return [
+        ("delta run", delta.get("kind")),
+        ("delta reason", delta.get("reason")),
+        ("changes since", delta.get("since")),
+        ("changes", ", ".join(counts) or None),
+        ("authentication columns from", carried),
+    ]
 
 
 def estimate_text(job: dict[str, Any]) -> str:
@@ -119,6 +164,10 @@ def describe(job: dict[str, Any]) -> list[str]:
         ("filter", json.dumps(filter_) if filter_ else None),
         ("formula guard", job.get("formulaGuard")),
         ("dry run", True if job.get("dryRun") else None),
+        ("series", job.get("series")),
+        ("mode", job.get("mode") if job.get("series") or job.get("mode") == "delta" else None),
+        ("snapshot", True if job.get("snapshot") else None),
+        *delta_rows(job),
         ("estimate", estimate_text(job) if job.get("estimate") else None),
         ("plan note", job.get("planNote")),
         ("failing since", job.get("failingSince")),
@@ -133,12 +182,13 @@ def describe(job: dict[str, Any]) -> list[str]:
 
 def table(jobs: list[dict[str, Any]]) -> list[str]:
     """`list`'s human output: one line per job, newest first as the app lists them."""
-    header = ("ID", "STATUS", "TRIGGER", "CREATED", "USERS", "FILE")
+    header = ("ID", "STATUS", "TRIGGER", "SERIES", "CREATED", "USERS", "FILE")
     rows = [header] + [
         (
             str(job.get("id", "")),
             str(job.get("status", "")),
             str(job.get("trigger", "")),
+            str(job.get("series") or "-"),
             str(job.get("createdAt") or ""),
             _users(job),
             str(job.get("fileName", "")),

@@ -32,6 +32,9 @@ FIELD_FLAGS = {
     "filter": "the filter flags",
     "Idempotency-Key": "--idempotency-key",
     "pageSize": "--page-size",
+    "series": "--series",
+    "mode": "--mode",
+    "snapshot": "--snapshot",
 }
 _FIELD_HEAD = re.compile(r"[A-Za-z-]+")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
@@ -55,6 +58,12 @@ def export_body(args: argparse.Namespace) -> dict[str, Any]:
         body["formulaGuard"] = False
     if getattr(args, "dry_run", False):
         body["dryRun"] = True
+    if getattr(args, "series", None) is not None:
+        body["series"] = args.series
+    if getattr(args, "mode", None) is not None:
+        body["mode"] = args.mode
+    if getattr(args, "snapshot", False):
+        body["snapshot"] = True
     return body
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +17,10 @@ from userexport.filters import KEYS
 from userexport_cli.auth import AppAuth, EntraToken
 from userexport_cli.client import ApiClient
 from userexport_cli.connection import app_url, connect
-from userexport_cli.download import file_names
+from userexport_cli.download import changes_name, download_files, file_names
 from userexport_cli.errors import ApiProblem, CliError, Exit
-from userexport_cli.main import build_parser
-from userexport_cli.output import outcome, summary
+from userexport_cli.main import build_parser, main
+from userexport_cli.output import describe, outcome, summary, table
 from userexport_cli.progress import (
     ProgressDisplay,
     RateMeter,
@@ -415,3 +417,226 @@ def test_docs_cover_every_command_and_flag():
         assert variable in doc
     for code in Exit:
         assert f"| {int(code)} |" in doc, code
+
+
+# --- issue 14: series, delta mode, snapshot, latest -------------------------------------------
+
+DELTA_JOB = {
+    "id": "1748779200000-abcdefgh",
+    "status": "succeeded",
+    "fileName": "hr.csv",
+    "userCount": 1200,
+    "errorCount": 0,
+    "series": "hr-feed",
+    "mode": "delta",
+    "snapshot": False,
+    "delta": {
+        "kind": "changes",
+        "reason": "changes since 1748779100000-aaaaaaaa",
+        "since": "1748779100000-aaaaaaaa",
+        "added": 3,
+        "updated": 2,
+        "removed": 1,
+        "authenticationColumnsFrom": {"jobId": "1748779000000-bbbbbbbb", "at": "2025-06-01T00:00Z"},
+    },
+    "changesUrl": "https://account.blob.core.windows.net/exports/j/changes.csv?sig=c",
+    "errorsUrl": "https://account.blob.core.windows.net/exports/j/errors.csv?sig=e",
+}
+
+
+def test_series_mode_and_snapshot_become_the_request_body():
+    args = parse("start", "--series", "hr-feed", "--mode", "delta", "--snapshot")
+    assert export_body(args) == {"series": "hr-feed", "mode": "delta", "snapshot": True}
+    assert export_body(parse("start", "--mode", "full")) == {"mode": "full"}
+    assert "snapshot" not in export_body(parse("start", "--series", "s"))
+
+
+def test_mode_takes_full_or_delta_only(capsys):
+    with pytest.raises(SystemExit) as raised:
+        parse("start", "--mode", "changes")
+    assert raised.value.code == 2 and "--mode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "flag"), [("series", "--series"), ("mode", "--mode"), ("snapshot", "--snapshot")]
+)
+def test_the_new_fields_name_their_flags(field, flag):
+    assert flag_for(field) == flag
+
+
+def test_latest_needs_a_series(capsys):
+    with pytest.raises(SystemExit) as raised:
+        parse("latest")
+    assert raised.value.code == 2 and "--series" in capsys.readouterr().err
+    args = parse("latest", "--series", "nightly", "--out", "x", "--force", "--json")
+    assert (args.series, args.out, args.force, args.json) == ("nightly", Path("x"), True, True)
+
+
+def test_the_changes_file_is_named_after_the_csv():
+    assert changes_name({"fileName": "hr.csv"}) == "hr-changes.csv"
+    assert changes_name({"id": "j1", "fileName": "../x.csv"}) == "j1-changes.csv"
+
+
+def storage_answering(seen: list[str]) -> ApiClient:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, content=f"body of {request.url.path}".encode())
+
+    return ApiClient(APP, AppAuth(httpx.URL(APP), key="k3y"), transport=httpx.MockTransport(handle))
+
+
+def test_a_changes_run_downloads_its_changes_file_and_no_csv(tmp_path):
+    seen: list[str] = []
+    with storage_answering(seen) as client:
+        paths = download_files(client, DELTA_JOB, tmp_path, force=False)
+    assert paths.csv is None
+    assert paths.changes == (tmp_path / "hr-changes.csv").resolve()
+    assert paths.errors == (tmp_path / "hr-errors.csv").resolve()
+    assert paths.main == paths.changes
+    assert paths.changes.read_text() == "body of /exports/j/changes.csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr-changes.csv", "hr-errors.csv"]
+    assert paths.as_json() == {"changes": str(paths.changes), "errors": str(paths.errors)}
+
+
+def test_a_changes_run_with_a_snapshot_downloads_three_files(tmp_path):
+    job = {**DELTA_JOB, "snapshot": True, "downloadUrl": "https://a.example/exports/j/users.csv"}
+    seen: list[str] = []
+    with storage_answering(seen) as client:
+        paths = download_files(client, job, tmp_path, force=False)
+        assert paths.main == (tmp_path / "hr.csv").resolve()
+        assert paths.changes is not None and paths.changes.name == "hr-changes.csv"
+        assert len(seen) == 3
+        # Already there: refused, naming every file, unless --force.
+        with pytest.raises(CliError) as raised:
+            download_files(client, job, tmp_path, force=False)
+        assert raised.value.code == Exit.USAGE and "hr-changes.csv" in raised.value.message
+        download_files(client, job, tmp_path, force=True)
+
+
+def test_a_job_without_any_file_url_is_exit_4(tmp_path):
+    job = {k: v for k, v in DELTA_JOB.items() if k != "changesUrl"}
+    with storage_answering([]) as client, pytest.raises(CliError) as raised:
+        download_files(client, job, tmp_path, force=False)
+    assert raised.value.code == Exit.UNREACHABLE and "hr.csv" in raised.value.message
+    assert not list(tmp_path.iterdir()), "nothing written before every URL is known"
+
+
+def test_a_delta_run_is_summarised_and_described():
+    assert summary(DELTA_JOB) == (
+        "Export 1748779200000-abcdefgh succeeded: 1,200 users, 0 errors (changes since "
+        "1748779100000-aaaaaaaa: 3 added, 2 updated, 1 removed)."
+    )
+    full = {**DELTA_JOB, "delta": {**DELTA_JOB["delta"], "kind": "full", "since": None}}
+    assert "(a full run of a delta series)" in summary(full)
+    lines = describe(DELTA_JOB)
+    assert "series:" in lines[0] or any(line.startswith("series: ") for line in lines)
+    text = "\n".join(lines)
+    assert re.search(r"^mode:\s+delta$", text, re.M), text
+    assert re.search(r"^delta run:\s+changes$", text, re.M), text
+    assert re.search(r"^changes:\s+3 added, 2 updated, 1 removed$", text, re.M), text
+    assert "export 1748779000000-bbbbbbbb (2025-06-01T00:00Z)" in text
+    plain = describe({"id": "j", "status": "succeeded", "series": None, "mode": "full"})
+    assert not any(line.startswith(("series", "mode", "delta")) for line in plain), plain
+
+
+def test_the_list_shows_the_series():
+    lines = table([DELTA_JOB, {"id": "j2", "status": "queued", "series": None}])
+    assert lines[0].split() == ["ID", "STATUS", "TRIGGER", "SERIES", "CREATED", "USERS", "FILE"]
+    assert "hr-feed" in lines[1] and " - " in lines[2]
+
+
+def run_main(monkeypatch, capsys, answers: list[httpx.Response], *argv: str, seen=None):
+    """main() with the app's answers canned (the storage's too: a 200 with the URL's path)."""
+    import userexport_cli.connection as connection
+
+    queue = list(answers)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        if request.url.host != "myapp.azurewebsites.net":
+            return httpx.Response(200, content=request.url.path.encode())
+        return queue.pop(0)
+
+    real = ApiClient  # not connection's: patched already by an earlier call of this test
+    monkeypatch.setattr(
+        connection,
+        "ApiClient",
+        lambda url, auth=None: real(url, auth, transport=httpx.MockTransport(handle)),
+    )
+    code = main(["--url", APP, *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_latest_asks_for_the_series_and_shows_the_export(monkeypatch, capsys):
+    seen: list[httpx.Request] = []
+    answer = httpx.Response(200, json=DELTA_JOB, headers={"Content-Location": f"{APP}/x"})
+    code, out, err = run_main(
+        monkeypatch, capsys, [answer], "latest", "--series", "hr-feed", seen=seen
+    )
+    assert code == 0, err
+    assert str(seen[0].url) == f"{APP}/api/exports/latest?series=hr-feed"
+    assert re.search(r"^series:\s+hr-feed$", out, re.M), out
+
+
+def test_latest_out_downloads_the_files_and_exits_as_download(monkeypatch, capsys, tmp_path):
+    job = {**DELTA_JOB, "status": "completedWithErrors", "errorCount": 1}
+    answer = httpx.Response(200, json=job)
+    code, out, err = run_main(
+        monkeypatch, capsys, [answer], "latest", "--series", "hr-feed", "--out", str(tmp_path)
+    )
+    assert code == Exit.COMPLETED_WITH_ERRORS, err
+    lines = out.strip().splitlines()
+    assert lines[-1] == str((tmp_path / "hr-changes.csv").resolve())
+    assert lines[-2] == f"Errors file: {(tmp_path / 'hr-errors.csv').resolve()}"
+    code, out, err = run_main(
+        monkeypatch,
+        capsys,
+        [answer],
+        "--json",
+        "latest",
+        "--series",
+        "hr-feed",
+        "--out",
+        str(tmp_path),
+        "--force",
+    )
+    document = json.loads(out)
+    assert set(document["downloaded"]) == {"changes", "errors"} and document["delta"]["added"] == 3
+
+
+def test_latest_of_a_series_without_files_is_exit_2_naming_series(monkeypatch, capsys):
+    problem = {
+        "type": "about:blank",
+        "title": "Not found",
+        "status": 404,
+        "detail": "The series 'x' has no export with files.",
+        "field": "series",
+    }
+    answer = httpx.Response(404, json=problem, headers=PROBLEM)
+    code, out, err = run_main(monkeypatch, capsys, [answer], "latest", "--series", "x")
+    assert code == Exit.USAGE and out == ""
+    assert err.startswith("userexport: --series: The series 'x' has no export"), err
+    bad = {**problem, "status": 400, "detail": "series must be 1 to 63 letters..."}
+    answer = httpx.Response(400, json=bad, headers=PROBLEM)
+    code, _, err = run_main(monkeypatch, capsys, [answer], "latest", "--series", "a b")
+    assert code == Exit.USAGE and "--series: series must be" in err
+
+
+def test_latest_on_an_app_without_the_route_is_exit_4(monkeypatch, capsys):
+    # An older app takes `latest` for an export id: a 404 naming no field.
+    problem = {"title": "Export not found", "status": 404, "detail": "There is no export..."}
+    answer = httpx.Response(404, json=problem, headers=PROBLEM)
+    code, _, err = run_main(monkeypatch, capsys, [answer], "latest", "--series", "x")
+    assert code == Exit.UNREACHABLE and "older version" in err, err
+
+
+@pytest.mark.parametrize(
+    ("field", "flag"), [("mode", "--mode"), ("snapshot", "--snapshot"), ("series", "--series")]
+)
+def test_start_refused_on_a_new_field_names_its_flag(monkeypatch, capsys, field, flag):
+    problem = {"title": "Invalid", "status": 400, "detail": "Not like this.", "field": field}
+    answer = httpx.Response(400, json=problem, headers=PROBLEM)
+    code, _, err = run_main(monkeypatch, capsys, [answer], "start", "--snapshot")
+    assert code == Exit.USAGE and err == f"userexport: {flag}: Not like this.\n"

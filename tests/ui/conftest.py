@@ -10,7 +10,7 @@ exactly the stack's server certificate, pinned by its public key
 certificate checks stay on for everything else.
 
 USEREXPORT_SCREENSHOTS=1 saves the screenshots of docs/screenshots/ (list, running, finished,
-failed) from the run; otherwise nothing is written to the work tree.
+failed, delta) from the run; otherwise nothing is written to the work tree.
 """
 
 from __future__ import annotations

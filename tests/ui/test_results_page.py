@@ -486,3 +486,129 @@ def test_the_list_follows_running_exports_live_while_the_tab_is_visible(ui, api)
     assert len(ui.api_requests) > before, "polling resumed when the tab was shown"
     expect(running).to_contain_text("Succeeded", timeout=90_000)
     assert ui.same_document()
+
+
+# --- series, delta mode, snapshot, latest (issue 14) ------------------------------------------
+
+
+def test_the_form_checks_series_and_shows_the_apps_refusal_of_delta_next_to_its_field(ui):
+    page = ui.open("/new")
+    expect(page.locator("#columns-count")).to_contain_text("25 of")
+    snapshot = page.get_by_label("Also write the full CSV (snapshot)")
+    expect(snapshot).to_be_disabled()  # full mode: a snapshot means nothing
+    # Checked in the page: a series name the server would refuse.
+    series = page.get_by_label("Series", exact=True)
+    series.fill("hr feed")
+    page.get_by_role("button", name="Start export").click()
+    expect(series).to_have_attribute("aria-invalid", "true")
+    expect(series).to_be_focused()
+    expect(series).to_have_accessible_description(re.compile("starting with a letter or digit"))
+    # Checked by the server: delta without a series is a 400 on `mode`, shown next to it.
+    series.fill("")
+    page.get_by_label("Mode").select_option("delta")
+    expect(snapshot).to_be_enabled()
+    page.get_by_role("button", name="Start export").click()
+    mode = page.get_by_label("Mode")
+    expect(mode).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#f-mode-error")).to_contain_text("needs a series")
+    # ...and a filter: the server names `filter` (no field of its own: the form's message).
+    series.fill("ui-refused")
+    page.get_by_role("textbox", name="Department").fill("Sales")
+    page.get_by_role("button", name="Start export").click()
+    expect(page.locator("#form-error")).to_contain_text("whole tenant")
+    expect(page).to_have_url(re.compile("#/new$"))
+
+
+def test_a_delta_series_shows_its_run_its_changes_file_and_its_latest(ui, api, ui_stack):
+    from devtools.tenantsim.changes import TenantWriter
+
+    series = "ui-delta"
+    page = ui.open("/new")
+    expect(page.locator("#columns-count")).to_contain_text("25 of")
+    page.get_by_label("Series", exact=True).fill(series)
+    page.get_by_label("Mode").select_option("delta")
+    page.get_by_label("Also write the full CSV (snapshot)").check()
+    page.get_by_label("File name").fill("ui-delta.csv")
+    page.get_by_role("button", name="Start export").click()
+    expect(page).to_have_url(re.compile(r"#/exports/[0-9]{13}-[0-9a-z]{8}$"))
+    first_id = page.url.rsplit("/", 1)[1]
+    status = page.locator("#job-status-line .status-text")
+    expect(status).to_have_text(re.compile("Succeeded|Completed with errors"), timeout=90_000)
+    first = api.get(f"/api/exports/{first_id}").json()
+    assert (first["series"], first["mode"], first["snapshot"]) == (series, "delta", True)
+    delta = page.get_by_role("region", name="Delta run")
+    expect(delta).to_contain_text("Full run")
+    expect(delta).to_contain_text(first["delta"]["reason"])
+    expect(page.get_by_role("link", name="Download changes file")).to_be_hidden()
+    expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
+    details = page.locator("#job-details")
+    expect(details.get_by_role("link", name=series)).to_have_attribute("href", f"#/latest/{series}")
+
+    sim = ui_stack.sim
+    with TenantWriter(
+        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
+    ) as tenant:
+        users = tenant.users(select="id,userPrincipalName")
+        added = tenant.create_user(
+            displayName="Ui Delta Added",
+            userPrincipalName="ui.delta.added@contoso.example",
+            mailNickname="uideltaadded",
+            accountEnabled=True,
+        )["id"]
+        tenant.update_user(users[5]["id"], jobTitle="Changed for the delta run")
+        tenant.delete_user(users[6]["id"])
+        try:
+            second_id = start_export(
+                api,
+                {"series": series, "mode": "delta", "snapshot": True, "fileName": "ui-delta.csv"},
+            )
+            second = wait_until(api, second_id, finished)
+        finally:  # the tenant as the module's other tests expect it: USERS users
+            tenant.delete_user(added)
+            tenant.purge_user(added)
+            tenant.restore_user(users[6]["id"])
+    assert second["delta"]["kind"] == "changes", second
+
+    page = ui.open(f"/exports/{second_id}")
+    expect(status).to_have_text(re.compile("Succeeded|Completed with errors"))
+    delta = page.get_by_role("region", name="Delta run")
+    expect(delta).to_contain_text("Changes since the series' last run")
+    for kind in ("added", "updated", "removed"):
+        expect(delta.locator(f'[data-count="{kind}"] strong')).to_have_text("1")
+    expect(delta.get_by_role("link", name=first_id).first).to_have_attribute(
+        "href", f"#/exports/{first_id}"
+    )
+    expect(delta).to_contain_text("Authentication columns from")
+    expect(page.locator("#job-details")).to_contain_text("Yes: the full CSV too")
+    screenshot(page, "delta")
+
+    with page.expect_download() as changes_download:
+        page.get_by_role("link", name="Download changes file").click()
+    assert changes_download.value.suggested_filename == "ui-delta-changes.csv"
+    changes = Path(changes_download.value.path()).read_bytes()
+    assert changes.startswith(BOM + b"changeType,changeReason,")
+    assert changes.count(b"\r\n") == 4  # the header and three changes
+    with page.expect_download() as csv_download:
+        page.get_by_role("link", name="Download CSV").click()
+    assert csv_download.value.suggested_filename == "ui-delta.csv"
+
+    # The list shows the series, a link to its newest export with files.
+    page.get_by_role("link", name="All exports").click()
+    listed = row(page, second_id)
+    tag = listed.get_by_role("link", name=f"{series} (delta)", exact=True)
+    expect(tag).to_have_attribute("href", f"#/latest/{series}")
+    tag.click()
+    expect(page).to_have_url(re.compile(f"#/latest/{series}$"))
+    expect(page.locator("#job-latest")).to_contain_text(f"newest export of series {series}")
+    expect(page.get_by_role("heading", name="ui-delta.csv", level=1)).to_be_visible()
+    expect(page.locator("#job-details")).to_contain_text(second_id)
+    expect(page.get_by_role("link", name="Download changes file")).to_be_visible()
+    page.get_by_role("link", name=f"Open export {second_id}").click()
+    expect(page).to_have_url(re.compile(f"#/exports/{second_id}$"))
+    expect(page.locator("#job-latest")).to_be_hidden()
+
+    # A series with no export with files: said so, and the API's words in the alert.
+    page = ui.open("/latest/never-ran")
+    expect(page.get_by_role("heading", name="No export of series never-ran yet")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("never-ran")
+    ui.console_errors.clear()  # the browser logs the 404 itself

@@ -23,6 +23,7 @@ from userexport import idempotency
 from userexport.columns import CATALOGUE
 from userexport.exportrequest import (
     _SAFE_FILE_NAME,
+    _SERIES,
     FIELDS,
     InvalidRequest,
     parse_export_request,
@@ -110,6 +111,45 @@ def test_file_name_and_idempotency_key_patterns_are_the_codes():
     assert file_name == f"^{_SAFE_FILE_NAME.pattern}$"
     key = PARAMETERS["IdempotencyKey"]["schema"]["pattern"]
     assert key == f"^{idempotency._KEY.pattern}$"
+
+
+def test_series_patterns_are_the_codes():
+    series = f"^{_SERIES.pattern}$"
+    assert SCHEMAS["ExportRequest"]["properties"]["series"]["pattern"] == series
+    assert SCHEMAS["Export"]["properties"]["series"]["pattern"] == series
+    latest = SPEC["paths"]["/api/exports/latest"]["get"]["parameters"]
+    assert next(p for p in latest if p.get("name") == "series")["schema"]["pattern"] == series
+
+
+@EXAMPLES
+@given(st.data())
+def test_every_series_the_pattern_allows_is_accepted(data):
+    name = data.draw(allowed(SCHEMAS["ExportRequest"]["properties"]["series"]))
+    assert parse_export_request(json.dumps({"series": name}).encode(), now=NOW).series == name
+
+
+@pytest.mark.parametrize("name", ["", "-a", "_a", "a" * 64, "a b", "a.b", "é", "a\n", "a/b"])
+def test_what_the_code_refuses_the_series_pattern_refuses(name):
+    assert not matches(SCHEMAS["ExportRequest"]["properties"]["series"], name)
+    with pytest.raises(InvalidRequest) as raised:
+        parse_export_request(json.dumps({"series": name}).encode(), now=NOW)
+    assert raised.value.field == "series"
+
+
+def test_latest_is_its_own_path_declared_before_the_templated_one():
+    """`/api/exports/latest` is a concrete path (OpenAPI matches it before
+    `/api/exports/{id}`); listed first too, for tools that match in order."""
+    order = list(SPEC["paths"])
+    assert order.index("/api/exports/latest") < order.index("/api/exports/{id}")
+    operation = SPEC["paths"]["/api/exports/latest"]["get"]
+    series = next(p for p in operation["parameters"] if p.get("name") == "series")
+    assert series["in"] == "query" and series["required"] is True
+    ok = operation["responses"]["200"]
+    assert ok["headers"]["Content-Location"]["required"] is True
+    assert ok["content"]["application/json"]["schema"]["allOf"][0] == {
+        "$ref": "#/components/schemas/Export"
+    }
+    assert {"400", "404"} <= set(operation["responses"])
 
 
 @given(st.datetimes(datetime(2000, 1, 1), datetime(2200, 1, 1), timezones=st.just(UTC)))
@@ -253,14 +293,69 @@ GROUP = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
 )
 def test_the_request_schema_refuses_exactly_what_the_code_refuses(body):
     """The manager column with an advanced query, and a group with an administrative unit."""
+    assert _schema_allows(body) == _code_accepts(body)
+
+
+DELTA = {"series": "s", "mode": "delta"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DELTA,
+        {**DELTA, "snapshot": True},
+        {**DELTA, "snapshot": False, "dryRun": True},
+        {**DELTA, "columns": None, "filter": None, "series": "a-b_C9"},
+        {**DELTA, "filter": {}},
+        {**DELTA, "columns": "adminCenter"},
+        {**DELTA, "columns": ["objectId"]},
+        {**DELTA, "columns": ["displayName", "objectId", "assignedLicenses"]},
+        {"mode": "full"},
+        {"mode": "full", "series": "s"},
+        {"mode": "full", "snapshot": False},
+        {"series": "s", "snapshot": False},
+        {"series": None},
+        # refused
+        {"mode": "delta"},
+        {"mode": "delta", "series": None},
+        {"mode": "delta", "snapshot": True},
+        {"snapshot": True},
+        {"series": "s", "snapshot": True},
+        {"mode": "full", "series": "s", "snapshot": True},
+        {**DELTA, "filter": {"userType": "Guest"}},
+        {**DELTA, "filter": {"group": GROUP}},
+        {**DELTA, "columns": "preview"},
+        {**DELTA, "columns": "all"},
+        {**DELTA, "columns": ["displayName"]},
+        {**DELTA, "columns": ["objectId", "manager"]},
+        {**DELTA, "columns": ["objectId", "lastSignInDateTime"]},
+        {**DELTA, "columns": ["objectId", "lastNonInteractiveSignInDateTime"]},
+        {**DELTA, "columns": ["objectId", "lastSuccessfulSignInDateTime"]},
+        {**DELTA, "columns": ["daysSinceLastSignIn", "objectId"]},
+        {**DELTA, "columns": ["objectId", "signInActivity"]},
+        {"mode": "Delta", "series": "s"},
+        {"mode": None},
+        {"snapshot": None},
+        {"snapshot": "true", **DELTA},
+    ],
+)
+def test_the_request_schema_states_the_delta_rules_as_the_code_checks_them(body):
+    """series, mode and snapshot: delta needs a series, no filter, objectId and no column
+    /users/delta cannot give; snapshot only with delta."""
+    assert _schema_allows(body) == _code_accepts(body), body
+
+
+def _schema_allows(body: dict) -> bool:
     schema = {"$ref": "#/components/schemas/ExportRequest", "components": SPEC["components"]}
-    valid = jsonschema.Draft4Validator(_nullable_as_draft4(schema)).is_valid(body)
+    return jsonschema.Draft4Validator(_nullable_as_draft4(schema)).is_valid(body)
+
+
+def _code_accepts(body: dict) -> bool:
     try:
         parse_export_request(json.dumps(body).encode(), now=NOW)
-        accepted = True
     except InvalidRequest:
-        accepted = False
-    assert valid == accepted
+        return False
+    return True
 
 
 def _nullable_as_draft4(node):

@@ -21,6 +21,7 @@
   const API_BASE = location.pathname.replace(/\/ui\/?$/, "/");
   const FINAL = new Set(["succeeded", "completedWithErrors", "failed", "cancelled", "estimated"]);
   const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv$/;
+  const SERIES = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
   const DEFAULT_RETRY_AFTER = 5;
   const IDLE_LIST_POLL = 30;
   const MAX_BACKOFF = 60;
@@ -434,7 +435,8 @@
   }
 
   // ---------------------------------------------------------------------------------------
-  // Views and the router: #/ (list), #/new (form), #/exports/{id} (one export).
+  // Views and the router: #/ (list), #/new (form), #/exports/{id} (one export),
+  // #/latest/{series} (a series' newest export with files).
 
   let currentView = null;
 
@@ -453,9 +455,11 @@
   function route(focus) {
     const hash = location.hash || "#/";
     const job = /^#\/exports\/([^/?#]+)$/.exec(hash);
+    const latest = /^#\/latest\/([^/?#]+)$/.exec(hash);
     poller.stop();
     clearAlert();
     if (job) openJob(decodeURIComponent(job[1]), focus);
+    else if (latest) openLatest(decodeURIComponent(latest[1]), focus);
     else if (hash === "#/new") openForm(focus);
     else openList(focus);
   }
@@ -519,6 +523,7 @@
         })),
         el("td", null, statusBadge(job.status)),
         el("td", { text: TRIGGER_WORDS[job.trigger] || job.trigger || "" }),
+        el("td", null, seriesTag(job) || nothing("no series")),
         el("td", null, when(job.startedAt) || nothing("not started")),
         el("td", null, when(job.finishedAt) || nothing("not finished")),
         el("td", { className: "num" }, usersCell),
@@ -564,48 +569,100 @@
   // ---------------------------------------------------------------------------------------
   // One export.
 
-  const jobView = { id: null, job: null };
+  // `key` says what the view shows: `export:<id>`, or `latest:<series>` (whichever export is
+  // the series' newest with files); `id` is the export shown (the one Cancel acts on).
+  const jobView = { key: null, id: null, job: null };
 
   function jobUrl(id) {
     return apiUrl(`exports/${encodeURIComponent(id)}`);
   }
 
+  function latestUrl(series) {
+    const url = apiUrl("exports/latest");
+    url.searchParams.set("series", series);
+    return url;
+  }
+
   function openJob(id, focus) {
     currentView = "job";
-    if (jobView.id !== id) {
+    const key = `export:${id}`;
+    if (jobView.key !== key) {
+      jobView.key = key;
       jobView.id = id;
       jobView.job = null;
-      clearJob(id);
+      clearJob(`Loading export ${id}…`);
     }
+    $("job-latest").hidden = true;
     showView("job", "Export", focus);
-    poller.start(() => loadJob(id));
+    poller.start(() => loadJob(id, key));
   }
 
-  function clearJob(id) {
+  function openLatest(series, focus) {
+    currentView = "job";
+    const key = `latest:${series}`;
+    if (jobView.key !== key) {
+      jobView.key = key;
+      jobView.id = null;
+      jobView.job = null;
+      clearJob(`Loading the newest export of series ${series}…`);
+    }
+    showView("job", `Latest of ${series}`, focus);
+    poller.start(() => loadLatest(series, key));
+  }
+
+  function clearJob(loading) {
     $("job-heading").textContent = "Export";
-    $("job-status-line").replaceChildren(el("span", { className: "muted", text: `Loading export ${id}…` }));
-    const parts = ["job-reason", "job-progress", "download-csv", "download-errors",
-      "cancel-export", "urls-expire"];
+    $("job-status-line").replaceChildren(el("span", { className: "muted", text: loading }));
+    const parts = ["job-reason", "job-progress", "job-estimate", "download-csv", "download-changes",
+      "download-errors", "cancel-export", "urls-expire", "job-delta", "job-latest"];
     for (const hidden of parts) $(hidden).hidden = true;
-    for (const box of ["job-details", "job-filter", "job-columns"]) $(box).replaceChildren();
+    for (const box of ["job-details", "job-filter", "job-columns", "delta-details"]) {
+      $(box).replaceChildren();
+    }
   }
 
-  async function loadJob(id) {
+  async function loadJob(id, key) {
     let answer;
     try {
       answer = await callApi("GET", jobUrl(id));
     } catch (error) {
-      if (error.status === 404 && currentView === "job" && jobView.id === id) {
+      if (error.status === 404 && currentView === "job" && jobView.key === key) {
         $("job-heading").textContent = "Export not found";
         $("job-status-line").replaceChildren(el("span", { text: `There is no export with id ${id}.` }));
       }
       throw error;
     }
-    if (currentView !== "job" || jobView.id !== id) return null;
+    if (currentView !== "job" || jobView.key !== key) return null;
     noteRetryAfter(answer.retryAfter);
     renderJob(answer.data);
     if (FINAL.has(answer.data.status)) return null;
     return Math.max(1, Math.min(answer.retryAfter ?? DEFAULT_RETRY_AFTER, 60));
+  }
+
+  /** A series' newest export with files: shown as its own view shows it, with a note naming
+   * the series; asked again now and then, as a newer run may finish. */
+  async function loadLatest(series, key) {
+    let answer;
+    try {
+      answer = await callApi("GET", latestUrl(series));
+    } catch (error) {
+      if (error.status === 404 && currentView === "job" && jobView.key === key) {
+        clearJob(`Series ${series} has no export that succeeded (or completed with errors) yet.`);
+        $("job-heading").textContent = `No export of series ${series} yet`;
+      }
+      throw error;
+    }
+    if (currentView !== "job" || jobView.key !== key) return null;
+    const job = answer.data || {};
+    jobView.id = job.id;
+    renderJob(job);
+    document.title = `Latest of ${series} - User export`;
+    const note = $("job-latest");
+    note.replaceChildren(`The newest export of series ${series} that has files. `,
+      el("a", { href: `#/exports/${encodeURIComponent(job.id)}`, text: `Open export ${job.id}` }),
+      " for a link to this one export.");
+    note.hidden = false;
+    return IDLE_LIST_POLL;
   }
 
   function detail(term, value) {
@@ -633,16 +690,26 @@
     renderReason(job);
     renderProgress(job);
     renderEstimate(job);
+    renderDelta(job);
 
     const csv = $("download-csv");
+    const changes = $("download-changes");
     const errors = $("download-errors");
-    const files = (job.status === "succeeded" || job.status === "completedWithErrors") && job.downloadUrl;
-    csv.hidden = !files;
+    // A delta run of changes has a changes file, and the full CSV only with `snapshot`.
+    const files = (job.status === "succeeded" || job.status === "completedWithErrors") &&
+      Boolean(job.downloadUrl || job.changesUrl);
+    csv.hidden = !(files && job.downloadUrl);
+    changes.hidden = !(files && job.changesUrl);
     errors.hidden = !(files && job.errorsUrl);
+    csv.classList.toggle("primary", Boolean(job.downloadUrl));
+    changes.classList.toggle("primary", !job.downloadUrl);
     if (files) {
       // SAS URLs on blob storage: the SAS sets Content-Disposition, so a plain link downloads.
-      csv.href = job.downloadUrl;
-      csv.setAttribute("rel", "noopener noreferrer");
+      for (const [link, url] of [[csv, job.downloadUrl], [changes, job.changesUrl]]) {
+        if (!url) continue;
+        link.href = url;
+        link.setAttribute("rel", "noopener noreferrer");
+      }
       if (job.errorsUrl) {
         errors.href = job.errorsUrl;
         errors.setAttribute("rel", "noopener noreferrer");
@@ -676,6 +743,13 @@
       ...detail("Started", when(job.startedAt) || nothing("not started")),
       ...detail("Finished", when(job.finishedAt) || nothing("not finished")),
       ...detail("Dry run", dryRun ? "Yes: planned and estimated only, nothing exported" : null),
+      ...detail("Series", job.series
+        ? el("a", { href: `#/latest/${encodeURIComponent(job.series)}`, title: "The series' newest export", text: job.series })
+        : null),
+      ...detail("Mode", job.mode === "delta" ? "Delta: the changes since the series' last run" : (job.series ? "Full" : null)),
+      ...detail("Snapshot", job.mode === "delta"
+        ? (job.snapshot ? "Yes: the full CSV too" : "No: the changes file only (runs of changes)")
+        : null),
       ...(dryRun ? [] : [
         ...detail(FINAL.has(job.status) ? "Users exported" : "Users so far", count(users) || nothing()),
         ...detail("Errors", count(job.errorCount) || nothing()),
@@ -696,6 +770,56 @@
     const columns = Array.isArray(job.columns) ? job.columns : [];
     $("columns-heading").textContent = `Columns (${columns.length})`;
     $("job-columns").replaceChildren(...columns.map((column) => el("li", { text: column })));
+  }
+
+  /** A series name in the list, a link to its newest export; marked when in delta mode. */
+  function seriesTag(job) {
+    if (typeof job.series !== "string" || job.series === "") return null;
+    const delta = job.mode === "delta";
+    return el("a", {
+      href: `#/latest/${encodeURIComponent(job.series)}`,
+      className: delta ? "series-tag delta" : "series-tag",
+      title: delta ? "Delta series: its newest export" : "Its newest export",
+      "data-focus-key": `series-${job.id}`,
+      text: job.series,
+    }, delta ? el("span", { className: "visually-hidden", text: " (delta)" }) : null);
+  }
+
+  const DELTA_KIND_WORDS = {
+    full: "Full run: every user (the series' new starting point)",
+    changes: "Changes since the series' last run",
+  };
+
+  function exportLink(id) {
+    return el("a", { href: `#/exports/${encodeURIComponent(id)}` }, el("code", { text: id }));
+  }
+
+  /** A delta export's run: full or changes, why, since which run, and what changed. */
+  function renderDelta(job) {
+    const card = $("job-delta");
+    card.hidden = job.mode !== "delta";
+    if (card.hidden) return;
+    const delta = job.delta && typeof job.delta === "object" ? job.delta : {};
+    const counted = ["added", "updated", "removed"].filter((key) => typeof delta[key] === "number");
+    const counts = $("delta-counts");
+    counts.hidden = counted.length === 0;
+    counts.replaceChildren(...counted.map((key) => el("div", { className: "delta-count", "data-count": key },
+      el("strong", { text: count(delta[key]) }),
+      el("span", { text: key[0].toUpperCase() + key.slice(1) }))));
+    const source = delta.authenticationColumnsFrom && typeof delta.authenticationColumnsFrom === "object"
+      ? delta.authenticationColumnsFrom
+      : null;
+    const carried = source && typeof source.jobId === "string"
+      ? el("span", null, source.jobId === job.id ? "This export" : exportLink(source.jobId),
+        source.at ? ", " : "", when(source.at))
+      : null;
+    replaceKeepingFocus($("delta-details"), [
+      ...detail("Run", DELTA_KIND_WORDS[delta.kind] || delta.kind || "Not planned yet"),
+      ...detail("Why", delta.reason),
+      ...detail(delta.kind === "changes" ? "Since" : "Previous run",
+        typeof delta.since === "string" ? exportLink(delta.since) : null),
+      ...detail("Authentication columns from", carried),
+    ]);
   }
 
   // The plan's estimate: requests for listing and lookups, resource units, expected duration.
@@ -955,6 +1079,9 @@
   // Field errors: shown next to the field, tied to it with aria-describedby and aria-invalid.
 
   function fieldTarget(field) {
+    if (field === "series" || field === "mode" || field === "snapshot") {
+      return { input: $(`f-${field}`), error: $(`f-${field}-error`) };
+    }
     if (field === "columns" || /^columns\[\d+\]$/.test(field || "")) {
       return { input: $("column-search"), error: $("columns-error"), fieldset: $("columns-fieldset") };
     }
@@ -1011,6 +1138,20 @@
       clearFieldError(input.id === "f-fileName" ? "fileName" : `filter.${input.getAttribute("data-filter")}`);
     });
   }
+  for (const field of ["series", "mode", "snapshot"]) {
+    $(`f-${field}`).addEventListener(field === "series" ? "input" : "change", () => clearFieldError(field));
+  }
+
+  // A snapshot is for delta mode only: the box is off and disabled in full mode.
+  function syncSnapshot() {
+    const delta = $("f-mode").value === "delta";
+    $("f-snapshot").disabled = !delta;
+    if (!delta) $("f-snapshot").checked = false;
+  }
+  $("f-mode").addEventListener("change", () => {
+    syncSnapshot();
+    clearFieldError("snapshot");
+  });
 
   // A preset's columns, chosen as a whole, go in its order, as `"columns": "preview"` would.
   function presetOrder(columns) {
@@ -1050,6 +1191,20 @@
       }
     }
     body.formulaGuard = $("f-formulaGuard").checked;
+
+    const series = $("f-series").value.trim();
+    if (series !== "") {
+      if (!SERIES.test(series)) {
+        problems.push(["series", "Use 1 to 63 letters, digits, dashes and underscores, starting " +
+          "with a letter or digit."]);
+      } else {
+        body.series = series;
+      }
+    }
+    if ($("f-mode").value === "delta") {
+      body.mode = "delta";
+      if ($("f-snapshot").checked) body.snapshot = true;
+    }
     return { body, problems };
   }
 
@@ -1110,6 +1265,7 @@
 
   function resetForm() {
     $("export-form").reset();
+    syncSnapshot();
     $("column-search").value = "";
     if (form.catalogue) renderCatalogue();
   }
