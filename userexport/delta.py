@@ -107,7 +107,7 @@ async def _full_reason(clients: Clients, job: Job, state: SeriesState | None) ->
     days = clients.settings.delta_full_days
     if utcnow() - state.full_at > timedelta(days=days):
         return (
-            f"The series' last full run ({state.full_job}) is more than {days} days old: a full "
+            f"The series' last full run ({state.full_job}) is more than {days:g} days old: a full "
             "run refreshes every column, the authentication columns too."
         )
     snapshot = clients.exports.get_blob_client(f"{state.snapshot_job}/users.csv")

@@ -16,8 +16,10 @@ import pytest
 
 from devtools.stack import LocalStack
 from devtools.tenantsim.changes import TenantWriter
+from userexport.jobs import JobConflict, utcnow
+from userexport.series import SeriesState, SeriesStore
 
-from .conftest import download, running_stack, wait_for_export
+from .conftest import Storage, app_settings, download, running_stack, wait_for_export
 
 USERS = 120
 SERIES = "hr-feed"
@@ -112,8 +114,18 @@ def test_a_delta_series_lists_exactly_the_changes_and_rebuilds_the_snapshot(
         tenant.delete_user(user_id)
     tenant.restore_user(restored)
 
+    before = httpx.get(delta_stack.sim["stats"]).json()["requests"]
     second = export(api, series=SERIES, mode="delta", snapshot=True)
     assert second["status"] == "succeeded", second
+    after = httpx.get(delta_stack.sim["stats"]).json()["requests"]
+
+    def made(*kinds: str) -> int:
+        return sum(after.get(k, 0) - before.get(k, 0) for k in kinds)
+
+    # Only the 21 changed users are looked up (and the plan's check of one user's methods);
+    # the tenant is not listed again: delta pages, and the check's one-user page.
+    assert 21 <= made("methods", "phoneMethods", "emailMethods") <= 22
+    assert made("users") <= 1 and made("usersCount") == 0 and made("delta") >= 2
     delta = second["delta"]
     assert delta["kind"] == "changes" and delta["since"] == first["id"]
     assert (delta["added"], delta["updated"], delta["removed"]) == (11, 10, 10)
@@ -198,3 +210,55 @@ def test_retention_keeps_the_newest_runs_of_each_series(delta_stack, api):
         assert api.get(f"/api/exports/{job_id}").status_code == 404
     latest = api.get("/api/exports/latest", params={"series": "kept"}).json()
     assert latest["id"] == runs[-1]
+
+
+def test_retention_never_deletes_the_run_a_delta_series_builds_on(delta_stack, api):
+    body = {"series": "guarded-base", "mode": "delta", "columns": ["objectId"]}
+    base = export(api, **body)
+    # Two later runs that end without files: cancelled while Graph is down (an outage of 503s,
+    # as Graph's service-unavailable answers), so the base is past the 2 newest kept.
+    down = {"outages": [{"start": 0, "end": 120, "target": "all", "mode": "503"}]}
+    assert httpx.post(delta_stack.sim["faults"], json=down).status_code == 200
+    try:
+        for _ in range(2):
+            started = api.post("/api/exports", json=body)
+            cancelled = api.delete(f"/api/exports/{started.json()['id']}")
+            assert cancelled.status_code in (200, 202), cancelled.text
+            assert cancelled.json()["status"] == "cancelled"
+    finally:
+        assert httpx.post(delta_stack.sim["faults"], json={"outages": []}).status_code == 200
+    fired = httpx.post(f"{delta_stack.api_url}/admin/functions/nightly_export", json={})
+    assert fired.status_code in (200, 202), fired.text
+    assert api.get(f"/api/exports/{base['id']}").status_code == 200
+    follows = export(api, **body)
+    assert follows["delta"]["kind"] == "changes" and follows["delta"]["since"] == base["id"]
+
+
+async def test_a_series_moves_on_only_from_the_snapshot_its_run_was_planned_on(delta_stack):
+    with app_settings(delta_stack):
+        store = Storage(delta_stack)
+        try:
+            series = SeriesStore(store.table)
+
+            def state(job: str) -> SeriesState:
+                return SeriesState(
+                    name="guarded",
+                    delta_link=f"link-{job}",
+                    snapshot_job=job,
+                    columns=["objectId"],
+                    formula_guard=True,
+                    full_job="a",
+                    full_at=utcnow(),
+                )
+
+            await series.advance(state("a"), planned_on=None)
+            with pytest.raises(JobConflict):  # a second first run: the series has one
+                await series.advance(state("b"), planned_on=None)
+            await series.advance(state("b"), planned_on="a")
+            await series.advance(state("b"), planned_on="a")  # its commit again: nothing to do
+            with pytest.raises(JobConflict):  # planned on a, which b moved on from
+                await series.advance(state("c"), planned_on="a")
+            saved = await series.get("guarded")
+            assert saved is not None and saved.delta_link == "link-b"
+        finally:
+            await store.close()

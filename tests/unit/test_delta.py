@@ -6,14 +6,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
-from userexport.columns import resolve
+from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
 from userexport.csvfile import CsvEncoder
-from userexport.delta import _field, _records
+from userexport.delta import _field, _full_reason, _records
 from userexport.exportrequest import InvalidRequest, export_request
+from userexport.jobs import Job, Status
+from userexport.series import SeriesState
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
@@ -81,3 +84,63 @@ def test_a_delta_request_records_its_series_mode_and_snapshot():
     assert type(request).from_json(request.to_json()) == request
     plain = export_request({}, now=NOW)
     assert (plain.series, plain.mode, plain.snapshot) == (None, "full", False)
+
+
+class _Blob:
+    def __init__(self, exists: bool) -> None:
+        self._exists = exists
+
+    async def exists(self) -> bool:
+        return self._exists
+
+
+def _clients(*, snapshot_exists: bool = True) -> SimpleNamespace:
+    return SimpleNamespace(
+        settings=SimpleNamespace(delta_full_days=7.0),
+        exports=SimpleNamespace(get_blob_client=lambda name: _Blob(snapshot_exists)),
+    )
+
+
+def _state(**changes: object) -> SeriesState:
+    values: dict[str, object] = {
+        "name": "s",
+        "delta_link": "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=x",
+        "snapshot_job": "8204027154527-9a5ceaa6",
+        "columns": list(DEFAULT_COLUMN_NAMES),
+        "formula_guard": True,
+        "full_job": "8204027171192-bcf8bc9d",
+        "full_at": datetime.now(UTC) - timedelta(days=1),
+    }
+    return SeriesState(**{**values, **changes})  # type: ignore[arg-type]
+
+
+def _job(**body: object) -> Job:
+    request = export_request({"series": "s", "mode": "delta", **body}, now=NOW)
+    return Job(
+        id="8204027000000-00000000",
+        status=Status.RUNNING,
+        trigger="http",
+        created_at=NOW,
+        request=request,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "body", "exists", "says"),
+    [
+        (None, {}, True, "first delta run"),
+        (_state(columns=["objectId"]), {}, True, "columns or formulaGuard differ"),
+        (_state(), {"formulaGuard": False}, True, "columns or formulaGuard differ"),
+        (_state(full_at=datetime.now(UTC) - timedelta(days=8)), {}, True, "more than 7 days"),
+        (_state(), {}, False, "is gone"),
+    ],
+)
+async def test_a_delta_run_is_a_full_one_when_the_series_cannot_build_on_its_snapshot(
+    state, body, exists, says
+):
+    reason = await _full_reason(_clients(snapshot_exists=exists), _job(**body), state)
+    assert reason is not None and says in reason
+
+
+async def test_a_delta_run_reads_changes_when_the_series_has_a_fresh_snapshot_of_its_columns():
+    assert await _full_reason(_clients(), _job(), _state()) is None
