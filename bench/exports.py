@@ -624,12 +624,7 @@ def run_delta(
         sim_args=DELTA_LATENCY,
         app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
     ) as stack:
-        sim = stack.local.sim
-        with TenantWriter(
-            graph_url=sim["graph"],
-            identity_url=sim["identity"],
-            identity_header=sim["identityHeader"],
-        ) as writer:
+        with stack.local.tenant_writer() as writer:
             started = time.perf_counter()
             listed = writer.users(select="id,userPrincipalName")
             print(

@@ -25,7 +25,6 @@ from pathlib import Path
 import httpx
 
 from devtools.stack import LocalStack, StackError
-from devtools.tenantsim.changes import TenantWriter
 
 
 def _sigterm(*_: object) -> None:
@@ -71,10 +70,7 @@ def export(api_url: str, key: str, ca_bundle: str, out: Path) -> tuple[dict, dic
 
 def change_some_users(stack: LocalStack) -> None:
     """Two users added, two changed and one deleted, as an admin would in the tenant."""
-    sim = stack.sim
-    with TenantWriter(
-        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
-    ) as tenant:
+    with stack.tenant_writer() as tenant:
         users = tenant.users(select="id")[:3]
         for n in (1, 2):
             tenant.create_user(

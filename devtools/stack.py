@@ -35,6 +35,7 @@ from typing import Any
 import certifi
 import trustme
 
+from devtools.tenantsim.changes import TenantWriter
 from userexport.settings import APP_SETTINGS, PLATFORM_AUTH_ENABLED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,6 +222,16 @@ class LocalStack:
         if self.easy_auth is not None:
             names += [*self.easy_auth.allowed_identities, *self.easy_auth.allowed_applications]
         return list(dict.fromkeys(names))  # each once, in order
+
+    def tenant_writer(self) -> TenantWriter:
+        """A client that changes the simulated tenant through Graph's own write APIs (users
+        created, updated, deleted, restored), with a token from its identity endpoint."""
+        sim = self.sim
+        return TenantWriter(
+            graph_url=sim["graph"],
+            identity_url=sim["identity"],
+            identity_header=sim["identityHeader"],
+        )
 
     def identity(self, name: str) -> dict[str, str]:
         """A user-assigned identity of the simulated tenant: {"name", "clientId", "objectId",

@@ -293,12 +293,10 @@ class ChangesRun:
             job = await clients.jobs.get(self._job.id)
             if job is None or job.status is not Status.RUNNING or job.plan is None:
                 return Outcome.SKIPPED
-            if not job.committing:
-                job.committing = True
-                try:
-                    job = await clients.jobs.save(job)
-                except JobConflict:
-                    continue
+            marked = await clients.jobs.mark_committing(job)
+            if marked is None:
+                continue
+            job = marked
             self._outcome(job)
             names = (job.blob_name, job.changes_blob_name, job.errors_blob_name)
             request = job.request

@@ -39,14 +39,10 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
             p.status is not PartitionStatus.DONE for p in parts
         ):
             return Outcome.PARTITION_DONE
-        if not job.committing:
-            # Said first, ETag-guarded: from here on a cancel answers 409, so a cancelled job
-            # never has committed files.
-            job.committing = True
-            try:
-                job = await clients.jobs.save(job)
-            except JobConflict:
-                continue
+        marked = await clients.jobs.mark_committing(job)
+        if marked is None:
+            continue
+        job = marked
         await _commit(clients, job, parts)
         if job.plan.delta and job.status.has_files:
             await _advance_series(clients, job, job.plan.delta)

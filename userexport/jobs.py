@@ -365,6 +365,18 @@ class JobStore:
                 continue
         raise JobConflict(f"job {job_id} changed on every one of 20 attempts to fail it")
 
+    async def mark_committing(self, job: Job) -> Job | None:
+        """Marks the job as committing its files, ETag-guarded: from then on a cancel answers
+        409, so a cancelled job never has committed files. None: the row moved on, read it
+        again."""
+        if job.committing:
+            return job
+        job.committing = True
+        try:
+            return await self.save(job)
+        except JobConflict:
+            return None
+
     async def cancel(self, job_id: str, *, reason: str) -> tuple[Job | None, bool]:
         """Cancels a queued or running job, unless its files are being committed. Returns the
         job as it is now and whether this call cancelled it."""

@@ -36,10 +36,7 @@ def delta_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 
 @pytest.fixture(scope="module")
 def tenant(delta_stack: LocalStack) -> Iterator[TenantWriter]:
-    sim = delta_stack.sim
-    with TenantWriter(
-        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
-    ) as writer:
+    with delta_stack.tenant_writer() as writer:
         yield writer
 
 

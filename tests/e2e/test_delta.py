@@ -48,10 +48,7 @@ def api(delta_stack: LocalStack) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def tenant(delta_stack: LocalStack) -> Iterator[TenantWriter]:
-    sim = delta_stack.sim
-    with TenantWriter(
-        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
-    ) as writer:
+    with delta_stack.tenant_writer() as writer:
         yield writer
 
 

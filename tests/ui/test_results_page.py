@@ -520,8 +520,6 @@ def test_the_form_checks_series_and_shows_the_apps_refusal_of_delta_next_to_its_
 
 
 def test_a_delta_series_shows_its_run_its_changes_file_and_its_latest(ui, api, ui_stack):
-    from devtools.tenantsim.changes import TenantWriter
-
     series = "ui-delta"
     page = ui.open("/new")
     expect(page.locator("#columns-count")).to_contain_text("25 of")
@@ -544,10 +542,7 @@ def test_a_delta_series_shows_its_run_its_changes_file_and_its_latest(ui, api, u
     details = page.locator("#job-details")
     expect(details.get_by_role("link", name=series)).to_have_attribute("href", f"#/latest/{series}")
 
-    sim = ui_stack.sim
-    with TenantWriter(
-        graph_url=sim["graph"], identity_url=sim["identity"], identity_header=sim["identityHeader"]
-    ) as tenant:
+    with ui_stack.tenant_writer() as tenant:
         users = tenant.users(select="id,userPrincipalName")
         added = tenant.create_user(
             displayName="Ui Delta Added",

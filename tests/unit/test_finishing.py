@@ -14,6 +14,7 @@ from userexport.jobs import (
     Checkpoint,
     Job,
     JobConflict,
+    JobStore,
     Partition,
     PartitionStatus,
     Plan,
@@ -56,6 +57,8 @@ class FakeStore:
 
     async def partitions(self, job_id: str) -> list[Partition]:
         return self.parts
+
+    mark_committing = JobStore.mark_committing  # the real one, on this store's save
 
     async def save(self, job: Job) -> Job:
         if self.conflicts:
