@@ -19,6 +19,7 @@ it starts again in a new message from the same deltaLink: nothing moved on yet.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ LOOKUP_USERS = 100
 # Invocations a changes run may start before it gives up: it keeps nothing between them.
 MAX_ATTEMPTS = 5
 BLOCK_BYTES = 4 * 1024 * 1024
+
+
+class SnapshotUnusable(Exception):
+    """The snapshot a changes run builds on is gone or is not this export's; the message says
+    what to do."""
 
 
 def expired(error: GraphError) -> bool:
@@ -160,6 +166,9 @@ class ChangesRun:
         self._columns = resolve(job.request.columns, context)
         self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
         self._id_at = list(job.request.columns).index(ID_COLUMN)
+        # The authentication columns: kept from the snapshot for a user whose lookup failed.
+        self._auth_at = [i for i, c in enumerate(self._columns) if c.lookup]
+        self._source = clients.exports.get_blob_client(f"{self._delta['since']}/users.csv")
         self._counts = Counts()
         self._errors: list[list[str]] = []
         self._blocks: dict[str, list[str]] = {"users": [], "changes": [], "errors": []}
@@ -188,18 +197,27 @@ class ChangesRun:
                 "run. Start the export again: the next run resyncs in full.",
             )
             return Outcome.FINISHED
+        except SnapshotUnusable as unusable:
+            await self._clients.jobs.fail(self._job.id, reason=str(unusable))
+            return Outcome.FINISHED
         except (JobConflict, JobStopped) as stopped:
             log.info("Export job %s changes run stops: %s", self._job.id, stopped)
             return Outcome.SKIPPED
 
     async def _write(self) -> str:
         """Reads the changes, then stages the three files; the deltaLink after the changes."""
+        if not await self._source.exists():  # before any Graph request
+            raise SnapshotUnusable(
+                f"The snapshot this run builds on (run {self._delta['since']}) is gone. Start "
+                "the export again: the series' next run lists the tenant in full."
+            )
         changes = await read_changes(self._clients, self._delta["link"])
         users = list(changes.users.values())
         found = await self._look_up(users)
         self._errors += lookup_rows(found.failures, users)
         rows = {u["id"]: self._encoder.rows([u], found.methods) for u in users}
-        await self._rebuild(rows, changes.removed)
+        failed = {f.user_id for f in found.failures}
+        await self._rebuild(rows, changes.removed, failed)
         await self._write_errors()
         return changes.link
 
@@ -216,9 +234,12 @@ class ChangesRun:
             found.failures += part.failures
         return found
 
-    async def _rebuild(self, rows: dict[str, bytes], removed: dict[str, str]) -> None:
-        """Streams the previous snapshot into the new one and writes the changes file."""
-        source = self._clients.exports.get_blob_client(f"{self._delta['since']}/users.csv")
+    async def _rebuild(
+        self, rows: dict[str, bytes], removed: dict[str, str], failed: set[str]
+    ) -> None:
+        """Streams the previous snapshot into the new one and writes the changes file. A user
+        whose lookup failed keeps the authentication cells the snapshot had (the errors file
+        says what failed): a passing failure must not empty them until the next full run."""
         users = self._staged(self._job.blob_name, "users", Stream.CSV_ROWS)
         changes = self._staged(self._job.changes_blob_name, "changes", Stream.CSV_ROWS)
         header = self._encoder.header()
@@ -226,29 +247,31 @@ class ChangesRun:
         names = CHANGES_COLUMNS + [c.name for c in self._columns]
         await changes.add(encode_rows(names, [], with_header=True))
         counts = self._counts
-        records = _records((await source.download_blob()).chunks())
+        records = _records((await self._source.download_blob()).chunks())
         if await anext(records, None) != header:
-            raise RuntimeError(
-                f"the snapshot of run {self._delta['since']} does not start with this export's "
-                "header"
+            raise SnapshotUnusable(
+                f"The snapshot this run builds on (run {self._delta['since']}) has other columns "
+                "than this export. Start the export again: the series' next run lists in full."
             )
         async for record in records:
             user_id = _field(record, self._id_at)
             if user_id in removed:
                 counts.removed += 1
-                await changes.add(f"removed,{removed[user_id]},".encode() + record)
+                await changes.add(_change("removed", removed[user_id]) + record)
                 continue
             row = rows.pop(user_id, None)
+            if row is not None and user_id in failed:
+                row = _with_cells(row, record, self._auth_at)
             if row is not None and row != record:
                 counts.updated += 1
-                await changes.add(b"updated,," + row)
+                await changes.add(_change("updated") + row)
             await users.add(row or record)
             counts.users += 1
             budget.check()
         for row in rows.values():  # users the snapshot did not hold: new, or restored
             counts.added += 1
             counts.users += 1
-            await changes.add(b"added,," + row)
+            await changes.add(_change("added") + row)
             await users.add(row)
         await users.flush()
         await changes.flush()
@@ -277,8 +300,9 @@ class ChangesRun:
             return Outcome.FINISHED
         part.failing_since, part.last_error = spent.failing_since, spent.last_error
         part.lease_owner = part.lease_until = None
-        await clients.jobs.save(part)
         pause = clients.graph.resume_in()
+        part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
+        await clients.jobs.save(part)
         await clients.queue.send_message(
             ExportMessage(job.id, part.index).encode(), visibility_timeout=pause or None
         )
@@ -289,6 +313,9 @@ class ChangesRun:
         """Marks the job committing (a cancel saved first wins), commits the files, moves the
         series on, then records the outcome; a conflict is read again and retried."""
         clients = self._clients
+        # Fenced as a partition's checkpoint is: another invocation that claimed this run since
+        # (a redelivered message) makes this save fail, and this one stops.
+        self._part = await clients.jobs.save(self._part)
         for _ in range(20):
             job = await clients.jobs.get(self._job.id)
             if job is None or job.status is not Status.RUNNING or job.plan is None:
@@ -380,3 +407,19 @@ async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 def _field(record: bytes, index: int) -> str:
     return next(csv.reader([record.decode("utf-8")]))[index]
+
+
+def _with_cells(row: bytes, record: bytes, indexes: list[int]) -> bytes:
+    """`row` with the cells at `indexes` taken from `record` (both one CSV record)."""
+    new = next(csv.reader([row.decode("utf-8")]))
+    old = next(csv.reader([record.decode("utf-8")]))
+    for index in indexes:
+        new[index] = old[index]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(new)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _change(kind: str, reason: str = "") -> bytes:
+    """The changes file's first two cells of a row, and the comma before the user's."""
+    return encode_rows([], [[kind, reason]], with_header=False).removesuffix(b"\r\n") + b","

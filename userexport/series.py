@@ -9,7 +9,7 @@ planned on: of two runs planned on the same state, the second to commit finds it
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -27,6 +27,7 @@ from .jobs import Job, JobConflict, JobStore, utcnow
 log = logging.getLogger(__name__)
 
 PARTITION = "series"
+HISTORY = 20  # the snapshots a series went through, newest last: a retried commit finds its own
 
 
 @dataclass
@@ -38,6 +39,7 @@ class SeriesState:
     formula_guard: bool  # ... and formula guard: another request starts a full run
     full_job: str  # the last full run: the authentication columns of unchanged users date from it
     full_at: datetime
+    history: list[str] = field(default_factory=list)  # the snapshots before this one
     etag: str | None = None
 
     def to_entity(self) -> dict[str, object]:
@@ -50,6 +52,7 @@ class SeriesState:
             "formulaGuard": self.formula_guard,
             "fullJob": self.full_job,
             "fullAt": self.full_at,
+            "history": orjson.dumps(self.history).decode(),
         }
 
 
@@ -70,16 +73,17 @@ class SeriesStore:
             formula_guard=row["formulaGuard"],
             full_job=row["fullJob"],
             full_at=row["fullAt"],
+            history=orjson.loads(row.get("history") or "[]"),
             etag=row.metadata.get("etag"),
         )
 
     async def advance(self, state: SeriesState, *, planned_on: str | None) -> None:
         """Saves the series' new state, if it is still the one the run was planned on
         (`planned_on`: the snapshot job it built on; None: the series had no state). Saved
-        already by this run (a redelivered commit): nothing to do. Raises JobConflict when
-        another run moved the series on."""
+        already by this run (a retried commit, even after later runs built on it): nothing to
+        do. Raises JobConflict when another run moved the series on."""
         current = await self.get(state.name)
-        if current is not None and current.snapshot_job == state.snapshot_job:
+        if current is not None and state.snapshot_job in (current.snapshot_job, *current.history):
             return
         found = current.snapshot_job if current else None
         if found != planned_on:
@@ -101,6 +105,7 @@ class SeriesStore:
 def state_after(job: Job, delta_link: str, previous: SeriesState | None) -> SeriesState:
     """The series' state once `job` (a run of it) has committed."""
     full = previous is None or not (job.plan and job.plan.changes)
+    history = [*previous.history, previous.snapshot_job][-HISTORY:] if previous else []
     return SeriesState(
         name=job.request.series or "",
         delta_link=delta_link,
@@ -109,15 +114,17 @@ def state_after(job: Job, delta_link: str, previous: SeriesState | None) -> Seri
         formula_guard=job.request.formula_guard,
         full_job=job.id if full or previous is None else previous.full_job,
         full_at=(job.started_at or utcnow()) if full or previous is None else previous.full_at,
+        history=history,
     )
 
 
 async def prune(
     jobs: JobStore, series: SeriesStore, exports: ContainerClient, *, keep: int
 ) -> list[str]:
-    """Deletes every series' finished runs but its newest `keep` (their blobs, then their
-    rows). A run still queued or running, and the run whose snapshot a delta series builds on
-    next, are never deleted. Returns the deleted job ids."""
+    """Deletes every series' finished runs but its newest `keep` with files and its newest
+    `keep` without (failed, cancelled, dry runs: these never push out an export with files).
+    Their blobs go first, then their rows. A run still queued or running, and the run whose
+    snapshot a delta series builds on next, are never deleted. Returns the deleted job ids."""
     runs: dict[str, list[Job]] = {}
     async for job in jobs.series_runs(None):  # newest first
         runs.setdefault(job.series or "", []).append(job)
@@ -125,7 +132,9 @@ async def prune(
     for name, newest_first in runs.items():
         state = await series.get(name)
         finished = [job for job in newest_first if job.status.finished]
-        for job in finished[keep:]:
+        with_files = [job for job in finished if job.status.has_files]
+        without = [job for job in finished if not job.status.has_files]
+        for job in with_files[keep:] + without[keep:]:
             if state is not None and job.id == state.snapshot_job:
                 continue
             for blob in (job.blob_name, job.errors_blob_name, job.changes_blob_name):

@@ -38,6 +38,7 @@ KEYS: frozenset[str] = frozenset(
         "expirePageTokens",
         "expireDeltaTokens",
         "premium",
+        "authenticationStatus",
     }
 )
 _OUTAGE_KEYS = frozenset({"start", "end", "target", "mode"})
@@ -85,6 +86,8 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
         if not isinstance(body["premium"], bool):
             raise ControlError("premium must be true or false")
         fields["premium"] = body["premium"]
+    if "authenticationStatus" in body:
+        fields["authentication_status"] = _statuses(body["authenticationStatus"])
     expire = body.get("expirePageTokens", False)
     if not isinstance(expire, bool):
         raise ControlError("expirePageTokens must be true or false")
@@ -102,6 +105,7 @@ def settings_json(settings: FaultSettings, slow_next: int, elapsed: float) -> di
     """The settings as GET /_sim/faults shows them: outages from now, ended ones left out."""
     out: dict[str, Any] = {key: getattr(settings, name) for key, (name, _, _) in _SCALARS.items()}
     out["premium"] = settings.premium
+    out["authenticationStatus"] = dict(settings.authentication_status)
     out["targets"] = sorted(settings.fault_targets)
     out["outages"] = [
         {
@@ -119,6 +123,16 @@ def settings_json(settings: FaultSettings, slow_next: int, elapsed: float) -> di
         "next": slow_next,
     }
     return out
+
+
+def _statuses(value: Any) -> tuple[tuple[str, int], ...]:
+    """{"<user id>": status, ...}: the status each user's authentication-method reads answer."""
+    if not isinstance(value, dict):
+        raise ControlError("authenticationStatus must be an object of user ids to HTTP statuses")
+    for user_id, status in value.items():
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ControlError(f"authenticationStatus[{user_id!r}] must be an HTTP status")
+    return tuple(sorted(value.items()))
 
 
 def _number(key: str, value: Any, check: Check, whole: bool = False) -> Any:

@@ -98,6 +98,12 @@ class FaultSettings:
     page_token_ttl: float = 0.0  # seconds; 0 never expires
     delta_token_ttl: float = 604800.0  # seconds (Graph: 7 days for directory objects); 0 never
     premium: bool = True  # False: signInActivity answers 403 (no Entra ID P1/P2)
+    # (user id, status): that user's authentication-method reads answer the status, as a
+    # tenant file's _sim.authenticationStatus does, but switched at run time.
+    authentication_status: tuple[tuple[str, int], ...] = ()
+
+    def forced_authentication_status(self, user_id: str) -> int | None:
+        return dict(self.authentication_status).get(user_id)
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
@@ -123,7 +129,9 @@ class FaultSettings:
 
     @classmethod
     def from_config(cls, config: SimConfig) -> FaultSettings:
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+        # Run-time only knobs (no command-line option) keep their defaults.
+        names = [f.name for f in dataclasses.fields(cls) if hasattr(config, f.name)]
+        return cls(**{name: getattr(config, name) for name in names})
 
     def rate(self, kind: str) -> float:
         return float(getattr(self, f"rate_{kind}"))

@@ -1060,7 +1060,8 @@ class GraphApi:
         user = self.tenant.find(key)
         if user is None:
             return self._finish(_not_found(key, crid), 1, auth=True)
-        forced = _forced_status(user)
+        settings = self.faults.settings
+        forced = settings.forced_authentication_status(user["id"]) or _forced_status(user)
         if forced is not None and forced != 200:
             self.stats.faults[f"forced{forced}"] += 1
             return self._finish(self._forced(forced, key, crid), 1, auth=True)

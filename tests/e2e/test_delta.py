@@ -212,23 +212,46 @@ def test_retention_keeps_the_newest_runs_of_each_series(delta_stack, api):
 def test_retention_never_deletes_the_run_a_delta_series_builds_on(delta_stack, api):
     body = {"series": "guarded-base", "mode": "delta", "columns": ["objectId"]}
     base = export(api, **body)
-    # Two later runs that end without files: cancelled while Graph is down (an outage of 503s,
-    # as Graph's service-unavailable answers), so the base is past the 2 newest kept.
-    down = {"outages": [{"start": 0, "end": 120, "target": "all", "mode": "503"}]}
-    assert httpx.post(delta_stack.sim["faults"], json=down).status_code == 200
-    try:
-        for _ in range(2):
-            started = api.post("/api/exports", json=body)
-            cancelled = api.delete(f"/api/exports/{started.json()['id']}")
-            assert cancelled.status_code in (200, 202), cancelled.text
-            assert cancelled.json()["status"] == "cancelled"
-    finally:
-        assert httpx.post(delta_stack.sim["faults"], json={"outages": []}).status_code == 200
+    # Two newer exports with files in the same series (full ones: the delta state stays on
+    # the base), so the base is past the 2 newest kept.
+    for _ in range(2):
+        export(api, series="guarded-base", columns=["objectId"])
+    # Dry runs have no files: however many, they never push an export with files out.
+    dry = [export(api, **body, dryRun=True)["id"] for _ in range(3)]
     fired = httpx.post(f"{delta_stack.api_url}/admin/functions/nightly_export", json={})
     assert fired.status_code in (200, 202), fired.text
     assert api.get(f"/api/exports/{base['id']}").status_code == 200
+    assert [api.get(f"/api/exports/{i}").status_code for i in dry] == [404, 200, 200]
     follows = export(api, **body)
     assert follows["delta"]["kind"] == "changes" and follows["delta"]["since"] == base["id"]
+
+
+def test_a_failed_lookup_keeps_the_snapshots_authentication_cells(delta_stack, api, tenant):
+    body = {"series": "kept-cells", "mode": "delta", "snapshot": True}
+    first = export(api, **body)
+    snapshot = rows(download(delta_stack, first["downloadUrl"]))
+    header = snapshot[0]
+    ids, title, email = (header.index(c) for c in ("objectId", "jobTitle", "authenticationEmail"))
+    # Not the first user: the plan step reads that one's methods to choose its lookups.
+    before = next(r for r in snapshot[2:] if r[email])
+    tenant.update_user(before[ids], jobTitle="Kept cells")
+    # Graph refuses this user's authentication-method reads (403, as for a user a policy
+    # protects): its methods are unknown this run, not gone.
+    failing = {"authenticationStatus": {before[ids]: 403}}
+    assert httpx.post(delta_stack.sim["faults"], json=failing).status_code == 200
+    try:
+        second = export(api, **body)
+    finally:
+        cleared = {"authenticationStatus": {}}
+        assert httpx.post(delta_stack.sim["faults"], json=cleared).status_code == 200
+    assert second["status"] == "completedWithErrors" and second["delta"]["updated"] == 1
+    rebuilt = rows(download(delta_stack, second["downloadUrl"]))
+    [after] = [r for r in rebuilt[1:] if r[ids] == before[ids]]
+    assert after[title] == "Kept cells" and after[email] == before[email]
+    [changed] = rows(download(delta_stack, second["changesUrl"]))[1:]
+    assert changed[0] == "updated" and changed[2:] == after
+    errors = rows(download(delta_stack, second["errorsUrl"]))[1:]
+    assert [r[0] for r in errors] == [before[ids]] and errors[0][3] == "403"
 
 
 async def test_a_series_moves_on_only_from_the_snapshot_its_run_was_planned_on(delta_stack):
@@ -255,7 +278,13 @@ async def test_a_series_moves_on_only_from_the_snapshot_its_run_was_planned_on(d
             await series.advance(state("b"), planned_on="a")  # its commit again: nothing to do
             with pytest.raises(JobConflict):  # planned on a, which b moved on from
                 await series.advance(state("c"), planned_on="a")
+            c = state("c")
+            c.history = ["a", "b"]
+            await series.advance(c, planned_on="b")
+            # b's commit retried after c built on it: b is in the history, nothing to do.
+            await series.advance(state("b"), planned_on="a")
             saved = await series.get("guarded")
-            assert saved is not None and saved.delta_link == "link-b"
+            assert saved is not None and saved.delta_link == "link-c"
+            assert saved.history == ["a", "b"]
         finally:
             await store.close()

@@ -35,6 +35,7 @@ DEFAULTS = {
     "pageTokenTtl": 0.0,
     "deltaTokenTtl": 604800.0,
     "premium": True,
+    "authenticationStatus": {},
     "targets": ["auth", "users"],
     "outages": [],
     "slowPages": {"rate": 0.0, "seconds": 0.0, "next": 0},
@@ -99,6 +100,18 @@ def test_500_and_502_keep_the_streams_of_older_seeds(make_http: Any) -> None:
         b for b in before if b != 200
     ]
     assert {a for b, a in zip(before, after, strict=True) if b == 200} == {200, 500, 502}
+
+
+def test_one_users_authentication_reads_answer_a_status_set_at_run_time(
+    h: Any, sim: RunningSim
+) -> None:
+    first, second = [u["id"] for u in list(iter_users(sim.state.config))[:2]]
+    assert h.faults({"authenticationStatus": {first: 503}})[0] == 200
+    assert h.get(f"/users/{first}/authentication/methods")[0] == 503
+    assert h.get(f"/users/{second}/authentication/methods")[0] == 200
+    assert h.faults({"authenticationStatus": {first: "no"}})[0] == 400
+    assert h.faults({"authenticationStatus": {}})[0] == 200
+    assert h.get(f"/users/{first}/authentication/methods")[0] == 200
 
 
 # ------------------------------------------------------------------ $batch
