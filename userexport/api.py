@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,7 +15,16 @@ from . import idempotency
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
 from .exportrequest import InvalidRequest, excerpt, export_request, request_json, series_name
-from .jobs import Job, Partition, PartitionStatus, Status, new_job_id, plausible_job_id, utcnow
+from .jobs import (
+    Job,
+    Partition,
+    PartitionStatus,
+    Status,
+    iso,
+    new_job_id,
+    plausible_job_id,
+    utcnow,
+)
 from .messages import ExportMessage
 
 log = logging.getLogger(__name__)
@@ -197,7 +206,7 @@ async def _job_answer(clients: Clients, job: Job, links: Links) -> ApiResponse:
                 body[key] = await clients.sas.read_url(
                     clients.exports.get_blob_client(blob), now=now, file_name=file_name
                 )
-        body["urlsExpireAt"] = _iso(now + clients.settings.sas_lifetime)
+        body["urlsExpireAt"] = iso(now + clients.settings.sas_lifetime)
     return ApiResponse(200, body)
 
 
@@ -289,9 +298,9 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
         "status": job.status.value,
         "statusUrl": links.status(job.id),
         "trigger": job.trigger,
-        "createdAt": _iso(job.created_at),
-        "startedAt": _iso(job.started_at),
-        "finishedAt": _iso(job.finished_at),
+        "createdAt": iso(job.created_at),
+        "startedAt": iso(job.started_at),
+        "finishedAt": iso(job.finished_at),
         "usersWritten": job.user_count or 0,
         "userCount": job.user_count,
         "errorCount": job.error_count,
@@ -316,7 +325,7 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
         waited = [(since, error) for since, error in failing if since is not None]
         if waited:
             since, error = min(waited, key=lambda f: f[0])
-            body["failingSince"], body["lastError"] = _iso(since), error
+            body["failingSince"], body["lastError"] = iso(since), error
         elif job.last_error:
             body["lastError"] = job.last_error
     if job.reason:
@@ -337,9 +346,5 @@ def _progress(job: Job, parts: list[Partition]) -> dict[str, Any]:
     if total and written and job.started_at:
         elapsed = (utcnow() - job.started_at).total_seconds()
         remaining = max(total - written, 0) * elapsed / written
-        progress["estimatedCompletionAt"] = _iso(utcnow() + timedelta(seconds=remaining))
+        progress["estimatedCompletionAt"] = iso(utcnow() + timedelta(seconds=remaining))
     return progress
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -37,9 +37,9 @@ from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, lookup_rows
 from .exportrequest import ID_COLUMN
 from .graph import GraphError
-from .jobs import Job, JobConflict, JobStopped, Partition, Status, utcnow
+from .jobs import Job, JobConflict, JobStopped, Partition, Status, iso, utcnow
 from .messages import ExportMessage, Outcome
-from .series import SeriesState, state_after
+from .series import SeriesState
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ class SnapshotUnusable(Exception):
 
 def expired(error: GraphError) -> bool:
     return error.status == 410 or error.code in RESYNC_CODES
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 async def plan_delta(
@@ -91,7 +87,7 @@ async def plan_delta(
             "reason": f"The changes since run {state.snapshot_job}.",
             "since": state.snapshot_job,
             "link": state.delta_link,
-            "authenticationColumnsFrom": {"jobId": state.full_job, "at": _iso(state.full_at)},
+            "authenticationColumnsFrom": {"jobId": state.full_job, "at": iso(state.full_at)},
         }
     # Taken before the listing: a change made while it lists is read again by the next run.
     latest = await clients.graph.users_delta(select=select)
@@ -100,7 +96,7 @@ async def plan_delta(
         "reason": reason,
         "since": state.snapshot_job if state else None,
         "link": latest["@odata.deltaLink"],
-        "authenticationColumnsFrom": {"jobId": job.id, "at": _iso(job.started_at)},
+        "authenticationColumnsFrom": {"jobId": job.id, "at": iso(job.started_at)},
     }
 
 
@@ -330,11 +326,8 @@ class ChangesRun:
             files = (request.file_name, request.changes_file_name, request.errors_file_name)
             for name, blocks, file_name in zip(names, self._blocks.values(), files, strict=True):
                 await commit(clients.exports.get_blob_client(name), blocks, file_name=file_name)
-            previous = await clients.series.get(job.request.series or "")
             try:
-                await clients.series.advance(
-                    state_after(job, link, previous), planned_on=self._delta["since"]
-                )
+                await clients.series.advance(job, delta_link=link, planned_on=self._delta["since"])
             except JobConflict as moved:
                 job.status = Status.FAILED
                 job.reason = (

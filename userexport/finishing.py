@@ -20,7 +20,6 @@ from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, denied_everywhere, denied_row
 from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
 from .messages import Outcome
-from .series import state_after
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,8 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
 
 async def _advance_series(clients: Clients, job: Job, delta: dict[str, Any]) -> None:
     """A delta series' full run, committed: its CSV is the snapshot the next run builds on."""
-    previous = await clients.series.get(job.request.series or "")
     try:
-        await clients.series.advance(
-            state_after(job, delta["link"], previous), planned_on=delta["since"]
-        )
+        await clients.series.advance(job, delta_link=delta["link"], planned_on=delta["since"])
     except JobConflict as moved:
         note = (
             f"Another run of series {job.request.series} committed first ({moved}); this CSV is "

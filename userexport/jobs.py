@@ -319,6 +319,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A time as the API shows it: ISO 8601 in UTC with a Z."""
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
 class JobStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table

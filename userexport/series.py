@@ -77,17 +77,20 @@ class SeriesStore:
             etag=row.metadata.get("etag"),
         )
 
-    async def advance(self, state: SeriesState, *, planned_on: str | None) -> None:
-        """Saves the series' new state, if it is still the one the run was planned on
-        (`planned_on`: the snapshot job it built on; None: the series had no state). Saved
-        already by this run (a retried commit, even after later runs built on it): nothing to
-        do. Raises JobConflict when another run moved the series on."""
-        current = await self.get(state.name)
-        if current is not None and state.snapshot_job in (current.snapshot_job, *current.history):
+    async def advance(self, job: Job, *, delta_link: str, planned_on: str | None) -> None:
+        """Moves the series on to `job`, a run of it that committed its files, if the series
+        is still where the run was planned on (`planned_on`: the snapshot job it built on;
+        None: the series had no state). Moved on by this run already (a retried commit, even
+        after later runs built on it): nothing to do. Raises JobConflict when another run
+        moved the series on."""
+        name = job.request.series or ""
+        current = await self.get(name)
+        if current is not None and job.id in (current.snapshot_job, *current.history):
             return
         found = current.snapshot_job if current else None
         if found != planned_on:
-            raise JobConflict(f"series {state.name} moved on to {found}")
+            raise JobConflict(f"series {name} moved on to {found}")
+        state = state_after(job, delta_link, current)
         try:
             if current is None:
                 await self._table.create_entity(state.to_entity())
@@ -99,7 +102,7 @@ class SeriesStore:
                     match_condition=MatchConditions.IfNotModified,
                 )
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as error:
-            raise JobConflict(f"series {state.name} changed while saving") from error
+            raise JobConflict(f"series {name} changed while saving") from error
 
 
 def state_after(job: Job, delta_link: str, previous: SeriesState | None) -> SeriesState:

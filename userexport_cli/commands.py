@@ -57,13 +57,7 @@ def wait(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def status(client: ApiClient, args: argparse.Namespace) -> int:
-    job = get_job(client, args.id)
-    if args.json:
-        emit_json(job)
-    else:
-        for line in describe(job):
-            emit(line)
-    return Exit.SUCCEEDED
+    return show(get_job(client, args.id), args)
 
 
 def list_jobs(client: ApiClient, args: argparse.Namespace) -> int:
@@ -143,12 +137,7 @@ def latest(client: ApiClient, args: argparse.Namespace) -> int:
         raise refused(problem) from None
     if args.out is not None:
         return finish(client, job, args)
-    if args.json:
-        emit_json(job)
-    else:
-        for line in describe(job):
-            emit(line)
-    return Exit.SUCCEEDED
+    return show(job, args)
 
 
 # --- shared steps ---------------------------------------------------------------------------
@@ -172,6 +161,16 @@ def follow(
     except ApiProblem as problem:
         raise refused(problem, job_id=job_id) from None
     return finish(client, job, args)
+
+
+def show(job: dict[str, Any], args: argparse.Namespace) -> int:
+    """Prints a job as `status` does: its JSON with --json, else its description."""
+    if args.json:
+        emit_json(job)
+    else:
+        for line in describe(job):
+            emit(line)
+    return Exit.SUCCEEDED
 
 
 def finish(client: ApiClient, job: dict[str, Any], args: argparse.Namespace) -> int:

@@ -62,22 +62,12 @@ class TenantWriter:
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
         url = path_or_url if "://" in path_or_url else f"{self.graph_url}{path_or_url}"
-        resp = self._client.request(
-            method,
-            url,
-            json=json,
-            params=params,
-            headers={"Authorization": f"Bearer {self._bearer()}"},
-        )
-        if resp.status_code == 401:  # the token expired: one fresh try
-            self._token = None
-            resp = self._client.request(
-                method,
-                url,
-                json=json,
-                params=params,
-                headers={"Authorization": f"Bearer {self._bearer()}"},
-            )
+        for fresh in (False, True):
+            headers = {"Authorization": f"Bearer {self._bearer()}"}
+            resp = self._client.request(method, url, json=json, params=params, headers=headers)
+            if resp.status_code != 401 or fresh:
+                break
+            self._token = None  # the token expired: one fresh try
         if resp.status_code >= 400:
             try:
                 error = resp.json().get("error") or {}

@@ -16,8 +16,9 @@ import pytest
 
 from devtools.stack import LocalStack
 from devtools.tenantsim.changes import TenantWriter
-from userexport.jobs import JobConflict, utcnow
-from userexport.series import SeriesState, SeriesStore
+from userexport.exportrequest import export_request
+from userexport.jobs import Job, JobConflict, Plan, Status, utcnow
+from userexport.series import SeriesStore
 
 from .conftest import Storage, app_settings, download, running_stack, wait_for_export
 
@@ -260,29 +261,28 @@ async def test_a_series_moves_on_only_from_the_snapshot_its_run_was_planned_on(d
         try:
             series = SeriesStore(store.table)
 
-            def state(job: str) -> SeriesState:
-                return SeriesState(
-                    name="guarded",
-                    delta_link=f"link-{job}",
-                    snapshot_job=job,
-                    columns=["objectId"],
-                    formula_guard=True,
-                    full_job="a",
-                    full_at=utcnow(),
-                )
+            request = export_request(
+                {"series": "guarded", "mode": "delta", "columns": ["objectId"]}, now=utcnow()
+            )
 
-            await series.advance(state("a"), planned_on=None)
+            def run(job_id: str) -> Job:  # a changes run of the series, committed
+                plan = Plan([[""]], delta={"kind": "changes"})
+                return Job(job_id, Status.RUNNING, "http", utcnow(), request, plan=plan)
+
+            async def advance(job_id: str, planned_on: str | None) -> None:
+                link = f"link-{job_id}"
+                await series.advance(run(job_id), delta_link=link, planned_on=planned_on)
+
+            await advance("a", None)
             with pytest.raises(JobConflict):  # a second first run: the series has one
-                await series.advance(state("b"), planned_on=None)
-            await series.advance(state("b"), planned_on="a")
-            await series.advance(state("b"), planned_on="a")  # its commit again: nothing to do
+                await advance("b", None)
+            await advance("b", "a")
+            await advance("b", "a")  # its commit again: nothing to do
             with pytest.raises(JobConflict):  # planned on a, which b moved on from
-                await series.advance(state("c"), planned_on="a")
-            c = state("c")
-            c.history = ["a", "b"]
-            await series.advance(c, planned_on="b")
+                await advance("c", "a")
+            await advance("c", "b")
             # b's commit retried after c built on it: b is in the history, nothing to do.
-            await series.advance(state("b"), planned_on="a")
+            await advance("b", "a")
             saved = await series.get("guarded")
             assert saved is not None and saved.delta_link == "link-c"
             assert saved.history == ["a", "b"]
