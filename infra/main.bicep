@@ -74,6 +74,10 @@ param seriesKeep int = 14
 param deltaFullDays int = 7
 
 @minValue(1)
+@description('USEREXPORT_STORM_SECONDS: how long a failure that a storm of Graph errors could explain (one user\'s lookup failing while others are served, a wrong "no premium licence" 403) is retried before it is believed.')
+param stormSeconds int = 120
+
+@minValue(1)
 @description('USEREXPORT_STATUS_RETRY_AFTER_SECONDS: Retry-After sent while an export runs.')
 param statusRetryAfterSeconds int = 10
 
@@ -233,6 +237,7 @@ module api 'app/api.bicep' = {
     nightlyMode: nightlyMode
     seriesKeep: seriesKeep
     deltaFullDays: deltaFullDays
+    stormSeconds: stormSeconds
     statusRetryAfterSeconds: statusRetryAfterSeconds
     leaseGraceSeconds: leaseGraceSeconds
     failureCapMinutes: failureCapMinutes

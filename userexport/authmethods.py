@@ -5,12 +5,17 @@ own 429 inside a 200 batch response; the SDK does not retry those, so this modul
 through the adaptive limiter every Graph request shares: after the item's Retry-After, or with
 exponential backoff and jitter when it has none. Items that fail with a server error, and the
 $batch envelope itself, are retried the same way, within the invocation's time budget.
+
+A lookup that keeps failing while Graph serves the others is given up on (an errors-file row)
+only once its failures span USEREXPORT_STORM_SECONDS: Graph's 5xx come in storms of seconds, in
+which one item can fail many times in a row, and a count of failures would give up inside one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +29,10 @@ from .limiter import AdaptiveLimiter, used_share
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch
 THROTTLED = 429
-# Answers to wait out: throttling, timeouts and server errors (every 5xx Graph gives).
-RETRIED = frozenset({408, 429, 500, 502, 503, 504})
-# A lookup that failed this often while Graph answered others is that user's problem, not an
-# outage: it becomes a row in the errors file instead of holding the export up. The count goes
-# on across invocations (the checkpoint keeps it), so a budget too short for five attempts
-# still gets there.
-MAX_ITEM_FAILURES = 5
+# Answers to wait out: throttling, timeouts, server errors (every 5xx Graph gives) and 424
+# Failed Dependency, which the throttling page describes for requests of a batch that failed
+# because another did.
+RETRIED = frozenset({408, 424, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,9 @@ class LookupResult:
     failures: list[LookupFailure] = field(default_factory=list)
     succeeded: int = 0
     throttled: int = 0
-    # Server errors so far of the lookups not answered yet, by "user id/lookup".
-    server_errors: dict[str, int] = field(default_factory=dict)
+    # When each lookup not answered yet first failed on its own (epoch seconds), by
+    # "user id/lookup": kept in the checkpoint, so the span goes on across invocations.
+    failing_since: dict[str, float] = field(default_factory=dict)
 
     def complete(self, users: Sequence[dict[str, Any]], lookups: Sequence[str]) -> int:
         """How many of these users, from the first, have every lookup answered."""
@@ -67,8 +70,8 @@ class LookupResult:
             methods,
             [f for f in self.failures if f.user_id in user_ids],
             sum(len(m) for m in methods.values()),
-            server_errors={
-                k: n for k, n in self.server_errors.items() if k.split("/")[0] in user_ids
+            failing_since={
+                k: t for k, t in self.failing_since.items() if k.split("/")[0] in user_ids
             },
         )
 
@@ -89,17 +92,18 @@ def _give_up_on_failing_items(
     result: LookupResult,
     *,
     own: set[_Item],
+    patience: float,
+    now: float,
 ) -> list[tuple[_Item, dict[str, Any]]]:
-    """Counts the server errors of the items that failed on their own (`own`); one that
-    reached MAX_ITEM_FAILURES, this invocation or earlier ones, becomes a failure. The rest,
-    to retry."""
+    """Notes when each item that failed on its own (`own`) first did (`now`, epoch seconds);
+    one whose failures span `patience` seconds, this invocation or earlier ones, becomes a
+    failure. The rest, to retry."""
     kept = []
     for item, answer in retry:
         if int(answer.get("status", 0)) != THROTTLED and item in own:
-            count = result.server_errors.get(item.key, 0) + 1
-            result.server_errors[item.key] = count
-            if count >= MAX_ITEM_FAILURES:
-                del result.server_errors[item.key]
+            since = result.failing_since.setdefault(item.key, now)
+            if now - since >= patience:
+                del result.failing_since[item.key]
                 result.failures.append(_failure(item, answer))
                 continue
         kept.append((item, answer))
@@ -125,24 +129,34 @@ class _Item:
 
 
 class AuthMethodsReader:
-    def __init__(self, graph: GraphReader, *, limiter: AdaptiveLimiter | None = None) -> None:
+    def __init__(
+        self,
+        graph: GraphReader,
+        *,
+        limiter: AdaptiveLimiter | None = None,
+        storm_seconds: float = 120.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._graph = graph
         self._limiter = limiter or graph.auth_limiter
+        self._patience = storm_seconds
+        # A wall clock: the span is carried across invocations and instances.
+        self._wall_clock = wall_clock
 
     async def read(
         self,
         user_ids: Iterable[str],
         lookups: Sequence[str],
         *,
-        server_errors: Mapping[str, int] | None = None,
+        failing_since: Mapping[str, float] | None = None,
     ) -> LookupResult:
         """The methods of these users, and a failure for every lookup Graph refused.
 
         Throttled items, server errors and lost connections are retried until the invocation's
         budget runs out; then LookupsCutShort (an OutOfTime) raises with what was answered and
-        the server errors counted so far, which the next invocation passes back in."""
+        when the failing lookups first failed, which the next invocation passes back in."""
         items = [_Item(uid, lookup) for uid in user_ids for lookup in lookups]
-        result = LookupResult(server_errors=dict(server_errors or {}))
+        result = LookupResult(failing_since=dict(failing_since or {}))
         chunks = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
         # A chunk out of time does not cancel the others: a $batch already sent is answered
         # and kept (under a pace slower than the budget, that is all an invocation gets done).
@@ -182,7 +196,7 @@ class AuthMethodsReader:
                 if 200 <= status < 300:
                     user = result.methods.setdefault(item.user_id, {})
                     user[item.lookup] = (answer.get("body") or {}).get("value", [])
-                    result.server_errors.pop(item.key, None)
+                    result.failing_since.pop(item.key, None)
                     result.succeeded += 1
                 elif status in RETRIED:
                     retry.append((item, answer))
@@ -201,10 +215,12 @@ class AuthMethodsReader:
             for item, _ in retry:
                 first_failed.setdefault(item, sent_at)
             # An item failing while Graph serves others (in its batch, or anywhere since it
-            # first failed) fails on its own: counted, and given up on at MAX_ITEM_FAILURES.
+            # first failed) fails on its own: given up on once that has lasted the patience.
             last_success = self._limiter.last_success
             own = {i for i, _ in retry if served or last_success >= first_failed[i]}
-            retry = _give_up_on_failing_items(retry, result, own=own)
+            retry = _give_up_on_failing_items(
+                retry, result, own=own, patience=self._patience, now=self._wall_clock()
+            )
             warned = used or None  # Graph's share of the budget used, past 80 %
             if THROTTLED in statuses or outage:
                 self._limiter.served(served)

@@ -136,7 +136,7 @@ def build_clients(settings: Settings) -> Clients:
         graph=graph,
         pace=pace,
         series=SeriesStore(tables.get_table_client(JOBS_TABLE)),
-        auth_methods=AuthMethodsReader(graph),
+        auth_methods=AuthMethodsReader(graph, storm_seconds=settings.storm_seconds),
         tables=tables,
         blobs=blobs,
         credential=credential,

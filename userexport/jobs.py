@@ -107,12 +107,14 @@ class Checkpoint:
     refused_code: str | None = None  # Graph's error code of the first refusal
     lookups_stopped: bool = False  # refused DENY_AFTER times and never allowed: no more asked
     relists: int = 0  # expired page tokens since a user was last written
-    # Server errors so far of the lookups of the users at `position` ("user id/lookup": count),
-    # so that a user whose lookup always fails is given up on even under a short budget.
-    lookup_server_errors: dict[str, int] = field(default_factory=dict)
+    # When each failing lookup of the users at `position` first failed ("user id/lookup":
+    # epoch seconds), so that one failing for USEREXPORT_STORM_SECONDS is given up on even
+    # under a budget shorter than that.
+    lookups_failing_since: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        data = {k: v for k, v in data.items() if k != "lookup_server_errors"}  # older rows
         return cls(**{**data, "position": Position(**data.get("position", {}))})
 
 

@@ -191,24 +191,24 @@ class PartitionRun:
         # (or a policy's scope end) while it runs.
         probe = progress.users // LOOKUP_USERS % PROBE_EVERY == 0
         looked_up = bool(self._lookups) and (not progress.lookups_stopped or probe)
-        carried: dict[str, int] = {}  # server errors of lookups to finish in a later invocation
+        carried: dict[str, float] = {}  # failing lookups to finish in a later invocation
         if looked_up:
             try:
                 found = await self._clients.auth_methods.read(
                     [u["id"] for u in users],
                     self._lookups,
-                    server_errors=progress.lookup_server_errors,
+                    failing_since=progress.lookups_failing_since,
                 )
             except LookupsCutShort as error:
                 users = users[: error.partial.complete(users, self._lookups)]
                 written = {u["id"] for u in users}
                 carried = {
-                    key: count
-                    for key, count in error.partial.server_errors.items()
+                    key: since
+                    for key, since in error.partial.failing_since.items()
                     if key.split("/")[0] not in written
                 }
                 if not users:
-                    self._progress = replace(progress, lookup_server_errors=carried)
+                    self._progress = replace(progress, lookups_failing_since=carried)
                     raise
                 found, cut_short = error.partial.only(written), error
         refused = [f for f in found.failures if f.status == 403]
@@ -233,7 +233,7 @@ class PartitionRun:
             lookups_refused=progress.lookups_refused + len(refused),
             refused_code=code,
             lookups_stopped=progress.lookups_stopped and not found.succeeded,
-            lookup_server_errors=carried,
+            lookups_failing_since=carried,
         )
         if (
             looked_up

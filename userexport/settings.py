@@ -50,6 +50,7 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_NIGHTLY_MODE": "delta",
     "USEREXPORT_SERIES_KEEP": "14",
     "USEREXPORT_DELTA_FULL_DAYS": "7",
+    "USEREXPORT_STORM_SECONDS": "120",
 }
 # Set by App Service itself (never by a deployment) when App Service authentication is on.
 PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
@@ -99,6 +100,9 @@ class Settings:
     nightly_mode: str = "delta"  # the nightly series' mode: "delta" or "full"
     series_keep: int = 14  # the newest runs of each series kept by the nightly retention
     delta_full_days: float = 7.0  # a delta series runs a full export when its last is older
+    # How long a failure that Graph's storms could explain (a lookup failing while others are
+    # served, a "no premium licence" 403 in a premium tenant) is retried before it is believed.
+    storm_seconds: float = 120.0
 
     @property
     def graph_scope(self) -> str:
@@ -168,6 +172,7 @@ class Settings:
             nightly_mode=_nightly_mode(get("USEREXPORT_NIGHTLY_MODE") or ""),
             series_keep=int(positive("USEREXPORT_SERIES_KEEP")),
             delta_full_days=float(positive("USEREXPORT_DELTA_FULL_DAYS", kind=float)),
+            storm_seconds=float(positive("USEREXPORT_STORM_SECONDS", kind=float)),
         )
 
 

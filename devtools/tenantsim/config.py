@@ -8,8 +8,15 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .faults import DEFAULT_FAULT_TARGETS, STATUS_KINDS, FaultSettings, Outage
+from .faults import (
+    DEFAULT_FAULT_TARGETS,
+    DELTA_EXPIRED_ANSWERS,
+    STATUS_KINDS,
+    FaultSettings,
+    Outage,
+)
 
 DEFAULT_ROLES: tuple[str, ...] = (
     "User.Read.All",
@@ -70,6 +77,25 @@ class SimConfig:
     delta_token_ttl: float = 604800.0  # Graph's 7 days for directory objects
     # Entra ID P1/P2: without it signInActivity gets 403 (changeable at run time: "premium")
     premium: bool = True
+    # Graph as documented (README "Graph as documented: the switches"): the start values of the
+    # FaultSettings fields of the same names; POST /_sim/faults/reset puts these back.
+    signin_flaky_403: float = 0.0
+    signin_refused_after: int | None = None
+    signin_empty_in_advanced_queries: bool = False
+    signin_empty_in_member_lists: bool = False
+    delta_partial_items: bool = False
+    delta_skips_restored: bool = False
+    delta_expired_answer: str = "syncStateNotFound"
+    delta_refused_properties: tuple[str, ...] = ()
+    expand_page_cap: int = 0
+    b2c: bool = False
+    limited_member_info: bool = False
+    authentication_methods_api: bool = True
+    rate_429_cpu: float = 0.0
+    retry_after_429_cpu: int = 1
+    rate_424: float = 0.0
+    member_list_costs: bool = False
+    successful_sign_ins_since: str | None = None
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
@@ -81,7 +107,8 @@ class SimConfig:
             raise ValueError("budgets must be > 0")
         self.fault_targets = frozenset(self.fault_targets)
         self.outages = tuple(self.outages)
-        self.fault_settings()  # raises ValueError on bad fault options
+        # Graph's spelling, as /_sim/faults shows them (ValueError on an unknown name).
+        self.delta_refused_properties = self.fault_settings().delta_refused_properties
         self.roles = tuple(self.roles)
         self.identities = tuple(self.identities)
         for name in self.identities:
@@ -198,8 +225,114 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.delta_token_ttl,
         help="lifetime of /users/delta tokens in s (default 604800, 7 days; 0: forever)",
     )
+    _documented_options(a, d)
     a("--log-level", default=d.log_level, help="logging level on stderr")
     return p
+
+
+def _documented_options(a: Any, d: SimConfig) -> None:
+    """Graph as documented: switches off by default (README "Graph as documented")."""
+    a(
+        "--signin-flaky-403",
+        type=float,
+        default=d.signin_flaky_403,
+        metavar="RATE",
+        help="share of requests selecting signInActivity answered the licence 403 anyway",
+    )
+    a(
+        "--signin-refused-after",
+        type=int,
+        default=d.signin_refused_after,
+        metavar="N",
+        help="serve N requests selecting signInActivity, then answer every later one 403",
+    )
+    a(
+        "--signin-empty-in-advanced-queries",
+        action="store_true",
+        help="signInActivity null in /users pages that are advanced queries",
+    )
+    a(
+        "--signin-empty-in-member-lists",
+        action="store_true",
+        help="signInActivity null in group and administrative-unit member pages",
+    )
+    a(
+        "--delta-partial-items",
+        action="store_true",
+        help="delta items: id and the changed properties only; null properties left out",
+    )
+    a(
+        "--delta-skips-restored",
+        action="store_true",
+        help="with $select, restored users do not appear in a delta changes round",
+    )
+    a(
+        "--delta-expired-answer",
+        choices=DELTA_EXPIRED_ANSWERS,
+        default=d.delta_expired_answer,
+        help="how an expired delta token is answered (default %(default)s)",
+    )
+    a(
+        "--delta-refused-properties",
+        type=_csv,
+        default=d.delta_refused_properties,
+        metavar="A,B",
+        help="user properties a /users/delta $select may not name (400)",
+    )
+    a(
+        "--expand-page-cap",
+        type=int,
+        default=d.expand_page_cap,
+        metavar="N",
+        help="users per page of a listing with $expand, whatever $top says (0: no cap)",
+    )
+    a(
+        "--b2c",
+        action="store_true",
+        help="an Azure AD B2C tenant: $count, advanced queries, delta and signInActivity refused",
+    )
+    a(
+        "--limited-member-info",
+        action="store_true",
+        help="member lists without a user-read role give each user's type and id only",
+    )
+    a(
+        "--no-authentication-methods-api",
+        dest="authentication_methods_api",
+        action="store_false",
+        help="a national cloud without the authentication methods API (21Vianet)",
+    )
+    a(
+        "--rate-429-cpu",
+        type=float,
+        default=d.rate_429_cpu,
+        metavar="RATE",
+        help="share of fault-target requests answered 429 CPULimitExceeded (not charged)",
+    )
+    a(
+        "--retry-after-429-cpu",
+        type=int,
+        default=d.retry_after_429_cpu,
+        help="Retry-After of those 429s in s (default %(default)s; 0: none)",
+    )
+    a(
+        "--rate-424",
+        type=float,
+        default=d.rate_424,
+        metavar="RATE",
+        help="share of $batch envelopes answered 424 Failed Dependency",
+    )
+    a(
+        "--member-list-costs",
+        action="store_true",
+        help="Graph's RU costs: members 3, transitiveMembers 5, subscribedSkus 3",
+    )
+    a(
+        "--successful-sign-ins-since",
+        default=d.successful_sign_ins_since,
+        metavar="DATE",
+        help="lastSuccessfulSignIn* null for users whose last success is before DATE",
+    )
 
 
 def config_from_args(argv: list[str] | None = None) -> SimConfig:

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .faults import (
+    DELTA_EXPIRED_ANSWERS,
     FAULT_TARGETS,
     STATUS_KINDS,
     FaultSettings,
     Outage,
     check_fraction,
     check_seconds,
+    parse_instant,
 )
+from .odata import ODataError, canonical_property
 
 Check = Callable[[str, float], None]
 # JSON key -> (FaultSettings field, range check, whole number only)
@@ -29,9 +32,83 @@ _SCALARS: dict[str, tuple[str, Check, bool]] = {
     "pageTokenTtl": ("page_token_ttl", check_seconds, False),
     "deltaTokenTtl": ("delta_token_ttl", check_seconds, False),
 }
+Parse = Callable[[str, Any], Any]
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ControlError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _fraction(key: str, value: Any) -> float:
+    return float(_number(key, value, check_fraction))
+
+
+def _whole(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ControlError(f"{key} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _whole_or_null(key: str, value: Any) -> int | None:
+    return None if value is None else _whole(key, value)
+
+
+def _expired_answer(key: str, value: Any) -> str:
+    if value not in DELTA_EXPIRED_ANSWERS:
+        raise ControlError(f"{key} must be one of {list(DELTA_EXPIRED_ANSWERS)}, got {value!r}")
+    return str(value)
+
+
+def _properties(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ControlError(f"{key} must be a list of user property names")
+    out: list[str] = []
+    for name in value:
+        try:
+            canon = canonical_property(name)
+        except ODataError:
+            raise ControlError(f"{key}: unknown user property {name!r}") from None
+        if canon not in out:
+            out.append(canon)
+    return tuple(out)
+
+
+def _date_or_null(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_instant(key, value)
+    except ValueError as exc:
+        raise ControlError(str(exc)) from None
+    return str(value)
+
+
+# Graph as documented (README "Graph as documented: the switches"): JSON key -> (field, parse)
+SWITCHES: dict[str, tuple[str, Parse]] = {
+    "signInFlaky403": ("signin_flaky_403", _fraction),
+    "signInRefusedAfter": ("signin_refused_after", _whole_or_null),
+    "signInEmptyInAdvancedQueries": ("signin_empty_in_advanced_queries", _bool),
+    "signInEmptyInMemberLists": ("signin_empty_in_member_lists", _bool),
+    "deltaPartialItems": ("delta_partial_items", _bool),
+    "deltaSkipsRestored": ("delta_skips_restored", _bool),
+    "deltaExpiredAnswer": ("delta_expired_answer", _expired_answer),
+    "deltaRefusedProperties": ("delta_refused_properties", _properties),
+    "expandPageCap": ("expand_page_cap", _whole),
+    "b2c": ("b2c", _bool),
+    "limitedMemberInfo": ("limited_member_info", _bool),
+    "authenticationMethodsApi": ("authentication_methods_api", _bool),
+    "rate429Cpu": ("rate_429_cpu", _fraction),
+    "retryAfter429Cpu": ("retry_after_429_cpu", _whole),
+    "rate424": ("rate_424", _fraction),
+    "memberListCosts": ("member_list_costs", _bool),
+    "successfulSignInsSince": ("successful_sign_ins_since", _date_or_null),
+}
 KEYS: frozenset[str] = frozenset(
     {
         *_SCALARS,
+        *SWITCHES,
         "targets",
         "outages",
         "slowPages",
@@ -57,6 +134,8 @@ class FaultChange:
     slow_next: int | None  # None: leave the count of pages still to delay as it is
     expire_page_tokens: bool
     expire_delta_tokens: bool = False
+    # signInRefusedAfter was given: the count of requests still served starts anew from it
+    signin_refused_set: bool = False
 
 
 def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChange:
@@ -88,6 +167,9 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
         fields["premium"] = body["premium"]
     if "authenticationStatus" in body:
         fields["authentication_status"] = _statuses(body["authenticationStatus"])
+    for key, (name, parse) in SWITCHES.items():
+        if key in body:
+            fields[name] = parse(key, body[key])
     expire = body.get("expirePageTokens", False)
     if not isinstance(expire, bool):
         raise ControlError("expirePageTokens must be true or false")
@@ -98,13 +180,22 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
         settings = dataclasses.replace(current, **fields)
     except ValueError as exc:  # cross-field checks, e.g. rates adding up to more than 1
         raise ControlError(str(exc)) from None
-    return FaultChange(settings, slow_next, expire, expire_delta)
+    return FaultChange(
+        settings, slow_next, expire, expire_delta, "signInRefusedAfter" in body
+    )
 
 
-def settings_json(settings: FaultSettings, slow_next: int, elapsed: float) -> dict[str, Any]:
-    """The settings as GET /_sim/faults shows them: outages from now, ended ones left out."""
+def settings_json(
+    settings: FaultSettings, slow_next: int, elapsed: float, signin_left: int | None = None
+) -> dict[str, Any]:
+    """The settings as GET /_sim/faults shows them: outages from now, ended ones left out,
+    signInRefusedAfter as the requests still served (`signin_left`)."""
     out: dict[str, Any] = {key: getattr(settings, name) for key, (name, _, _) in _SCALARS.items()}
     out["premium"] = settings.premium
+    for key, (name, _) in SWITCHES.items():
+        out[key] = getattr(settings, name)
+    out["deltaRefusedProperties"] = list(settings.delta_refused_properties)
+    out["signInRefusedAfter"] = signin_left
     out["authenticationStatus"] = dict(settings.authentication_status)
     out["targets"] = sorted(settings.fault_targets)
     out["outages"] = [

@@ -11,8 +11,9 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import SimConfig
@@ -25,6 +26,29 @@ FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth", "batch"})
 DEFAULT_FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth"})
 OUTAGE_TARGETS: tuple[str, ...] = ("all", "batch")
 OUTAGE_MODES: tuple[str, ...] = ("503", "reset")
+# How an expired /users/delta token is answered (deltaExpiredAnswer; README "Graph as documented").
+DELTA_EXPIRED_ANSWERS: tuple[str, ...] = ("syncStateNotFound", "SyncStateNotFound", "resyncRequired", "gone")
+# The "Graph as documented" switches: FaultSettings fields that POST /_sim/faults/reset puts back
+# to the configured value (SimConfig fields of the same name), not to "no fault".
+DOCUMENTED_FIELDS: tuple[str, ...] = (
+    "signin_flaky_403",
+    "signin_refused_after",
+    "signin_empty_in_advanced_queries",
+    "signin_empty_in_member_lists",
+    "delta_partial_items",
+    "delta_skips_restored",
+    "delta_expired_answer",
+    "delta_refused_properties",
+    "expand_page_cap",
+    "b2c",
+    "limited_member_info",
+    "authentication_methods_api",
+    "rate_429_cpu",
+    "retry_after_429_cpu",
+    "rate_424",
+    "member_list_costs",
+    "successful_sign_ins_since",
+)
 
 
 def check_fraction(name: str, value: float) -> None:
@@ -35,6 +59,24 @@ def check_fraction(name: str, value: float) -> None:
 def check_seconds(name: str, value: float) -> None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a number of seconds >= 0, got {value}")
+
+
+def check_whole(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+
+
+def parse_instant(name: str, text: Any) -> datetime:
+    """An ISO 8601 date or date-time (UTC when it names no offset), e.g. `2023-12-01`."""
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be an ISO date such as 2023-12-01, got {text!r}")
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO date such as 2023-12-01, got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -101,6 +143,26 @@ class FaultSettings:
     # (user id, status): that user's authentication-method reads answer the status, as a
     # tenant file's _sim.authenticationStatus does, but switched at run time.
     authentication_status: tuple[tuple[str, int], ...] = ()
+    # Graph as documented (README "Graph as documented: the switches"); off by default.
+    signin_flaky_403: float = 0.0  # share of signInActivity requests answered the licence 403
+    signin_refused_after: int | None = None  # N: the next N are served, then every one is 403
+    signin_empty_in_advanced_queries: bool = False  # signInActivity null in advanced /users pages
+    signin_empty_in_member_lists: bool = False  # signInActivity null in member-list pages
+    delta_partial_items: bool = False  # delta items: id + changed properties; nulls left out
+    delta_skips_restored: bool = False  # with $select, a restored user is not in a changes round
+    delta_expired_answer: str = "syncStateNotFound"  # one of DELTA_EXPIRED_ANSWERS
+    delta_refused_properties: tuple[str, ...] = ()  # /users/delta $select of these: 400
+    expand_page_cap: int = 0  # users per page with $expand (0: no cap)
+    b2c: bool = False  # an Azure AD B2C tenant: no $count, no advanced queries, no signInActivity
+    limited_member_info: bool = False  # member lists without a user-read role: id and type only
+    authentication_methods_api: bool = True  # False: a national cloud without the API (21Vianet)
+    rate_429_cpu: float = 0.0  # share of fault-target requests answered 429 CPULimitExceeded
+    retry_after_429_cpu: int = 1  # their Retry-After (0: none)
+    rate_424: float = 0.0  # share of $batch envelopes answered 424 Failed Dependency
+    member_list_costs: bool = False  # members 3, transitiveMembers 5, subscribedSkus 3 RU
+    successful_sign_ins_since: str | None = None  # lastSuccessfulSignIn* null before this date
+    # successful_sign_ins_since parsed (derived, not a setting)
+    since: datetime | None = field(default=None, init=False, compare=False, repr=False)
 
     def forced_authentication_status(self, user_id: str) -> int | None:
         return dict(self.authentication_status).get(user_id)
@@ -121,16 +183,52 @@ class FaultSettings:
             raise ValueError("slow pages need slow_page_seconds > 0")
         check_seconds("page_token_ttl", self.page_token_ttl)
         check_seconds("delta_token_ttl", self.delta_token_ttl)
-        if not isinstance(self.premium, bool):
-            raise ValueError(f"premium must be true or false, got {self.premium!r}")
+        for name in (
+            "premium",
+            "signin_empty_in_advanced_queries",
+            "signin_empty_in_member_lists",
+            "delta_partial_items",
+            "delta_skips_restored",
+            "b2c",
+            "limited_member_info",
+            "authentication_methods_api",
+            "member_list_costs",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("signin_flaky_403", "rate_429_cpu", "rate_424"):
+            check_fraction(name, getattr(self, name))
+        if self.signin_refused_after is not None:
+            check_whole("signin_refused_after", self.signin_refused_after)
+        check_whole("expand_page_cap", self.expand_page_cap)
+        check_whole("retry_after_429_cpu", self.retry_after_429_cpu)
+        if self.delta_expired_answer not in DELTA_EXPIRED_ANSWERS:
+            raise ValueError(
+                f"delta_expired_answer must be one of {list(DELTA_EXPIRED_ANSWERS)}, "
+                f"got {self.delta_expired_answer!r}"
+            )
+        since = None
+        if self.successful_sign_ins_since is not None:
+            since = parse_instant("successful_sign_ins_since", self.successful_sign_ins_since)
         # Frozen: normalise through object.__setattr__ so lists from JSON/argparse compare equal.
         object.__setattr__(self, "fault_targets", frozenset(self.fault_targets))
         object.__setattr__(self, "outages", tuple(self.outages))
+        object.__setattr__(
+            self, "delta_refused_properties", _user_properties(self.delta_refused_properties)
+        )
+        object.__setattr__(self, "since", since)
 
     @classmethod
     def from_config(cls, config: SimConfig) -> FaultSettings:
         # Run-time only knobs (no command-line option) keep their defaults.
-        names = [f.name for f in dataclasses.fields(cls) if hasattr(config, f.name)]
+        names = [f.name for f in dataclasses.fields(cls) if f.init and hasattr(config, f.name)]
+        return cls(**{name: getattr(config, name) for name in names})
+
+    @classmethod
+    def reset_from_config(cls, config: SimConfig) -> FaultSettings:
+        """No faults at all, but Graph's configured behaviour: targets, premium, the delta
+        token lifetime and the "Graph as documented" switches as the options set them."""
+        names = ("fault_targets", "premium", "delta_token_ttl", *DOCUMENTED_FIELDS)
         return cls(**{name: getattr(config, name) for name in names})
 
     def rate(self, kind: str) -> float:
@@ -138,6 +236,23 @@ class FaultSettings:
 
     def retry_after(self, kind: str) -> int:
         return int(getattr(self, f"retry_after_{kind}", 0))
+
+
+def _user_properties(names: Any) -> tuple[str, ...]:
+    """User property names in Graph's spelling (ValueError naming an unknown one)."""
+    from .odata import ODataError, canonical_property  # odata does not import faults
+
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"delta_refused_properties must be property names, got {names!r}")
+    out: list[str] = []
+    for name in names:
+        try:
+            canon = canonical_property(name)
+        except ODataError:
+            raise ValueError(f"delta_refused_properties: unknown user property {name!r}") from None
+        if canon not in out:
+            out.append(canon)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -164,11 +279,14 @@ class FaultInjector:
     ) -> None:
         self.settings = settings
         self.slow_next = 0  # list pages still to delay whatever the slow-page rate says
+        # signInRefusedAfter: requests selecting signInActivity still served (None: no limit)
+        self.signin_left: int | None = settings.signin_refused_after
         self._clock = clock
         self._started = clock()
+        # One stream per target and per kind of draw, so a new kind never moves an old one's.
         self._streams = {
             t: random.Random(f"tenantsim-faults:{seed}:{t}")
-            for t in (*sorted(FAULT_TARGETS), "slowPage")
+            for t in (*sorted(FAULT_TARGETS), "slowPage", "signInFlaky403", "429cpu", "424")
         }
 
     def elapsed(self) -> float:
@@ -190,6 +308,23 @@ class FaultInjector:
                 return Fault(kind, self.settings.retry_after(kind))
             r -= rate
         return None
+
+    def signin_flaky(self) -> bool:
+        """Whether the next request selecting signInActivity gets the licence 403 anyway."""
+        rate = self.settings.signin_flaky_403
+        return rate > 0 and self._streams["signInFlaky403"].random() < rate
+
+    def cpu_429(self, target: str) -> bool:
+        """Whether the next request of `target` is throttled for CPU (429, not charged)."""
+        rate = self.settings.rate_429_cpu
+        if rate <= 0 or target not in self.settings.fault_targets:
+            return False
+        return self._streams["429cpu"].random() < rate
+
+    def failed_dependency(self) -> bool:
+        """Whether the next $batch envelope is answered 424 before any item runs."""
+        rate = self.settings.rate_424
+        return rate > 0 and self._streams["424"].random() < rate
 
     def outage(self, batch: bool) -> Outage | None:
         """The outage window the current request falls in, if any."""

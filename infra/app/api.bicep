@@ -30,6 +30,7 @@ param partitionSeconds int
 param nightlyMode string
 param seriesKeep int
 param deltaFullDays int
+param stormSeconds int
 param statusRetryAfterSeconds int
 param leaseGraceSeconds int
 param failureCapMinutes int
@@ -162,6 +163,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'USEREXPORT_DELTA_FULL_DAYS'
           value: string(deltaFullDays)
+        }
+        {
+          name: 'USEREXPORT_STORM_SECONDS'
+          value: string(stormSeconds)
         }
         {
           name: 'USEREXPORT_STATUS_RETRY_AFTER_SECONDS'

@@ -9,7 +9,7 @@ import pytest
 from kiota_abstractions.request_information import RequestInformation
 
 from userexport import budget
-from userexport.authmethods import MAX_ITEM_FAILURES, AuthMethodsReader, LookupsCutShort
+from userexport.authmethods import AuthMethodsReader, LookupsCutShort
 from userexport.graph import GraphError, GraphReader
 from userexport.limiter import AdaptiveLimiter
 
@@ -55,9 +55,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+PATIENCE = 120.0  # USEREXPORT_STORM_SECONDS
+
+
 def reader(graph: FakeGraph, clock: FakeClock) -> AuthMethodsReader:
     limiter = AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep)
-    return AuthMethodsReader(graph, limiter=limiter)  # type: ignore[arg-type]
+    return AuthMethodsReader(  # type: ignore[arg-type]
+        graph, limiter=limiter, storm_seconds=PATIENCE, wall_clock=clock.clock
+    )
 
 
 def url(user: str) -> str:
@@ -102,13 +107,6 @@ async def test_refusals_are_reported_and_server_errors_waited_out(clock):
     result = await reader(graph, clock).read(["a", "b", "c"], ["emailMethods"])
     assert [(f.user_id, f.status) for f in result.failures] == [("a", 403)]
     assert result.succeeded == 2
-
-
-async def test_a_lookup_failing_while_graph_answers_others_becomes_an_error_row(clock):
-    graph = FakeGraph({url("a"): [(500, {})] * 10, url("b"): [(200, {})]})
-    result = await reader(graph, clock).read(["a", "b"], ["emailMethods"])
-    assert [(f.user_id, f.status) for f in result.failures] == [("a", 500)]
-    assert len(graph.batches) == 5, "given up after 5 failures"
 
 
 async def test_an_outage_of_every_lookup_is_waited_out_not_written_off(clock):
@@ -296,26 +294,55 @@ async def test_cut_short_by_the_budget_it_hands_over_what_was_answered(clock):
     assert first_two.succeeded == 1
 
 
-async def test_failures_counted_in_earlier_invocations_carry_over(clock):
-    """Under a budget too short for five attempts, each invocation counts on from the last."""
-    key = "a/emailMethods"
-    counts: dict[str, int] = {}
-    for invocation in range(1, MAX_ITEM_FAILURES):
-        graph = FakeGraph({url("a"): [(500, {})], url("b"): [(200, {})]})
-        with budget.budget(0.5, clock=clock.clock), pytest.raises(LookupsCutShort) as cut:
-            await reader(graph, clock).read(["a", "b"], ["emailMethods"], server_errors=counts)
-        counts = cut.value.partial.server_errors
-        assert counts == {key: invocation} and not cut.value.partial.failures
-    graph = FakeGraph({url("a"): [(500, {})], url("b"): [(200, {})]})
-    result = await reader(graph, clock).read(["a", "b"], ["emailMethods"], server_errors=counts)
+async def test_a_storm_of_failures_is_outlasted_however_many_there_are(clock):
+    """Graph's 5xx come in storms of seconds: a lookup failing 6 times in a row while Graph
+    serves the others (5 used to be the end of it) is retried while its failures span less
+    than the patience."""
+    graph = FakeGraph(
+        {url("a"): [(503, {})] * 3 + [(500, {})] * 3 + [(200, {})], url("b"): [(200, {})]}
+    )
+    result = await reader(graph, clock).read(["a", "b"], ["emailMethods"])
+    assert not result.failures and set(result.methods) == {"a", "b"}
+    assert clock.now < PATIENCE and len(graph.batches) == 7
+
+
+async def test_a_lookup_failing_for_the_patience_becomes_a_failure(clock):
+    """... and one failing for that long while Graph answers others is that user's problem:
+    an errors-file row."""
+    graph = FakeGraph({url("a"): [(500, {})] * 100, url("b"): [(200, {})]})
+    result = await reader(graph, clock).read(["a", "b"], ["emailMethods"])
     assert [(f.user_id, f.status) for f in result.failures] == [("a", 500)]
-    assert result.server_errors == {} and len(graph.batches) == 1
+    assert result.failing_since == {} and clock.now >= PATIENCE
+
+
+async def test_failures_in_earlier_invocations_carry_over(clock):
+    """Under a budget far shorter than the patience, each invocation goes on with the span
+    from when the lookup first failed."""
+    key = "a/emailMethods"
+    since: dict[str, float] = {}
+    invocations = 0
+    while True:
+        invocations += 1
+        graph = FakeGraph({url("a"): [(500, {})] * 10, url("b"): [(200, {})]})
+        try:
+            with budget.budget(10, clock=clock.clock):
+                result = await reader(graph, clock).read(
+                    ["a", "b"], ["emailMethods"], failing_since=since
+                )
+            break
+        except LookupsCutShort as cut:
+            since = cut.partial.failing_since
+            assert since == {key: 0.0} and not cut.partial.failures
+        clock.now += 5.0  # the next message comes a little later
+    assert [(f.user_id, f.status) for f in result.failures] == [("a", 500)]
+    assert invocations > 3 and clock.now >= PATIENCE
 
 
 async def test_failures_during_an_outage_are_not_counted_towards_giving_up(clock):
     graph = FakeGraph({url("a"): [(503, {})] * 30})
     with budget.budget(600, clock=clock.clock), pytest.raises(LookupsCutShort) as cut:
         await reader(graph, clock).read(
-            ["a"], ["emailMethods"], server_errors={"a/emailMethods": 4}
+            ["a"], ["emailMethods"], failing_since={"a/emailMethods": -1000.0}
         )
-    assert cut.value.partial.server_errors == {"a/emailMethods": 4}
+    assert cut.value.partial.failing_since == {"a/emailMethods": -1000.0}
+    assert not cut.value.partial.failures
