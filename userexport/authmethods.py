@@ -25,7 +25,7 @@ from kiota_abstractions.request_information import RequestInformation
 
 from . import budget
 from .graph import GraphError, GraphReader, retry_after_seconds
-from .limiter import AdaptiveLimiter, used_share
+from .limiter import AdaptiveLimiter, about_budget, used_share
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch
 THROTTLED = 429
@@ -33,6 +33,15 @@ THROTTLED = 429
 # Failed Dependency, which the throttling page describes for requests of a batch that failed
 # because another did.
 RETRIED = frozenset({408, 424, 429, 500, 502, 503, 504})
+
+
+def api_missing(status: int, message: str) -> bool:
+    """Whether a lookup's failure says that this Graph has no authentication-methods API at
+    all, as Microsoft Graph China operated by 21Vianet has not (authentication-list-methods.md,
+    national cloud availability). Its answer there is not documented: a path segment Graph
+    does not have is 400 BadRequest "Resource not found for the segment 'authentication'",
+    and a user's own lookup never answers 400 or 501."""
+    return status in (400, 501) or (status == 404 and "segment" in message.lower())
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,7 @@ class AuthMethodsReader:
             retry: list[tuple[_Item, dict[str, Any]]] = []
             retry_after: float | None = None
             statuses: set[int] = set()
+            learn = False  # a 429 about the budget: one about CPU or data volume teaches no pace
             used = max((used_share(a.get("headers")) or 0.0 for a in answers), default=0.0)
             for item, answer in zip(sending, answers, strict=True):
                 status = int(answer.get("status", 0))
@@ -203,6 +213,7 @@ class AuthMethodsReader:
                     wait = retry_after_seconds(answer.get("headers"))
                     retry_after = max(retry_after or 0.0, wait or 0.0) or None
                     result.throttled += status == THROTTLED
+                    learn |= status == THROTTLED and about_budget(answer.get("headers"))
                     statuses.add(status)
                 else:
                     result.failures.append(_failure(item, answer))
@@ -224,7 +235,7 @@ class AuthMethodsReader:
             warned = used or None  # Graph's share of the budget used, past 80 %
             if THROTTLED in statuses or outage:
                 self._limiter.served(served)
-                self._limiter.throttled(retry_after, learn_rate=THROTTLED in statuses, used=warned)
+                self._limiter.throttled(retry_after, learn_rate=learn, used=warned)
                 if outage:
                     budget.failed(f"Microsoft Graph answered {max(statuses)} to every lookup")
             else:

@@ -36,6 +36,7 @@ class Stream(StrEnum):
     ERROR_ROWS = "E"
     HELD_ROWS = "K"  # error rows kept or dropped at the commit (see errorsfile)
     NOTICES = "D"  # rows said once for the whole job (a refusal that empties columns)
+    CHANGES_RUN = "C"  # a delta changes run's blocks, in each of its three files
 
 
 def block_id(stream: Stream, partition: int, epoch: int, seq: int) -> str:

@@ -124,6 +124,7 @@ def build_clients(settings: Settings) -> Clients:
         limiter=AdaptiveLimiter(bucket="listing", shared=pace),
         sign_in_limiter=AdaptiveLimiter(bucket="signIn", shared=pace),
         auth_limiter=AdaptiveLimiter(bucket="auth", shared=pace),
+        storm_seconds=settings.storm_seconds,
     )
     return Clients(
         settings=settings,

@@ -27,6 +27,7 @@ _AUTH_PERMISSION = "UserAuthenticationMethod.Read.All"
 
 User = Mapping[str, Any]
 AuthData = Mapping[str, list[dict[str, Any]]]
+AuthMethods = Mapping[str, AuthData]  # each user's AuthData, by user id
 Value = Callable[[User, AuthData], Any]
 
 
@@ -204,25 +205,25 @@ _SIGN_IN_KEYS = (
 )
 
 
-def last_sign_in(user: User) -> datetime | None:
-    """The latest of the user's interactive, non-interactive and successful sign-ins."""
-    activity = user.get(SIGN_IN_ACTIVITY) or {}
-    moments = []
-    for key in _SIGN_IN_KEYS:
-        text = activity.get(key)
-        if isinstance(text, str) and text and text != _NEVER:
-            try:
-                moments.append(datetime.fromisoformat(text.replace("Z", "+00:00")))
-            except ValueError:
-                continue
-    return max(moments, default=None)
+def last_successful_sign_in(user: User) -> datetime | None:
+    """The user's last successful sign-in, where Graph has it. lastSignInDateTime counts
+    failed attempts too ("whether the attempt was successful or not"), and
+    lastSuccessfulSignInDateTime exists only since December 1, 2023 and "isn't backfilled"
+    (signInActivity resource): a user without it had no successful sign-in Graph recorded."""
+    text = (user.get(SIGN_IN_ACTIVITY) or {}).get("lastSuccessfulSignInDateTime")
+    if not isinstance(text, str) or not text or text == _NEVER:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _days_since_sign_in(context: ColumnContext) -> Value:
     as_of = context.as_of
 
     def value(user: User, _auth: AuthData) -> Any:
-        latest = last_sign_in(user)
+        latest = last_successful_sign_in(user)
         if latest is None or as_of is None:
             return None
         return max(0, (as_of - latest).days)  # whole days, rounded down

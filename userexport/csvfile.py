@@ -40,9 +40,16 @@ class CsvEncoder:
 
     def header(self) -> bytes:
         """The BOM and the header row: the first bytes of the file."""
-        return BOM + self._encode([[c.name for c in self._columns]])
+        return BOM + self.encode([[c.name for c in self._columns]])
 
     def rows(self, users: Iterable[Mapping[str, Any]], auth: Mapping[str, AuthData]) -> bytes:
+        return self.encode(self.cells(users, auth))
+
+    def cells(
+        self, users: Iterable[Mapping[str, Any]], auth: Mapping[str, AuthData]
+    ) -> list[list[Any]]:
+        """The users' rows as cells, before encoding (a delta run merges some with a snapshot's
+        row: encode() then writes them as rows() would)."""
         # The hot loop of an export: plain properties are read straight from the dict; None and
         # booleans pass as they are (csv.writer writes them as cell() would); the guard looks
         # at text only when its first character could start a formula.
@@ -61,9 +68,9 @@ class CsvEncoder:
                     v = guard(v)
                 row.append(v)
             rows.append(row)
-        return self._encode(rows)
+        return rows
 
-    def _encode(self, rows: list[list[str]]) -> bytes:
+    def encode(self, rows: list[list[Any]]) -> bytes:
         self._writer.writerows(rows)
         text = self._buffer.getvalue()
         self._buffer.seek(0)

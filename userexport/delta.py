@@ -19,7 +19,6 @@ it starts again in a new message from the same deltaLink: nothing moved on yet.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,23 +28,26 @@ from typing import Any
 from azure.storage.blob.aio import BlobClient
 
 from . import budget
-from .authmethods import LookupResult
+from .authmethods import LookupResult, api_missing
 from .blobsink import Stream, block_id, commit, stage
 from .clients import Clients
-from .columns import ColumnContext, resolve
+from .columns import AuthMethods, ColumnContext, graph_select, resolve
 from .csvfile import CsvEncoder, encode_rows
-from .errorsfile import ERRORS_HEADER, lookup_rows
+from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
-from .graph import GraphError
+from .graph import ID_BATCH, GraphError
 from .jobs import Job, JobConflict, JobStopped, Partition, Status, iso, utcnow
 from .messages import ExportMessage, Outcome
+from .preflight import CannotExport
 from .series import SeriesState
 
 log = logging.getLogger(__name__)
 
-# Graph's answers to a deltaLink it no longer has: 400 syncStateNotFound for directory objects
-# (7 days; devblogs "Duration of change tracking tokens ...", 2020), 410 resyncRequired elsewhere.
-RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired"})
+# Graph's answers to a deltaLink it no longer has (delta query overview): "a 40X-series error
+# with error codes such as syncStateNotFound" (7 days for directory objects), resyncRequired,
+# or "410 Gone and a Location header" to start again from; spellings differ by workload
+# (SyncStateNotFound), so codes are compared without case.
+RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
 CHANGES_COLUMNS = ["changeType", "changeReason"]
 LOOKUP_USERS = 100
 # Invocations a changes run may start before it gives up: it keeps nothing between them.
@@ -59,7 +61,22 @@ class SnapshotUnusable(Exception):
 
 
 def expired(error: GraphError) -> bool:
-    return error.status == 410 or error.code in RESYNC_CODES
+    return error.status == 410 or error.code.lower() in RESYNC_CODES
+
+
+def select_refused(error: GraphError) -> bool:
+    """Graph refuses a property in the delta $select: 400 BadRequest "Invalid request for delta
+    query: for this entity set, $expand/$select is not supported for the following
+    properties: signInActivity" (graph-explorer-v4 #3189)."""
+    return error.status == 400 and "not supported for the following properties" in error.message
+
+
+class Resync(Exception):
+    """The changes run cannot stand: the job runs as a full run instead; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 async def plan_delta(
@@ -69,17 +86,15 @@ async def plan_delta(
     once it has committed (a full run). A deltaLink Graph gave up adds a row to `notices`."""
     request = job.request
     state = await clients.series.get(request.series or "")
-    reason = await _full_reason(clients, job, state)
+    # A changes run of this job that could not stand (Resync) made it a full run.
+    reason = job.resync or await _full_reason(clients, job, state)
     if state is not None and reason is None:
         try:
             await clients.graph.users_delta(state.delta_link)  # does Graph still have it?
         except GraphError as error:
-            if not expired(error):
+            if not (expired(error) or select_refused(error)):
                 raise
-            reason = (
-                f"Graph no longer accepts the series' deltaLink ({error.code}): it is older than "
-                "Graph keeps one (7 days), so this run resyncs in full."
-            )
+            reason = _resync_reason(error)
             notices.append(["", "", "users/delta", str(error.status or ""), error.code, reason])
     if state is not None and reason is None:
         return {
@@ -90,7 +105,16 @@ async def plan_delta(
             "authenticationColumnsFrom": {"jobId": state.full_job, "at": iso(state.full_at)},
         }
     # Taken before the listing: a change made while it lists is read again by the next run.
-    latest = await clients.graph.users_delta(select=select)
+    try:
+        latest = await clients.graph.users_delta(select=select)
+    except GraphError as error:
+        if not select_refused(error):
+            raise
+        raise CannotExport(
+            f"Graph's /users/delta refused this export's columns ({error.status} {error.code}: "
+            f"{error.message}). Leave out the columns that read those properties "
+            '(docs/columns.md, "Delta mode"), or use "mode": "full".'
+        ) from None
     return {
         "kind": "full",
         "reason": reason,
@@ -98,6 +122,19 @@ async def plan_delta(
         "link": latest["@odata.deltaLink"],
         "authenticationColumnsFrom": {"jobId": job.id, "at": iso(job.started_at)},
     }
+
+
+def _resync_reason(error: GraphError) -> str:
+    """Why a deltaLink Graph gave up on makes the run a full one."""
+    if select_refused(error):
+        return (
+            f"Graph's /users/delta now refuses a property of the series' columns ({error.code}: "
+            f"{error.message}), so this run lists in full."
+        )
+    return (
+        f"Graph no longer accepts the series' deltaLink ({error.status} {error.code}): it is "
+        "older than Graph keeps one (7 days), or Graph reset it, so this run resyncs in full."
+    )
 
 
 async def _full_reason(clients: Clients, job: Job, state: SeriesState | None) -> str | None:
@@ -162,16 +199,19 @@ class ChangesRun:
         self._columns = resolve(job.request.columns, context)
         self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
         self._id_at = list(job.request.columns).index(ID_COLUMN)
-        # The authentication columns: kept from the snapshot for a user whose lookup failed.
-        self._auth_at = [i for i, c in enumerate(self._columns) if c.lookup]
+        self._select = graph_select(self._columns)  # what a changed user's item may carry
         self._source = clients.exports.get_blob_client(f"{self._delta['since']}/users.csv")
         self._counts = Counts()
+        self._notices: list[list[str]] = list(plan.notices)
         self._errors: list[list[str]] = []
+        self._kept: set[str] = set()  # users whose authentication cells stay the snapshot's
         self._blocks: dict[str, list[str]] = {"users": [], "changes": [], "errors": []}
 
-    def _staged(self, name: str, file: str, stream: Stream) -> _Staged:
+    def _staged(self, name: str, file: str) -> _Staged:
+        # A stream of its own: a Resync's full run stages under other block ids in the same
+        # blobs, whatever its partitions' epochs.
         blob = self._clients.exports.get_blob_client(name)
-        return _Staged(blob, stream, epoch=self._part.epoch, ids=self._blocks[file])
+        return _Staged(blob, Stream.CHANGES_RUN, epoch=self._part.epoch, ids=self._blocks[file])
 
     async def run(self) -> Outcome:
         settings = self._clients.settings
@@ -183,16 +223,13 @@ class ChangesRun:
                     link = await self._clients.jobs.while_running(self._job.id, self._write())
                 except budget.OutOfTime:
                     return await self._again(spent)
+                except GraphError as error:
+                    if not (expired(error) or select_refused(error)):
+                        raise
+                    return await self._resync(_resync_reason(error))
+                except Resync as resync:
+                    return await self._resync(resync.reason)
             return await self._commit(link)
-        except GraphError as error:
-            if not expired(error):
-                raise
-            await self._clients.jobs.fail(
-                self._job.id,
-                reason=f"Graph stopped accepting the series' deltaLink ({error.code}) during the "
-                "run. Start the export again: the next run resyncs in full.",
-            )
-            return Outcome.FINISHED
         except SnapshotUnusable as unusable:
             await self._clients.jobs.fail(self._job.id, reason=str(unusable))
             return Outcome.FINISHED
@@ -211,14 +248,16 @@ class ChangesRun:
         users = list(changes.users.values())
         found = await self._look_up(users)
         self._errors += lookup_rows(found.failures, users)
-        rows = {u["id"]: self._encoder.rows([u], found.methods) for u in users}
         failed = {f.user_id for f in found.failures}
-        await self._rebuild(rows, changes.removed, failed)
+        await self._rebuild(changes.users, found.methods, changes.removed, failed)
+        await self._verify()
         await self._write_errors()
         return changes.link
 
     async def _look_up(self, users: list[dict[str, Any]]) -> LookupResult:
-        """The authentication methods of the changed users only."""
+        """The authentication methods of the changed users only. Where Graph has no such API
+        (authmethods.api_missing), their lookups count as failed (the snapshot's cells stay)
+        and one notice says so."""
         lookups = self._job.lookups
         found = LookupResult()
         if not lookups:
@@ -228,43 +267,63 @@ class ChangesRun:
             part = await self._clients.auth_methods.read(ids, lookups)
             found.methods.update(part.methods)
             found.failures += part.failures
+        missing = [f for f in found.failures if api_missing(f.status, f.message)]
+        if missing:
+            self._notices.append(methods_missing_row(missing[0].status, missing[0].code, lookups))
+            found.failures = [f for f in found.failures if f not in missing]
+            self._kept |= {f.user_id for f in missing}
         return found
 
     async def _rebuild(
-        self, rows: dict[str, bytes], removed: dict[str, str], failed: set[str]
+        self,
+        items: dict[str, dict[str, Any]],
+        methods: AuthMethods,
+        removed: dict[str, str],
+        failed: set[str],
     ) -> None:
-        """Streams the previous snapshot into the new one and writes the changes file. A user
-        whose lookup failed keeps the authentication cells the snapshot had (the errors file
-        says what failed): a passing failure must not empty them until the next full run."""
-        users = self._staged(self._job.blob_name, "users", Stream.CSV_ROWS)
-        changes = self._staged(self._job.changes_blob_name, "changes", Stream.CSV_ROWS)
+        """Streams the previous snapshot into the new one and writes the changes file.
+
+        A changed user's row is its snapshot row with the cells Graph sent anew: delta items
+        carry "at least the properties that have been updated" and leave out properties never
+        set (delta query overview, user-delta), and selected properties have gone missing
+        (microsoft-graph-docs-contrib #7935, #6975), so a property absent from the item keeps
+        the snapshot's cell and an explicit null clears it. A user whose lookup failed keeps
+        the authentication cells the snapshot had (the errors file says what failed): a
+        passing failure must not empty them until the next full run. Users the snapshot did
+        not hold (created, restored) are appended; those whose item lacks a selected property
+        are read again by id, so every cell is one Graph gave."""
+        users = self._staged(self._job.blob_name, "users")
+        changes = self._staged(self._job.changes_blob_name, "changes")
         header = self._encoder.header()
         await users.add(header)
         names = CHANGES_COLUMNS + [c.name for c in self._columns]
         await changes.add(encode_rows(names, [], with_header=True))
         counts = self._counts
+        items = dict(items)
         records = _records((await self._source.download_blob()).chunks())
         if await anext(records, None) != header:
             raise SnapshotUnusable(
                 f"The snapshot this run builds on (run {self._delta['since']}) has other columns "
                 "than this export. Start the export again: the series' next run lists in full."
             )
+        keep_auth = failed | self._kept
         async for record in records:
             user_id = _field(record, self._id_at)
             if user_id in removed:
                 counts.removed += 1
                 await changes.add(_change("removed", removed[user_id]) + record)
                 continue
-            row = rows.pop(user_id, None)
-            if row is not None and user_id in failed:
-                row = _with_cells(row, record, self._auth_at)
+            item = items.pop(user_id, None)
+            row = None if item is None else self._merged(item, methods, record, keep_auth)
             if row is not None and row != record:
                 counts.updated += 1
                 await changes.add(_change("updated") + row)
             await users.add(row or record)
             counts.users += 1
             budget.check()
-        for row in rows.values():  # users the snapshot did not hold: new, or restored
+        added = await self._completed(list(items.values()))
+        for user in added:  # users the snapshot did not hold: new, or restored
+            row = self._encoder.rows([user], methods)
             counts.added += 1
             counts.users += 1
             await changes.add(_change("added") + row)
@@ -272,10 +331,83 @@ class ChangesRun:
         await users.flush()
         await changes.flush()
 
+    def _merged(
+        self, item: dict[str, Any], methods: AuthMethods, record: bytes, keep_auth: set[str]
+    ) -> bytes:
+        """The snapshot's row (`record`) with the cells `item` gives anew (see _rebuild)."""
+        [new] = self._encoder.cells([item], methods)
+        old = next(csv.reader([record.decode("utf-8")]))
+        for index, column in enumerate(self._columns):
+            if column.lookup:
+                fresh = item["id"] not in keep_auth
+            else:
+                fresh = all(key in item for key in column.select)
+            if not fresh:
+                new[index] = old[index]
+        return self._encoder.encode([new])
+
+    async def _completed(self, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Added users, each with every selected property: those whose item lacks one are read
+        again by id (Graph's order kept); one Graph no longer lists is left out."""
+        lacking = [u["id"] for u in users if any(key not in u for key in self._select)]
+        if not lacking:
+            return users
+        found: dict[str, Any] = {}
+        for start in range(0, len(lacking), ID_BATCH):
+            ids = lacking[start : start + ID_BATCH]
+            found |= await self._clients.graph.users_by_id(ids, self._select)
+        short = set(lacking)
+        return [
+            found.get(u["id"]) if u["id"] in short else u
+            for u in users
+            if u["id"] not in short or u["id"] in found
+        ]
+
+    async def _verify(self) -> None:
+        """The rebuilt snapshot against Graph's count of users (one request): with $select, a
+        restored user may not appear in delta at all (microsoft-graph-docs-contrib #6555), so a
+        snapshot that holds another number of users than Graph lists makes this a full run."""
+        try:
+            listed = await self._clients.graph.count_users(filter=None)
+        except GraphError as error:
+            raise Resync(
+                f"Graph did not count the users ({error.status} {error.code}), so the rebuilt "
+                "snapshot could not be checked against it: this run lists in full."
+            ) from None
+        if listed != self._counts.users:
+            raise Resync(
+                f"The snapshot rebuilt from Graph's changes holds {self._counts.users} users "
+                f"where Graph counts {listed}: /users/delta with $select may leave a restored "
+                "user out (microsoft-graph-docs-contrib #6555), so this run lists in full."
+            )
+
+    async def _resync(self, reason: str) -> Outcome:
+        """Makes the job a full run: its plan step runs again, and plan_delta takes `reason`.
+        What this run staged is never committed (its blocks are of its own stream)."""
+        clients = self._clients
+        for _ in range(20):
+            job = await clients.jobs.get(self._job.id)
+            if job is None or job.status is not Status.RUNNING or job.committing:
+                return Outcome.SKIPPED
+            job.plan = job.plan_counts = job.preflight = None
+            job.resync = reason
+            try:
+                await clients.jobs.save(job)
+                break
+            except JobConflict:
+                continue
+        else:
+            raise JobConflict(f"job {self._job.id} changed on every attempt to resync it")
+        # The new plan's partitions start afresh (the sweep re-adds them if this stops here).
+        await clients.jobs.delete_partitions(job.id)
+        await clients.queue.send_message(ExportMessage(job.id).encode())
+        log.warning("Export job %s: the changes run gives way to a full run: %s", job.id, reason)
+        return Outcome.CONTINUED
+
     async def _write_errors(self) -> None:
-        notices = list(self._job.plan.notices) if self._job.plan else []
-        errors = self._staged(self._job.errors_blob_name, "errors", Stream.ERROR_ROWS)
-        await errors.add(encode_rows(ERRORS_HEADER, notices + self._errors, with_header=True))
+        errors = self._staged(self._job.errors_blob_name, "errors")
+        rows = self._notices + self._errors
+        await errors.add(encode_rows(ERRORS_HEADER, rows, with_header=True))
         await errors.flush()
 
     async def _again(self, spent: budget.Budget) -> Outcome:
@@ -353,9 +485,9 @@ class ChangesRun:
         assert job.plan is not None and job.plan.delta is not None
         job.plan.delta.update(added=counts.added, updated=counts.updated, removed=counts.removed)
         job.user_count = counts.users
-        job.error_count = len(self._errors) + len(job.plan.notices)
+        job.error_count = len(self._errors) + len(self._notices)
         job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
-        job.reason = " ".join(row[5] for row in job.plan.notices) or None
+        job.reason = " ".join(row[5] for row in self._notices) or None
         job.finished_at = utcnow()
 
 
@@ -400,17 +532,6 @@ async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 def _field(record: bytes, index: int) -> str:
     return next(csv.reader([record.decode("utf-8")]))[index]
-
-
-def _with_cells(row: bytes, record: bytes, indexes: list[int]) -> bytes:
-    """`row` with the cells at `indexes` taken from `record` (both one CSV record)."""
-    new = next(csv.reader([row.decode("utf-8")]))
-    old = next(csv.reader([record.decode("utf-8")]))
-    for index in indexes:
-        new[index] = old[index]
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(new)
-    return buffer.getvalue().encode("utf-8")
 
 
 def _change(kind: str, reason: str = "") -> bytes:

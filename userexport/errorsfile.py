@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .authmethods import LookupFailure
-from .graph import EXPIRED_PAGE_TOKEN
+from .columns import SIGN_IN_ACTIVITY, Column
+from .graph import EXPIRED_PAGE_TOKEN, NON_PREMIUM
 from .jobs import Partition
 
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
@@ -102,3 +103,75 @@ def denied_everywhere(parts: list[Partition]) -> str | None:
 
 def denied_row(code: str, lookups: Sequence[str]) -> list[str]:
     return ["", "", lookups_label(lookups), "403", code, DENIED_MESSAGE]
+
+
+def sign_in_columns(columns: Sequence[Column]) -> str:
+    """The names of the columns read from signInActivity, for a message."""
+    return ", ".join(c.name for c in columns if SIGN_IN_ACTIVITY in c.select)
+
+
+def sign_in_missing_rows(users: list[dict[str, Any]], columns: Sequence[Column]) -> list[list[str]]:
+    """Rows for listed users whose signInActivity, read by id, Graph no longer had."""
+    return [
+        [
+            u["id"],
+            u.get("userPrincipalName") or "",
+            SIGN_IN_ACTIVITY,
+            "404",
+            "Request_ResourceNotFound",
+            "Graph no longer lists this user (deleted after it was listed), so its "
+            f"{sign_in_columns(columns)} are empty; its row holds what the listing returned.",
+        ]
+        for u in users
+    ]
+
+
+def sign_in_stopped_row(parts: list[Partition], columns: Sequence[Column]) -> list[str] | None:
+    """The one row saying that Graph stopped serving signInActivity during the export, if it
+    did: the columns and how many users they are empty for."""
+    stopped = [p.checkpoint for p in parts if p.checkpoint.sign_in_stopped]
+    if not stopped:
+        return None
+    users = sum(c.users_without_sign_in for c in stopped)
+    return [
+        "",
+        "",
+        SIGN_IN_ACTIVITY,
+        "403",
+        NON_PREMIUM,
+        "Microsoft Graph stopped serving sign-in activity during the export: after serving it, "
+        "it answered that the tenant has no Microsoft Entra ID P1 or P2 licence to every "
+        f"request for USEREXPORT_STORM_SECONDS, so {sign_in_columns(columns)} are empty for the "
+        f"{users} users read after that. Graph says this now and then in tenants that have "
+        "the licence: export again later to fill them.",
+    ]
+
+
+def methods_missing_row(
+    status: int | None, code: str, lookups: Sequence[str], users: int | None = None
+) -> list[str]:
+    """The one row saying that this Graph has no authentication-methods API (authmethods):
+    learnt before any lookup (`users` None: every user's cells are empty), or while the
+    export ran (`users` of them not looked up)."""
+    which = "every user" if users is None else f"the {users} users not looked up before it said so"
+    return [
+        "",
+        "",
+        lookups_label(lookups),
+        str(status or ""),
+        code,
+        "Microsoft Graph has no authentication-methods API here: it is not available in "
+        "Microsoft Graph China operated by 21Vianet (List authentication methods, national "
+        "cloud availability), so authenticationAlternativePhoneNumber and authenticationEmail "
+        f"are empty for {which}.",
+    ]
+
+
+def methods_missing_everywhere(parts: list[Partition], lookups: Sequence[str]) -> list[str] | None:
+    """The row for a job whose partitions learnt while they ran that the API is missing."""
+    missing = [p.checkpoint for p in parts if p.checkpoint.lookups_missing]
+    if not missing:
+        return None
+    status, _, code = (missing[0].lookups_missing or "").partition(" ")
+    users = sum(c.users_not_looked_up for c in missing)
+    return methods_missing_row(int(status) if status.isdigit() else None, code, lookups, users)

@@ -15,16 +15,16 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from . import budget
 from .clients import Clients
-from .columns import SIGN_IN_ACTIVITY, graph_expand, graph_select, resolve
+from .columns import SIGN_IN_ACTIVITY, Column, graph_expand, graph_select, resolve
 from .delta import ChangesRun, plan_delta
-from .filters import to_graph_query
+from .filters import GraphQuery, to_graph_query
 from .finishing import finish_if_complete
-from .graph import PAGE_SIZE, SIGN_IN_PAGE_SIZE, GraphError
+from .graph import GraphError, page_size
 from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .partitionrun import PartitionRun
-from .planning import SECONDS_PER_USER, Pace, estimate, plan_listing
-from .preflight import Preflight, ScopeUnavailable, preflight, sign_in_refused
+from .planning import SECONDS_PER_USER, Pace, estimate, listing_cost, plan_listing
+from .preflight import CannotExport, Preflight, preflight, sign_in_refused
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ async def run_message(clients: Clients, message: ExportMessage, *, message_id: s
         if message.partition is None:
             return await _plan(clients, message.job_id)
         return await _run_partition(clients, message.job_id, message.partition, message_id)
+    except CannotExport as error:
+        await clients.jobs.fail(message.job_id, reason=error.reason)
+        return Outcome.FINISHED
     except GraphError as error:
         if error.transient:  # not expected here: waited out below; kept as a safety net
             await _record_error(clients, message.job_id, error)
@@ -70,9 +73,6 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
                 return await _plan_later(clients, job, spent)
             except JobStopped:
                 return Outcome.SKIPPED
-            except ScopeUnavailable as error:
-                await clients.jobs.fail(job.id, reason=error.reason)
-                return Outcome.FINISHED
         job.plan, job.plan_counts, job.preflight, job.failing_since = plan, None, None, None
         if job.request.dry_run:  # ends with its plan and estimate: no partitions, no files
             job.status, job.finished_at = Status.ESTIMATED, utcnow()
@@ -109,10 +109,9 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         counts.setdefault("", checked.total)
     query = to_graph_query(job.request.filter)
     columns = resolve(job.request.columns)
-    expand = graph_expand(columns) is not None
-    select = graph_select(columns, sign_in=not sign_in_refused(checked.notices))
-    sign_in = SIGN_IN_ACTIVITY in select
-    lookups = len(checked.lookups or ())
+    expand = graph_expand(columns)
+    sign_in = sign_in_source(query, columns, checked.notices)
+    select = graph_select(columns, sign_in=sign_in == "listing")
     delta = None
     if job.request.delta:
         delta = await plan_delta(clients, job, select=select, notices=checked.notices)
@@ -127,33 +126,50 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
             delta,
         )
         return plan
-    pace = await _known_pace(clients, "signIn" if sign_in else "listing")
+    pace = await _known_pace(clients, "signIn" if sign_in == "listing" else "listing")
+    cost = listing_cost(
+        query,
+        page_size=page_size(select, expand),
+        expand=expand is not None,
+        sign_in_by_id=sign_in == "byId",
+        lookups=len(checked.lookups or ()),
+    )
     plan = await plan_listing(
         clients.graph,
         query,
         partitions=clients.settings.partitions,
         counts=counts,
-        expand=expand,
+        expand=expand is not None,
         small=clients.settings.small_tenant_users,
         wanted=lambda total: pace.partitions_for(
-            total, lookups=lookups, seconds=clients.settings.partition_seconds
+            total, cost=cost, seconds=clients.settings.partition_seconds
         ),
     )
     plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
-    plan.delta = delta
+    plan.delta, plan.sign_in = delta, sign_in
     started = job.started_at or utcnow()
     plan.estimate = estimate(
         plan,
         counts,
-        page_size=SIGN_IN_PAGE_SIZE if sign_in else PAGE_SIZE,
-        lookups=lookups,
-        expand=expand,
+        cost=cost,
         # The methods check's request counted the users too (counts[""]): not twice.
         preflight_requests=checked.requests - (checked.total is not None),
         pace=pace,
         planning_seconds=(utcnow() - started).total_seconds(),
     )
     return plan
+
+
+def sign_in_source(
+    query: GraphQuery, columns: tuple[Column, ...], notices: list[list[str]]
+) -> str | None:
+    """How the export reads signInActivity (Plan.sign_in): not at all without a sign-in column
+    or when Graph refused it; by id beside an advanced query or a member list, which give it
+    empty or not at all (msgraph-sdk-powershell #1898, microsoft-graph-docs-contrib #5593);
+    else in the listing."""
+    if SIGN_IN_ACTIVITY not in graph_select(columns) or sign_in_refused(notices):
+        return None
+    return "byId" if query.advanced or query.scope is not None else "listing"
 
 
 async def _known_pace(clients: Clients, listing: str) -> Pace:
@@ -248,6 +264,13 @@ def describe_error(error: BaseException) -> str:
 
 
 def graph_reason(error: GraphError) -> str:
+    if error.premium_refused:  # not about User.Read.All: sign-in activity needs P1/P2
+        return (
+            f"Microsoft Graph refused to read sign-in activity ({error.status} {error.code}): "
+            "it says the tenant has no Microsoft Entra ID P1 or P2 licence (or is a B2C "
+            "tenant). Graph also says this now and then in tenants that have one: export "
+            "again later, or leave out the sign-in columns."
+        )
     if error.status == 403:
         return (
             f"Microsoft Graph refused to list users ({error.status} {error.code}). Grant the "

@@ -196,7 +196,10 @@ def _check_delta(
     series: str | None, columns: list[str], filter_: dict[str, Any] | None, *, preset: bool
 ) -> None:
     """What Graph's /users/delta can give: $select without $expand, no $filter but on id, and
-    no signInActivity; and the objectId column, which the snapshot's rows are matched by."""
+    no signInActivity (400 "$expand/$select is not supported for the following properties:
+    signInActivity", graph-explorer-v4 #3189; user-delta.md documents no list of the
+    properties it takes, and says licenseAssignmentStates is not tracked, which no column
+    reads); and the objectId column, which the snapshot's rows are matched by."""
     if series is None:
         raise InvalidRequest(
             "mode",

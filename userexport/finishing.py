@@ -17,7 +17,13 @@ from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
 from .clients import Clients
 from .columns import resolve
 from .csvfile import CsvEncoder, encode_rows
-from .errorsfile import ERRORS_HEADER, denied_everywhere, denied_row
+from .errorsfile import (
+    ERRORS_HEADER,
+    denied_everywhere,
+    denied_row,
+    methods_missing_everywhere,
+    sign_in_stopped_row,
+)
 from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
 from .messages import Outcome
 
@@ -84,6 +90,12 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     notices = list(job.plan.notices) if job.plan else []
     if denied:
         notices.append(denied_row(denied, job.lookups))
+    for once in (
+        sign_in_stopped_row(parts, resolve(job.request.columns)),
+        methods_missing_everywhere(parts, job.lookups),
+    ):
+        if once:
+            notices.append(once)
     if notices:
         error_blocks.append(block_id(Stream.NOTICES, 0, 0, 0))
         await stage(errors_blob, error_blocks[-1], encode_rows([], notices, with_header=False))

@@ -12,6 +12,7 @@ to read, how many of its users were already written, and what to check when pass
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,11 +29,21 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from . import budget
 from .filters import GraphQuery, Scope
-from .limiter import AdaptiveLimiter, used_share
+from .limiter import AdaptiveLimiter, about_budget, used_share
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
 SIGN_IN_PAGE_SIZE = 120  # ... and with signInActivity selected (user-list example 11)
+# ... and with $expand: "Max page size with $expand is 100" (microsoft-graph-docs PR #21506;
+# whether a larger $top is capped or refused is not documented, so it is never asked).
+EXPAND_PAGE_SIZE = 100
 EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
+# Graph's answer to signInActivity in a tenant without Entra ID P1/P2, which premium tenants
+# also get "occasionally" (9 times in 10 for one reporter: microsoft-graph-docs #14118,
+# microsoft-graph-docs-contrib #3033): retried for USEREXPORT_STORM_SECONDS before believed.
+NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+# Ids in one `$filter=id in (...)`: "limited to 15 expressions in the filter clause by default"
+# (microsoft-graph-docs-contrib concepts/includes/known-issues/query-parameters.md).
+ID_BATCH = 15
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 
 
@@ -47,6 +58,7 @@ class GraphError(Exception):
         *,
         retry_after: float | None = None,
         used: float | None = None,
+        budget: bool = True,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -54,11 +66,19 @@ class GraphError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.used = used  # x-ms-throttle-limit-percentage of a 429, when Graph sent it
+        self.budget = budget  # a 429 about the resource-unit budget (limiter.about_budget)
 
     @property
     def transient(self) -> bool:
-        """Worth another attempt later: throttling, timeouts, server errors, lost connections."""
-        return self.status is None or self.status in (408, 429) or self.status >= 500
+        """Worth another attempt later: throttling, timeouts, server errors, lost connections,
+        and 424 Failed Dependency (json-batching.md: a batch's request failed because another
+        did)."""
+        return self.status is None or self.status in (408, 424, 429) or self.status >= 500
+
+    @property
+    def premium_refused(self) -> bool:
+        """Graph's "no Entra ID P1/P2" for signInActivity, which it may not mean (NON_PREMIUM)."""
+        return self.status == 403 and self.code == NON_PREMIUM
 
     @property
     def summary(self) -> str:
@@ -82,6 +102,7 @@ class GraphError(Exception):
             message,
             retry_after=retry_after_seconds(headers),
             used=used_share(headers),
+            budget=about_budget(headers),
         )
 
 
@@ -107,6 +128,12 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
                 return None
             return min(max(0.0, seconds), 3600.0) if math.isfinite(seconds) else None
     return None
+
+
+def page_size(select: list[str], expand: list[str] | None) -> int:
+    """The $top a listing asks for: Graph's most for what it selects and expands."""
+    size = SIGN_IN_PAGE_SIZE if "signInActivity" in select else PAGE_SIZE
+    return min(size, EXPAND_PAGE_SIZE) if expand else size
 
 
 @dataclass(frozen=True)
@@ -149,11 +176,17 @@ class GraphReader:
         limiter: AdaptiveLimiter | None = None,
         sign_in_limiter: AdaptiveLimiter | None = None,
         auth_limiter: AdaptiveLimiter | None = None,
+        storm_seconds: float = 120.0,
     ) -> None:
         self._client = client
         self.limiter = limiter or AdaptiveLimiter()
         self.sign_in_limiter = sign_in_limiter or AdaptiveLimiter(bucket="signIn")
         self.auth_limiter = auth_limiter or AdaptiveLimiter(bucket="auth")
+        self.storm_seconds = storm_seconds
+        # Since when every signInActivity request of this process was refused NON_PREMIUM
+        # (monotonic; None: the last one was served): across invocations, so that a short
+        # budget still comes to believe a refusal that lasts.
+        self._premium_refused_since: float | None = None
 
     def resume_in(self) -> int:
         """Whole seconds until every bucket's paused callers may go on (0: none paused)."""
@@ -182,9 +215,12 @@ class GraphReader:
         expand: list[str] | None = None,
         page_size: int = PAGE_SIZE,
         scope: Scope | None = None,
+        patience: float | None = None,
     ) -> RawPage:
         """One page of users. `advanced` marks an advanced query (ConsistencyLevel: eventual and
-        $count=true); Graph wants the header on every page, and the SDK does not carry it."""
+        $count=true); Graph wants the header on every page, and the SDK does not carry it.
+        With signInActivity selected, a NON_PREMIUM refusal is retried for `patience` seconds
+        (default USEREXPORT_STORM_SECONDS) before it raises."""
         users = self._users(scope)
         if next_link:
             info = users.with_url(next_link).to_get_request_information()
@@ -203,8 +239,23 @@ class GraphReader:
         sign_in = "signInActivity" in select
         limiter = self.sign_in_limiter if sign_in else self.limiter
         began = limiter.now()
-        body = await self._paced(info, limiter, raw=True)
+        body = await self._paced(info, limiter, raw=True, patience=patience)
         return RawPage(body, limiter.now() - began, limiter)
+
+    async def users_by_id(self, user_ids: list[str], select: list[str]) -> dict[str, Any]:
+        """These users (at most ID_BATCH) by id, with these properties, through a plain query
+        (`$filter=id in (...)`), which returns every selected property, null or not; with
+        signInActivity selected, it returns it where an advanced query or a member list does
+        not (msgraph-sdk-powershell #1898, microsoft-graph-docs-contrib #5593). A user Graph
+        does not list (deleted since) is left out."""
+        ids = ",".join("'" + uid.replace("'", "''") + "'" for uid in user_ids)
+        users = self._client.users
+        query = _query_parameters(users, select=select, filter=f"id in ({ids})", top=len(user_ids))
+        info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
+        sign_in = "signInActivity" in select
+        limiter = self.sign_in_limiter if sign_in else self.limiter
+        body = await self._paced(info, limiter)
+        return {u["id"]: u for u in body.get("value", [])}
 
     async def count_users(self, *, filter: str | None, scope: Scope | None = None) -> int:
         """GET /users/$count (or the scope's): an advanced query, so eventually consistent."""
@@ -264,9 +315,15 @@ class GraphReader:
         }
 
     async def _paced(
-        self, info: RequestInformation, limiter: AdaptiveLimiter | None = None, *, raw: bool = False
+        self,
+        info: RequestInformation,
+        limiter: AdaptiveLimiter | None = None,
+        *,
+        raw: bool = False,
+        patience: float | None = None,
     ) -> Any:
         limiter = limiter or self.limiter
+        refusals = 0
         while True:
             budget.check()
             headers: dict[str, str] = {}
@@ -274,11 +331,31 @@ class GraphReader:
                 try:
                     body = await self.send(info, headers, raw=raw)
                 except GraphError as error:
-                    self.wait_out(error, limiter)
-                    continue
+                    if not (error.premium_refused and limiter is self.sign_in_limiter):
+                        self.wait_out(error, limiter)
+                        continue
+                    refused = error
+                else:
+                    refused = None
+            if refused is not None:
+                self._believe_after(refused, patience)
+                refusals += 1
+                await limiter.backoff(refusals)
+                continue
+            if limiter is self.sign_in_limiter:
+                self._premium_refused_since = None
             limiter.succeeded(resource_units(headers), used=used_share(headers))
             budget.succeeded()
             return body
+
+    def _believe_after(self, refusal: GraphError, patience: float | None) -> None:
+        """Raises the NON_PREMIUM refusal once this process's sign-in requests were refused
+        without a break for `patience` seconds (USEREXPORT_STORM_SECONDS by default)."""
+        now = time.monotonic()
+        since = self._premium_refused_since = self._premium_refused_since or now
+        if now - since >= (self.storm_seconds if patience is None else patience):
+            raise refusal
+        budget.failed(refusal.summary)
 
     async def close(self) -> None:
         # The SDK exposes no close; its request adapter owns one httpx client.
@@ -291,7 +368,7 @@ class GraphReader:
         if not error.transient:
             raise error
         budget.failed(error.summary)
-        learn = error.status == 429
+        learn = error.status == 429 and error.budget
         (limiter or self.limiter).throttled(error.retry_after, learn_rate=learn, used=error.used)
 
     async def send(
@@ -378,8 +455,7 @@ class UsersListing:
             "filter": query.filter,
             "advanced": query.advanced,
             "scope": query.scope,
-            # Graph caps pages with signInActivity at 120 anyway; asking for it says so.
-            "page_size": SIGN_IN_PAGE_SIZE if "signInActivity" in select else PAGE_SIZE,
+            "page_size": page_size(select, expand),
         }
 
     async def read(self, position: Position) -> ListingStep:

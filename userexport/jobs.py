@@ -82,6 +82,10 @@ class Plan:
     # A delta-mode job's run (series.py): its kind ("full" or "changes"), why, the deltaLink
     # it starts from (or takes over, for a full run), the run it follows, and its counts.
     delta: dict[str, Any] | None = None
+    # How signInActivity is read: "listing" (selected in the listing), "byId" (a plain query
+    # by id beside a listing that cannot give it: an advanced query or a member list), or
+    # None (no sign-in column, or Graph refused it: a notice says so).
+    sign_in: str | None = None
 
     @property
     def changes(self) -> bool:
@@ -111,6 +115,14 @@ class Checkpoint:
     # epoch seconds), so that one failing for USEREXPORT_STORM_SECONDS is given up on even
     # under a budget shorter than that.
     lookups_failing_since: dict[str, float] = field(default_factory=dict)
+    # Graph refused signInActivity (NON_PREMIUM) for USEREXPORT_STORM_SECONDS after serving it:
+    # the users written since have empty sign-in columns, and the commit says so once.
+    sign_in_stopped: bool = False
+    users_without_sign_in: int = 0
+    # Graph said it has no authentication-methods API ("<status> <code>", authmethods.
+    # api_missing): no more lookups; the users written since are counted, said once.
+    lookups_missing: str | None = None
+    users_not_looked_up: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
@@ -180,6 +192,9 @@ class Job(_Row):
     revived_at_users: int = 0  # users written when it was last revived
     committing: bool = False  # its files are being committed: too late to cancel
     series: str | None = None  # the request's series, as a column the table can filter on
+    # Why a delta job's changes run gave way to a full run (delta.Resync), which its new plan
+    # step then makes.
+    resync: str | None = None
     updated_at: datetime | None = None
     etag: str | None = None
     _json_fields = ("request", "plan", "plan_counts", "preflight")
@@ -471,10 +486,13 @@ class JobStore:
             if entity.get("series"):
                 yield Job.from_entity(entity)
 
-    async def delete(self, job_id: str) -> None:
-        """Deletes a job's partition rows, then its row (retention)."""
+    async def delete_partitions(self, job_id: str) -> None:
         for part in await self.partitions(job_id):
             await self._table.delete_entity(_partitions_key(job_id), f"{part.index:04d}")
+
+    async def delete(self, job_id: str) -> None:
+        """Deletes a job's partition rows, then its row (retention)."""
+        await self.delete_partitions(job_id)
         await self._table.delete_entity(PARTITION, job_id)
 
     async def list(self, *, page_size: int, cursor: str | None) -> tuple[list[Job], str | None]:

@@ -74,6 +74,21 @@ def used_share(headers: Mapping[str, object] | None) -> float | None:
     return None
 
 
+def about_budget(headers: Mapping[str, object] | None) -> bool:
+    """Whether a 429 is about the resource-unit budget, the only throttling a pace can learn
+    from. `x-ms-throttle-information` gives the reason and "can have any value", such as
+    CPULimitExceeded or WriteLimitExceeded, and Graph also throttles on a tenant's data volume
+    (throttling-limits.md): those say nothing about the bucket's rate. Absent, it is assumed
+    to be the budget."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-ms-throttle-information":
+            if isinstance(value, set | list | tuple):
+                value = next(iter(value), None)
+            text = str(value or "").strip()
+            return not text or "resourceunit" in text.lower()
+    return True
+
+
 class AdaptiveLimiter:
     def __init__(
         self,

@@ -25,10 +25,11 @@ from datetime import timedelta
 from typing import Any
 
 from . import budget
-from .authmethods import LookupResult, LookupsCutShort
+from .authmethods import LookupResult, LookupsCutShort, api_missing
 from .blobsink import Stream, block_id, stage
+from .budget import gather_all
 from .clients import Clients
-from .columns import ColumnContext, graph_expand, graph_select, resolve
+from .columns import SIGN_IN_ACTIVITY, ColumnContext, graph_expand, graph_select, resolve
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import (
     DENY_AFTER,
@@ -36,19 +37,23 @@ from .errorsfile import (
     listing_changed_row,
     lookup_rows,
     not_looked_up_rows,
+    sign_in_missing_rows,
 )
 from .filters import to_graph_query, with_upn_prefix
 from .finishing import finish_if_complete
-from .graph import ListingStep, Position, RawPage, UsersListing
+from .graph import ID_BATCH, GraphError, ListingStep, Position, RawPage, UsersListing
 from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, utcnow
 from .messages import ExportMessage, Outcome
-from .preflight import sign_in_refused
+from .preflight import CannotExport, limited_members, limited_members_reason
 
 log = logging.getLogger(__name__)
 
 LOOKUP_USERS = 100  # users looked up between two looks at the deadline (10 $batch requests)
 PROBE_EVERY = 100  # chunks: once lookups stopped, one chunk in this many is looked up anyway
 MAX_RELISTS = 10  # page tokens expiring again and again before a user is written: give up
+
+
+SIGN_IN_SELECT = ["id", SIGN_IN_ACTIVITY]
 
 
 class _TokensOutpaced(Exception):
@@ -69,13 +74,15 @@ class PartitionRun:
         self._clients, self._job, self._part = clients, job, part
         plan = job.plan or Plan([[""]])
         context = ColumnContext(skus=plan.skus or {}, as_of=job.started_at)
-        columns = resolve(job.request.columns, context)
-        self._encoder = CsvEncoder(columns, formula_guard=job.request.formula_guard)
-        self._lookups = job.lookups
-        self._select = graph_select(columns, sign_in=not sign_in_refused(plan.notices))
-        self._expand = graph_expand(columns)
-        self._query = to_graph_query(job.request.filter)
+        self._columns = resolve(job.request.columns, context)
+        self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
         self._progress = part.checkpoint  # the saved checkpoint plus what the buffers hold
+        self._lookups = () if self._progress.lookups_missing else job.lookups
+        # How signInActivity is read (Plan.sign_in), unless Graph stopped serving it.
+        self._sign_in = None if self._progress.sign_in_stopped else plan.sign_in
+        self._select = graph_select(self._columns, sign_in=self._sign_in == "listing")
+        self._expand = graph_expand(self._columns)
+        self._query = to_graph_query(job.request.filter)
         self._rows = bytearray()
         self._errors: list[list[str]] = []
         self._held: list[list[str]] = []
@@ -135,10 +142,17 @@ class PartitionRun:
                     query=with_upn_prefix(self._query, prefixes[self._progress.prefix]),
                 )
                 position = self._progress.position
-                if ahead is not None and ahead[0] == position:
-                    step = listing.step(position, await ahead[1])
-                else:
-                    step = await listing.read(position)
+                try:
+                    if ahead is not None and ahead[0] == position:
+                        step = listing.step(position, await ahead[1])
+                    else:
+                        step = await listing.read(position)
+                except GraphError as error:
+                    if not error.premium_refused or self._sign_in is None:
+                        raise
+                    ahead = None
+                    self._stop_sign_in()
+                    continue
                 # The next page is fetched (kept as bytes until its turn) while this one is
                 # looked up, encoded and staged.
                 ahead = None
@@ -177,6 +191,48 @@ class PartitionRun:
         await self._save_if_due()
         budget.check()
 
+    def _stop_sign_in(self) -> None:
+        """Graph refused signInActivity for USEREXPORT_STORM_SECONDS after serving it: the rest
+        is exported without it (its columns empty, which the commit says once). The listing
+        starts its prefix again without it, passing over the users written (the page token
+        holds the old $select)."""
+        log.warning(
+            "Job %s partition %d: Graph refused signInActivity for good; going on without it.",
+            self._job.id,
+            self._part.index,
+        )
+        listed = self._sign_in == "listing"
+        self._sign_in = None
+        self._select = graph_select(self._columns, sign_in=False)
+        position = self._progress.position
+        if listed and position.started:
+            position = Position(
+                skip=position.written, written=position.written, last_id=position.last_id
+            )
+        self._progress = replace(self._progress, position=position, sign_in_stopped=True)
+
+    async def _read_sign_ins(self, users: list[dict[str, Any]]) -> list[list[str]]:
+        """signInActivity of users listed without it (Plan.sign_in "byId"), into their dicts;
+        error rows for users Graph no longer lists (deleted since they were)."""
+        ids = [u["id"] for u in users]
+        try:
+            found: dict[str, Any] = {}
+            for part in await gather_all(
+                *(
+                    self._clients.graph.users_by_id(ids[i : i + ID_BATCH], SIGN_IN_SELECT)
+                    for i in range(0, len(ids), ID_BATCH)
+                )
+            ):
+                found |= part
+        except GraphError as error:
+            if not error.premium_refused:
+                raise
+            self._stop_sign_in()
+            return []
+        for user in users:
+            user[SIGN_IN_ACTIVITY] = (found.get(user["id"]) or {}).get(SIGN_IN_ACTIVITY)
+        return sign_in_missing_rows([u for u in users if u["id"] not in found], self._columns)
+
     async def _write(
         self, users: list[dict[str, Any]], at: Position, notes: list[list[str]]
     ) -> Position:
@@ -184,6 +240,10 @@ class PartitionRun:
         error rows; the position after them. Out of time while looking up, it writes the users
         whose lookups all finished, from the first, then raises: under a budget too short for
         a whole chunk, each invocation still gets further."""
+        if limited_members(self._query.scope, users):
+            raise CannotExport(limited_members_reason(self._query.scope))
+        if self._sign_in == "byId":
+            notes = notes + await self._read_sign_ins(users)
         progress = self._progress
         found = LookupResult()
         cut_short: LookupsCutShort | None = None
@@ -211,6 +271,12 @@ class PartitionRun:
                     self._progress = replace(progress, lookups_failing_since=carried)
                     raise
                 found, cut_short = error.partial.only(written), error
+        missing = next((f for f in found.failures if api_missing(f.status, f.message)), None)
+        if missing is not None:  # no such API here: no more lookups, and no row per user
+            log.warning("Job %s: Graph has no authentication-methods API.", self._job.id)
+            found.failures = [f for f in found.failures if not api_missing(f.status, f.message)]
+            progress = replace(progress, lookups_missing=f"{missing.status} {missing.code}")
+            self._lookups = ()
         refused = [f for f in found.failures if f.status == 403]
         allowed = progress.lookups_succeeded + found.succeeded
         errors = notes + lookup_rows([f for f in found.failures if f.status != 403], users)
@@ -234,6 +300,10 @@ class PartitionRun:
             refused_code=code,
             lookups_stopped=progress.lookups_stopped and not found.succeeded,
             lookups_failing_since=carried,
+            users_without_sign_in=progress.users_without_sign_in
+            + (len(users) if progress.sign_in_stopped else 0),
+            users_not_looked_up=progress.users_not_looked_up
+            + (len(users) if progress.lookups_missing else 0),
         )
         if (
             looked_up

@@ -30,7 +30,7 @@ from typing import Any
 
 from .budget import gather_all
 from .filters import GraphQuery, with_upn_prefix
-from .graph import GraphError, GraphReader
+from .graph import ID_BATCH, GraphError, GraphReader
 from .jobs import Plan
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ async def plan_listing(
     try:
         total = await count("")
     except GraphError as error:
-        note = f"Graph could not count the users ({error.status} {error.code})."
-        return Plan(SEQUENTIAL, None, note if partitions > 1 else None)
+        return Plan(SEQUENTIAL, None, uncounted_note(error))
     if total <= small:  # a page or two: splitting would cost more requests than it saves
         return Plan(SEQUENTIAL, total)
     if wanted is not None:
@@ -133,6 +132,15 @@ async def plan_listing(
     except GraphError as error:
         return Plan(SEQUENTIAL, total, f"Graph could not count a partition ({error.code}).")
     return Plan([_collapse(run) for run in split(pieces, partitions)], total)
+
+
+def uncounted_note(error: GraphError) -> str:
+    """Why a listing Graph would not count runs as one sequence (Plan.note)."""
+    return (
+        f"Graph did not count the users ({error.status} {error.code}; $count is not available "
+        "in Azure AD B2C tenants, per List users), so the export runs as one sequential "
+        "listing and its estimate has no user count."
+    )
 
 
 def split(counted: list[tuple[str, int]], parts: int) -> list[list[str]]:
@@ -207,6 +215,36 @@ def default_rate(users: int) -> float:
     return (3500.0 if users < 50 else 5000.0 if users <= 500 else 8000.0) / 10.0
 
 
+# What a page costs, in resource units (throttling-limits.md, identity and access service
+# limits): GET users 2, groups/{id}/transitiveMembers 5; "Using $select decreases cost by 1",
+# "Using $expand increases cost by 1", never below 1. The table does not list an
+# administrative unit's members: costed as users.
+_PAGE_UNITS = {None: 2, "group": 5, "administrativeUnit": 2}
+
+
+@dataclass(frozen=True)
+class ListingCost:
+    """What the listing's requests hold and cost, resolved once by the plan step."""
+
+    page_size: int = 999  # users a page (graph.page_size)
+    page_units: int = 1  # RU a page
+    sign_in_by_id: bool = False  # signInActivity read by id, ID_BATCH users a request (1 RU)
+    lookups: int = 0  # authentication-method requests per user
+
+    def requests(self, users: int, pages: int) -> tuple[int, int, int]:
+        """(RU of the listing's own bucket, sign-in reads by id, lookups) for this many."""
+        by_id = -(-users // ID_BATCH) if self.sign_in_by_id else 0
+        return pages * self.page_units + by_id, by_id, users * self.lookups
+
+
+def listing_cost(
+    query: GraphQuery, *, page_size: int, expand: bool, sign_in_by_id: bool, lookups: int
+) -> ListingCost:
+    kind = query.scope.kind if query.scope else None
+    units = max(1, _PAGE_UNITS[kind] - 1 + (1 if expand else 0))  # always with $select
+    return ListingCost(page_size, units, sign_in_by_id, lookups)
+
+
 SECONDS_PER_USER = 0.001  # a page of 999 users in about a second, until one is measured
 PAGE_SECONDS = 0.02  # a page's own cost, however few users it holds
 LOOKUPS_PER_SECOND = 100.0  # one partition's lookups without throttling: 5 $batches of 20 a second
@@ -230,67 +268,82 @@ class Pace:
     def main_rate(self, users: int) -> float:
         return self.listing_rate or default_rate(users)
 
-    def partitions_for(self, total: int, *, lookups: int, seconds: float) -> int:
-        """How many partitions the work of `total` users needs, `seconds` each (0: no end)."""
-        work = total * self.seconds_per_user + total * lookups / LOOKUPS_PER_SECOND
-        return max(1, math.ceil(work / seconds)) if seconds > 0 else 1 << 30
+    def auth(self, users: int) -> float:
+        return self.auth_rate or self.main_rate(users)
+
+    def budget_seconds(self, users: int, units: int, lookups: int) -> float:
+        """How long Graph's budgets take to serve this many RU and lookups: a bucket starts
+        full, 10 s of its rate, then serves its rate."""
+        main, auth = self.main_rate(users), self.auth(users)
+        return max((units + lookups - 10 * main) / main, (lookups - 10 * auth) / auth, 0.0)
+
+    def partitions_for(self, total: int, *, cost: ListingCost, seconds: float) -> int:
+        """How many partitions the work of `total` users needs, `seconds` each (0: no end);
+        no more than keep the budgets busy: beyond that, partitions only wait on Graph's
+        buckets together."""
+        if seconds <= 0:
+            return 1 << 30
+        pages = -(-total // cost.page_size)
+        units, _, lookups = cost.requests(total, pages)
+        work = total * self.seconds_per_user + pages * PAGE_SECONDS + lookups / LOOKUPS_PER_SECOND
+        bound = self.budget_seconds(total, units, lookups)
+        return max(1, math.ceil(work / max(seconds, bound)))
 
 
 def estimate(
     plan: Plan,
     counts: dict[str, int],
     *,
-    page_size: int,
-    lookups: int,
-    expand: bool,
+    cost: ListingCost,
     preflight_requests: int,
     pace: Pace | None = None,
     planning_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Graph requests, resource units and seconds the export will take, from the counts: every
     prefix listed is at least one page; a lookup is one request (batched 20 to a $batch) and
-    1 RU. A page costs 1 RU with $select, 2 with $expand too (Graph's throttling limits).
+    1 RU; a page costs what `cost` says, and sign-in reads by id one request (1 RU) per
+    ID_BATCH users. Without a count (Graph gave none), the figures are those of one page and
+    `counted` is false, with no duration.
 
     The duration: the planning already spent, then the partitions' listing and lookups side by
     side (as many at once as an instance runs), or the time the budgets allow, whichever is
-    longer (a bucket starts full, 10 s of its rate, and then serves its rate), plus the share
-    of the instance's own work that does not overlap the waits."""
+    longer, plus the share of the instance's own work that does not overlap the waits."""
     pace = pace or Pace()
     total = plan.estimated_total or 0
     prefixes = [p for run in plan.partitions for p in run]
+    size = cost.page_size
     counted = prefixes != [""] and all(p in counts for p in prefixes)
     if counted:
-        pages = sum(max(1, -(-counts[p] // page_size)) for p in prefixes)
+        pages = sum(max(1, -(-counts[p] // size)) for p in prefixes)
         users = [sum(counts[p] for p in run) for run in plan.partitions]
-        page_runs = [
-            sum(max(1, -(-counts[p] // page_size)) for p in run) for run in plan.partitions
-        ]
+        page_runs = [sum(max(1, -(-counts[p] // size)) for p in run) for run in plan.partitions]
     else:
-        pages = max(1, -(-total // page_size))
+        pages = max(1, -(-total // size))
         users, page_runs = [total], [pages]
-    lookup_requests = total * lookups
+    listing_units, by_id, lookup_requests = cost.requests(total, pages)
     planning = len(counts) + preflight_requests
-    listing_units = pages * (2 if expand else 1)
+    out: dict[str, Any] = {
+        "planningRequests": planning,
+        "listingRequests": pages,
+        "pageSize": size,
+        "lookupRequests": lookup_requests,
+        "resourceUnits": planning + listing_units + lookup_requests,
+        "partitions": len(plan.partitions),
+    }
+    if by_id:
+        out["signInRequests"] = by_id
+    if plan.estimated_total is None:
+        return out | {"counted": False, "paceSource": "learned" if pace.learnt else "default"}
     per_partition = [
-        n * pace.seconds_per_user + p * PAGE_SECONDS + n * lookups / LOOKUPS_PER_SECOND
+        n * pace.seconds_per_user + p * PAGE_SECONDS + n * cost.lookups / LOOKUPS_PER_SECOND
         for n, p in zip(users, page_runs, strict=True)
     ]
     work = max(max(per_partition), sum(per_partition) / pace.concurrency)
     cpu = CPU_NOT_OVERLAPPED * total * CPU_SECONDS_PER_USER
-    main_rate = pace.main_rate(total)
-    auth_rate = pace.auth_rate or main_rate
-    budget = max(
-        (listing_units + lookup_requests - 10 * main_rate) / main_rate,
-        (lookup_requests - 10 * auth_rate) / auth_rate,
-        0.0,
-    )
-    return {
-        "planningRequests": planning,
-        "listingRequests": pages,
-        "pageSize": page_size,
-        "lookupRequests": lookup_requests,
-        "resourceUnits": planning + listing_units + lookup_requests,
-        "partitions": len(plan.partitions),
-        "durationSeconds": round(planning_seconds + OVERHEAD_SECONDS + max(work, budget) + cpu, 1),
+    budget = pace.budget_seconds(total, listing_units, lookup_requests)
+    seconds = planning_seconds + OVERHEAD_SECONDS + max(work, budget) + cpu
+    return out | {
+        "counted": True,
+        "durationSeconds": round(seconds, 1),
         "paceSource": "learned" if pace.learnt else "default",
     }

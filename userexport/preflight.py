@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .authmethods import api_missing
 from .columns import (
     ALL_METHODS,
     EMAIL_METHODS,
@@ -28,11 +29,15 @@ from .columns import (
     lookups,
     resolve,
 )
+from .errorsfile import methods_missing_row
 from .exportrequest import ExportRequest
 from .filters import GraphQuery, Scope, to_graph_query
-from .graph import GraphError, GraphReader
+from .graph import NON_PREMIUM, GraphError, GraphReader
 
-NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+# How long the sign-in check retries Graph's "no premium licence" before it believes it: a few
+# answers (backoff of about 1, 2, 4 s), since premium tenants get it now and then (graph.py).
+SIGN_IN_CHECK_SECONDS = 6.0
+_ALL_USERS = GraphQuery(None, False)
 _SCOPE_FIELDS = {"group": "filter.group", "administrativeUnit": "filter.administrativeUnit"}
 _SCOPE_PERMISSIONS = {
     "group": "GroupMember.Read.All",
@@ -41,8 +46,10 @@ _SCOPE_PERMISSIONS = {
 _SCOPE_NAMES = {"group": "group", "administrativeUnit": "administrative unit"}
 
 
-class ScopeUnavailable(Exception):
-    """The group or administrative unit cannot be listed; `reason` says why and what to do."""
+class CannotExport(Exception):
+    """Graph will not give what the export needs (the group or administrative unit cannot be
+    listed, its members come without their properties, delta refuses a column): the job
+    fails; `reason` says why and what to do."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -76,6 +83,11 @@ async def preflight(graph: GraphReader, request: ExportRequest, result: Prefligh
     if query.scope is not None and "scope" not in result.done:
         result.requests += 1
         await _check_scope(graph, query.scope)
+        member = await _first_user(
+            graph, GraphQuery(None, False, query.scope), ["id", "userPrincipalName"], result
+        )
+        if member is not None and not member.get("userPrincipalName"):
+            raise CannotExport(limited_members_reason(query.scope))
         result.done.append("scope")
     if SIGN_IN_ACTIVITY in graph_select(columns) and "signIn" not in result.done:
         await _check_sign_in(graph, query, columns, result)
@@ -90,7 +102,7 @@ async def preflight(graph: GraphReader, request: ExportRequest, result: Prefligh
                 raise
             result.notices.append(_notice("subscribedSkus", error, _licences_advice(error)))
         result.done.append("licences")
-    if result.lookups == [ALL_METHODS] and "methods" not in result.done:
+    if result.lookups and "methods" not in result.done:
         await _check_methods(graph, query, result)
         result.done.append("methods")
 
@@ -103,12 +115,12 @@ async def _check_scope(graph: GraphReader, scope: Scope) -> None:
         if error.transient:
             raise
         if error.status in (400, 404):
-            raise ScopeUnavailable(
+            raise CannotExport(
                 f"{key} names no {name} of this tenant: Microsoft Graph answered "
                 f"{error.status} {error.code} for {scope.id}. Use the {name}'s Object ID "
                 "from the Entra admin center, then export again."
             ) from None
-        raise ScopeUnavailable(
+        raise CannotExport(
             f"Microsoft Graph refused to read the {name} {scope.id} ({error.status} "
             f"{error.code}). Grant the app's managed identity the "
             f"{_SCOPE_PERMISSIONS[scope.kind]} application permission (admin consent), then "
@@ -116,13 +128,34 @@ async def _check_scope(graph: GraphReader, scope: Scope) -> None:
         ) from None
 
 
+def limited_members_reason(scope: Scope) -> str:
+    """Why a member list whose members came with their id alone cannot be exported."""
+    name = _SCOPE_NAMES[scope.kind]
+    return (
+        f"Microsoft Graph listed the members of the {name} {scope.id} with their id alone, "
+        "every other property null: the app may read the member list but not users "
+        '("limited information", Microsoft Graph permissions overview), so their rows would '
+        "be empty. Grant the app's managed identity the User.Read.All application permission "
+        "(admin consent), then export again. A group with hidden membership also needs "
+        "Member.Read.Hidden."
+    )
+
+
+def limited_members(scope: Scope | None, users: list[dict[str, Any]]) -> bool:
+    """Whether a member-list page holds a member with no userPrincipalName (which every user
+    has): Graph's limited information, never a row to export."""
+    return scope is not None and any(not u.get("userPrincipalName") for u in users)
+
+
 async def _check_sign_in(
     graph: GraphReader, query: GraphQuery, columns: tuple[Column, ...], result: Preflight
 ) -> None:
-    """One user with signInActivity: a 403 means it cannot be read; when the same request
-    without it is refused too, the listing itself is, and that error fails the job."""
+    """One user of the tenant with signInActivity, through a plain query (the one that returns
+    it, whatever the export's filter or scope): a 403 means it cannot be read, once Graph said
+    so for SIGN_IN_CHECK_SECONDS; when the same request without it is refused too, the
+    listing itself is, and that error fails the job."""
     try:
-        await _first_user(graph, query, ["id", SIGN_IN_ACTIVITY], result)
+        await _first_user(graph, _ALL_USERS, ["id", SIGN_IN_ACTIVITY], result)
         return
     except GraphError as error:
         if error.status != 403:
@@ -145,21 +178,35 @@ async def _check_sign_in(
 
 
 async def _check_methods(graph: GraphReader, query: GraphQuery, result: Preflight) -> None:
-    """One user's whole methods list; refused while its phone list is not, the export reads the
-    phone and email lists instead. Refused both ways (no permission, or a policy on this user),
-    it keeps the whole list: the partitions then say what was refused, as for any user."""
-    user = await _first_user(graph, query, ["id"], result, count=True)
+    """One user's first methods list. Where Graph has no such API (a national cloud), no user
+    is looked up: a notice. The whole methods list refused while the phone list is not, the
+    export reads the phone and email lists instead. Refused both ways (no permission, or a
+    policy on this user), it keeps the whole list: the partitions then say what was refused,
+    as for any user."""
+    assert result.lookups
+    try:
+        user = await _first_user(graph, query, ["id"], result, count=True)
+    except GraphError as error:
+        # No $count (nor advanced queries) in Azure AD B2C tenants (List users): read the
+        # user plainly; planning then finds the tenant has no count either.
+        if error.transient or error.status != 400 or query.advanced:
+            raise
+        user = await _first_user(graph, query, ["id"], result)
     if user is None:
         return
-    user_id = user["id"]
+    user_id, lookup = user["id"], result.lookups[0]
     result.requests += 1
     try:
-        await graph.authentication_methods(user_id, ALL_METHODS)
+        await graph.authentication_methods(user_id, lookup)
         return
     except GraphError as error:
         if error.transient:
             raise
-        if error.status != 403:
+        if api_missing(error.status or 0, error.message):
+            result.notices.append(methods_missing_row(error.status, error.code, result.lookups))
+            result.lookups = []
+            return
+        if error.status != 403 or lookup != ALL_METHODS:
             return
     result.requests += 1
     try:
@@ -189,6 +236,7 @@ async def _first_user(
         filter=query.filter,
         advanced=query.advanced or count,
         scope=query.scope,
+        patience=SIGN_IN_CHECK_SECONDS,
     )
     if count and page.count is not None:
         result.total = page.count

@@ -58,7 +58,9 @@ async def _revive_if_stalled(clients: Clients, job: Job) -> bool:
     job.revivals, job.revived_at_users = job.revivals + 1, written
     job = await clients.jobs.save(job)
     log.warning("Export job %s stalled; queued again (revival %d).", job.id, job.revivals)
-    if job.status is Status.QUEUED or job.plan is None:
+    # A plan some of whose partition rows are missing (a delta Resync stopped between deleting
+    # the old rows and queueing its plan step): the plan step's replay adds them.
+    if job.status is Status.QUEUED or job.plan is None or len(parts) < len(job.plan.partitions):
         await clients.queue.send_message(ExportMessage(job.id).encode())
     elif parts and all(p.status is PartitionStatus.DONE for p in parts):
         await finish_if_complete(clients, job.id)

@@ -84,13 +84,11 @@ def text(value: Any) -> str:
 
 
 def days_since(user: dict[str, Any], started: datetime) -> str:
-    activity = user.get("signInActivity") or {}
-    moments = [
-        datetime.fromisoformat(activity[k].replace("Z", "+00:00"))
-        for k in SIGN_IN[:3]
-        if activity.get(k) and activity[k] != NEVER
-    ]
-    return str((started - max(moments)).days) if moments else ""
+    """Whole days since the last successful sign-in; empty where Graph has none."""
+    text = (user.get("signInActivity") or {}).get("lastSuccessfulSignInDateTime")
+    if not text or text == NEVER:
+        return ""
+    return str((started - datetime.fromisoformat(text.replace("Z", "+00:00"))).days)
 
 
 def expected_row(

@@ -39,12 +39,12 @@ def test_presets_expand_to_known_columns_and_admin_center_is_the_default():
         resolve(names)  # every name is in the catalogue
 
 
-def test_sign_in_columns_read_signin_activity_and_days_since_takes_the_latest():
+def test_sign_in_columns_read_signin_activity_and_days_since_the_last_successful_one():
     user = {
         "signInActivity": {
-            "lastSignInDateTime": "2026-08-31T10:00:00Z",
+            "lastSignInDateTime": "2026-11-20T10:00:00Z",  # a failed attempt: not counted
             "lastNonInteractiveSignInDateTime": "2026-11-01T09:59:59Z",
-            "lastSuccessfulSignInDateTime": "2026-08-31T10:00:00Z",
+            "lastSuccessfulSignInDateTime": "2026-11-01T09:59:59Z",
         }
     }
     names = [
@@ -54,10 +54,12 @@ def test_sign_in_columns_read_signin_activity_and_days_since_takes_the_latest():
         "daysSinceLastSignIn",
     ]
     assert values(names, user, as_of=STARTED) == [
-        "2026-08-31T10:00:00Z",
+        "2026-11-20T10:00:00Z",
         "2026-11-01T09:59:59Z",
-        "2026-08-31T10:00:00Z",
-        28,  # 28 days and 1 second: whole days, rounded down
+        "2026-11-01T09:59:59Z",
+        # From the last successful sign-in (28 days and 1 second: whole days, rounded down),
+        # never from a later failed attempt.
+        28,
     ]
     assert graph_select(resolve(names)) == ["id", "userPrincipalName", "signInActivity"]
     assert graph_select(resolve(names), sign_in=False) == ["id", "userPrincipalName"]
@@ -73,9 +75,16 @@ def test_sign_in_columns_read_signin_activity_and_days_since_takes_the_latest():
             "lastNonInteractiveSignInDateTime": "0001-01-01T00:00:00Z",
             "lastSuccessfulSignInDateTime": None,
         },
+        {
+            # Signed in (and failed) since December 2023, when Graph began recording
+            # successful sign-ins, without a success: none Graph has.
+            "lastSignInDateTime": "2026-10-30T00:00:00Z",
+            "lastNonInteractiveSignInDateTime": "2023-06-01T00:00:00Z",
+            "lastSuccessfulSignInDateTime": None,
+        },
     ],
 )
-def test_days_since_last_sign_in_is_empty_for_a_user_who_never_signed_in(activity):
+def test_days_since_last_sign_in_is_empty_without_a_successful_sign_in(activity):
     user = {} if activity is None else {"signInActivity": activity}
     assert values(["daysSinceLastSignIn"], user, as_of=STARTED) == [None]
     row = CsvEncoder(resolve(["daysSinceLastSignIn"], ColumnContext(as_of=STARTED))).rows(

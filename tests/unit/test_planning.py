@@ -16,11 +16,15 @@ from userexport.planning import (
     SCOPE_WITH_EXPAND,
     SECOND,
     SEQUENTIAL,
+    ListingCost,
     Pace,
     estimate,
+    listing_cost,
     plan_listing,
     split,
 )
+
+PLAIN = ListingCost(page_size=999, page_units=1)  # /users with $select, no lookups
 
 
 def test_split_keeps_the_order_and_balances():
@@ -127,7 +131,8 @@ async def test_a_scope_with_the_manager_column_is_one_sequence_with_a_note():
 def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
     plan = Plan([["a", "b"], ["c"]], estimated_total=1250)
     counts = {"": 1250, "a": 1000, "b": 250, "c": 0}
-    got = estimate(plan, counts, page_size=999, lookups=1, expand=False, preflight_requests=1)
+    lookups = ListingCost(page_size=999, page_units=1, lookups=1)
+    got = estimate(plan, counts, cost=lookups, preflight_requests=1)
     assert {k: v for k, v in got.items() if k not in ("durationSeconds", "paceSource")} == {
         "planningRequests": 5,
         "listingRequests": 2 + 1 + 1,
@@ -135,13 +140,61 @@ def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
         "lookupRequests": 1250,
         "resourceUnits": 5 + 4 + 1250,
         "partitions": 2,
+        "counted": True,
     }
     assert got["paceSource"] == "default"
     sequential = Plan(SEQUENTIAL, estimated_total=1250)
     signed_in = estimate(
-        sequential, {"": 1250}, page_size=120, lookups=0, expand=True, preflight_requests=0
+        sequential, {"": 1250}, cost=ListingCost(page_size=120, page_units=2), preflight_requests=0
     )
     assert signed_in["listingRequests"] == 11 and signed_in["resourceUnits"] == 1 + 22
+
+
+def test_pages_cost_what_graph_documents_for_each_listing():
+    """throttling-limits.md: GET users 2, groups/{id}/transitiveMembers 5, $select -1,
+    $expand +1; with $expand, pages of at most 100 (microsoft-graph-docs PR #21506)."""
+    group = GraphQuery(None, False, Scope("group", "g"))
+    unit = GraphQuery(None, False, Scope("administrativeUnit", "u"))
+    everyone = GraphQuery(None, False)
+
+    def units(query: GraphQuery, *, expand: bool) -> int:
+        return listing_cost(
+            query, page_size=100, expand=expand, sign_in_by_id=False, lookups=0
+        ).page_units
+
+    assert [units(everyone, expand=False), units(everyone, expand=True)] == [1, 2]
+    assert [units(group, expand=False), units(group, expand=True)] == [4, 5]
+    assert units(unit, expand=False) == 1
+    members = Plan(SEQUENTIAL, estimated_total=1000)
+    cost = listing_cost(group, page_size=100, expand=True, sign_in_by_id=False, lookups=0)
+    got = estimate(members, {"": 1000}, cost=cost, preflight_requests=0)
+    assert got["pageSize"] == 100 and got["listingRequests"] == 10
+    assert got["resourceUnits"] == 1 + 10 * 5
+
+
+def test_sign_in_read_by_id_is_a_request_per_15_users():
+    cost = ListingCost(page_size=999, page_units=4, sign_in_by_id=True)
+    got = estimate(
+        Plan(SEQUENTIAL, estimated_total=100), {"": 100}, cost=cost, preflight_requests=0
+    )
+    assert got["signInRequests"] == 7 and got["resourceUnits"] == 1 + 4 + 7
+
+
+def test_without_a_count_the_estimate_says_so_and_gives_no_duration():
+    got = estimate(Plan(SEQUENTIAL, None, "no count"), {}, cost=PLAIN, preflight_requests=1)
+    assert got["counted"] is False and "durationSeconds" not in got
+
+
+async def test_a_tenant_that_refuses_count_is_one_sequential_listing_with_a_note():
+    """$count is not available in Azure AD B2C tenants (List users)."""
+
+    class B2C:
+        async def count_users(self, *, filter: str | None, scope: object = None) -> int:
+            raise GraphError(400, "Request_BadRequest", "$count is not currently supported.")
+
+    plan = await plan_listing(B2C(), GraphQuery(None, False), partitions=8)  # type: ignore[arg-type]
+    assert plan.partitions == SEQUENTIAL and plan.estimated_total is None
+    assert plan.note and "B2C" in plan.note and "Request_BadRequest" in plan.note
 
 
 async def test_nobody_to_export_is_one_page_not_a_count_per_prefix():
@@ -160,10 +213,20 @@ async def test_a_small_tenant_is_one_count_and_one_listing():
 
 def test_the_partition_count_follows_the_work():
     pace = Pace()
-    assert pace.partitions_for(5_000, lookups=0, seconds=10) == 1, "5 s of pages: one partition"
-    assert pace.partitions_for(1_000_000, lookups=0, seconds=10) == 100, "1,000 s of pages"
-    assert pace.partitions_for(10_000, lookups=1, seconds=10) == 11, "100 s of lookups, 10 of pages"
-    assert pace.partitions_for(10, lookups=0, seconds=0) >= 64, "0: as many as allowed"
+    lookups = ListingCost(page_size=999, page_units=1, lookups=1)
+    assert pace.partitions_for(5_000, cost=PLAIN, seconds=10) == 1, "5 s of pages: one partition"
+    assert pace.partitions_for(1_000_000, cost=PLAIN, seconds=10) == 103, "1,000 s of pages + 20"
+    assert pace.partitions_for(10_000, cost=lookups, seconds=10) == 12, "100 s of lookups + 10"
+    assert pace.partitions_for(10, cost=PLAIN, seconds=0) >= 64, "0: as many as allowed"
+
+
+def test_no_more_partitions_than_keep_the_budget_busy():
+    """Under a learnt auth bucket of 10 RU/s, 10,000 lookups take 1,000 s whatever the
+    partitions: 100 s of lookups at full speed needs no more than one."""
+    slow = Pace(auth_rate=10.0, learnt=True)
+    lookups = ListingCost(page_size=999, page_units=1, lookups=1)
+    assert Pace().partitions_for(10_000, cost=lookups, seconds=10) == 12
+    assert slow.partitions_for(10_000, cost=lookups, seconds=10) == 1
 
 
 async def test_the_wanted_partitions_are_bounded_by_the_setting():
@@ -182,9 +245,7 @@ def test_the_duration_is_the_longer_of_the_work_and_what_the_budget_allows():
     got = estimate(
         plan,
         counts,
-        page_size=999,
-        lookups=1,
-        expand=False,
+        cost=ListingCost(page_size=999, page_units=1, lookups=1),
         preflight_requests=2,
         pace=learnt,
         planning_seconds=1.5,
@@ -192,7 +253,7 @@ def test_the_duration_is_the_longer_of_the_work_and_what_the_budget_allows():
     assert got["durationSeconds"] == pytest.approx(1.5 + OVERHEAD_SECONDS + 20.0)
     assert got["paceSource"] == "learned"
     # Without lookups, pages of a second each, the partitions side by side.
-    pages = estimate(plan, counts, page_size=999, lookups=0, expand=False, preflight_requests=0)
+    pages = estimate(plan, counts, cost=PLAIN, preflight_requests=0)
     assert pages["durationSeconds"] == pytest.approx(OVERHEAD_SECONDS + 1.5 + 2 * 0.02, abs=0.1)
 
 

@@ -13,7 +13,7 @@ from userexport.graph import GraphError, UsersPage
 from userexport.preflight import (
     NON_PREMIUM,
     Preflight,
-    ScopeUnavailable,
+    CannotExport,
     preflight,
     sign_in_refused,
 )
@@ -31,17 +31,21 @@ class FakeGraph:
         skus: GraphError | dict[str, str] | None = None,
         scope: GraphError | None = None,
         methods: dict[str, GraphError] | None = None,
+        limited: bool = False,
     ) -> None:
         self.sign_in, self.listing, self.skus, self.scope = sign_in, listing, skus, scope
+        self.limited = limited  # member lists answer ids alone (no User.Read.All)
         self.methods = methods or {}  # lookup -> the error Graph answers it with
         self.calls: list[str] = []
 
-    async def users_page(self, *, select: list[str], **_: Any) -> UsersPage:
+    async def users_page(self, *, select: list[str], scope: Any = None, **_: Any) -> UsersPage:
         self.calls.append("users:" + ",".join(select))
         error = self.sign_in if "signInActivity" in select else None
         if error or self.listing:
             raise error or self.listing  # type: ignore[misc]
-        return UsersPage([{"id": "u1"}], None)
+        if scope is not None and self.limited:
+            return UsersPage([{"id": "u1", "userPrincipalName": None}], None)
+        return UsersPage([{"id": "u1", "userPrincipalName": "u1@contoso.com"}], None)
 
     async def authentication_methods(self, user_id: str, lookup: str) -> list[dict]:
         self.calls.append(f"{lookup}:{user_id}")
@@ -103,10 +107,24 @@ async def test_refused_both_ways_keeps_one_list_and_the_partitions_say_so():
     assert result.lookups == ["methods"] and result.notices == []
 
 
-async def test_one_authentication_column_keeps_its_own_list_without_a_probe():
-    graph = FakeGraph()
+async def test_one_authentication_column_keeps_its_own_list():
+    graph = FakeGraph(methods={"methods": REFUSED})
     result = await check(graph, request(columns=["authenticationEmail"]))
-    assert result.lookups == ["emailMethods"] and graph.calls == []
+    assert result.lookups == ["emailMethods"] and result.notices == []
+    assert graph.calls == ["users:id", "emailMethods:u1"], "one user's own list, no other"
+
+
+@pytest.mark.parametrize("columns", [None, ["authenticationEmail"]])
+async def test_a_graph_without_the_methods_api_is_one_notice_and_no_lookups(columns):
+    """Microsoft Graph China (21Vianet) has no authentication-methods API: its answer is not
+    documented; a segment Graph does not have answers 400 BadRequest."""
+    missing = GraphError(400, "BadRequest", "Resource not found for the segment 'authentication'.")
+    graph = FakeGraph(methods={"methods": missing, "emailMethods": missing})
+    result = await check(graph, request(columns=columns))
+    assert result.lookups == []
+    [row] = result.notices
+    assert row[3:5] == ["400", "BadRequest"] and "21Vianet" in row[5]
+    assert "every user" in row[5]
 
 
 async def test_a_non_premium_tenant_is_one_notice_and_the_export_goes_on():
@@ -157,7 +175,7 @@ async def test_licence_names_are_read_once_and_a_refusal_keeps_the_ids():
 )
 async def test_a_scope_that_cannot_be_read_fails_the_job(error: GraphError, words: str):
     graph = FakeGraph(scope=error)
-    with pytest.raises(ScopeUnavailable) as stopped:
+    with pytest.raises(CannotExport) as stopped:
         await check(graph, request(filter={"group": GROUP}))
     assert graph.calls == ["scope:group"], "nothing else is read for a scope that fails"
     assert words in stopped.value.reason and GROUP in stopped.value.reason
@@ -176,8 +194,19 @@ async def test_a_check_cut_short_goes_on_where_it_stopped():
     asked = request(columns=["lastSignInDateTime", "assignedLicenses"], filter={"group": GROUP})
     with pytest.raises(GraphError):
         await preflight(graph, asked, result)  # type: ignore[arg-type]
-    assert result.done == ["scope"] and graph.calls == ["scope:group", "users:id,signInActivity"]
+    assert result.done == ["scope"]
+    assert graph.calls == ["scope:group", "users:id,userPrincipalName", "users:id,signInActivity"]
     graph.sign_in, graph.calls = None, []
     await preflight(graph, asked, result)  # type: ignore[arg-type]
     assert graph.calls == ["users:id,signInActivity", "skus"]
-    assert result.done == ["scope", "signIn", "licences"] and result.requests == 4
+    assert result.done == ["scope", "signIn", "licences"] and result.requests == 5
+
+
+async def test_members_listed_with_their_id_alone_fail_the_job_naming_user_read_all():
+    """Without a permission to read users, Graph lists a group's members with "limited
+    information": the id and @odata.type, every other property null (permissions overview)."""
+    graph = FakeGraph(limited=True)
+    with pytest.raises(CannotExport) as refused:
+        await check(graph, request(columns=["displayName"], filter={"group": GROUP}))
+    assert "User.Read.All" in refused.value.reason and GROUP in refused.value.reason
+    assert graph.calls == ["scope:group", "users:id,userPrincipalName"]
