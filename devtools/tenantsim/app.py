@@ -56,27 +56,28 @@ class SimState:
         self.writes = Writes(self.graph)
 
     def faults_json(self) -> dict[str, Any]:
-        return settings_json(self.faults.settings, self.faults.slow_next, self.faults.elapsed())
+        faults = self.faults
+        return settings_json(
+            faults.settings, faults.slow_next, faults.elapsed(), faults.signin_left
+        )
 
     def change_faults(self, change: FaultChange) -> None:
         self.faults.settings = change.settings
         if change.slow_next is not None:
             self.faults.slow_next = change.slow_next
+        if change.signin_refused_set:
+            self.faults.signin_left = change.settings.signin_refused_after
         if change.expire_page_tokens:
             self.graph.expire_page_tokens()
         if change.expire_delta_tokens:
             self.graph.expire_delta_tokens()
 
     def reset_faults(self) -> None:
-        """No faults at all (targets and premium back to the configured ones); stats are
-        kept."""
+        """No faults at all (targets, premium and the "Graph as documented" switches back to
+        the configured ones); stats are kept."""
         # The delta token lifetime is Graph's behaviour, not a fault: back to the option's.
-        settings = FaultSettings(
-            fault_targets=self.config.fault_targets,
-            premium=self.config.premium,
-            delta_token_ttl=self.config.delta_token_ttl,
-        )
-        self.change_faults(FaultChange(settings, 0, False))
+        settings = FaultSettings.reset_from_config(self.config)
+        self.change_faults(FaultChange(settings, 0, False, signin_refused_set=True))
         self.graph.unexpire_page_tokens()
         self.graph.unexpire_delta_tokens()
 

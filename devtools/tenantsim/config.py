@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .faults import (
     DEFAULT_FAULT_TARGETS,
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _documented_options(a: Any, d: SimConfig) -> None:
+def _documented_options(a: Callable[..., argparse.Action], d: SimConfig) -> None:
     """Graph as documented: switches off by default (README "Graph as documented")."""
     a(
         "--signin-flaky-403",
@@ -313,6 +313,7 @@ def _documented_options(a: Any, d: SimConfig) -> None:
         "--retry-after-429-cpu",
         type=int,
         default=d.retry_after_429_cpu,
+        metavar="S",
         help="Retry-After of those 429s in s (default %(default)s; 0: none)",
     )
     a(

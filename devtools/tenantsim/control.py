@@ -23,6 +23,11 @@ from .faults import (
 )
 from .odata import ODataError, canonical_property
 
+
+class ControlError(ValueError):
+    """A POST /_sim/faults body that is refused (400); the message says why."""
+
+
 Check = Callable[[str, float], None]
 # JSON key -> (FaultSettings field, range check, whole number only)
 _SCALARS: dict[str, tuple[str, Check, bool]] = {
@@ -122,10 +127,6 @@ _OUTAGE_KEYS = frozenset({"start", "end", "target", "mode"})
 _SLOW_KEYS = frozenset({"rate", "seconds", "next"})
 
 
-class ControlError(ValueError):
-    """A POST /_sim/faults body that is refused (400); the message says why."""
-
-
 @dataclass(frozen=True)
 class FaultChange:
     """A checked POST body: the new settings and the one-off actions it asks for."""
@@ -180,9 +181,7 @@ def parse_change(body: Any, current: FaultSettings, elapsed: float) -> FaultChan
         settings = dataclasses.replace(current, **fields)
     except ValueError as exc:  # cross-field checks, e.g. rates adding up to more than 1
         raise ControlError(str(exc)) from None
-    return FaultChange(
-        settings, slow_next, expire, expire_delta, "signInRefusedAfter" in body
-    )
+    return FaultChange(settings, slow_next, expire, expire_delta, "signInRefusedAfter" in body)
 
 
 def settings_json(

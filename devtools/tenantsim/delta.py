@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .live import LiveTenant
+from .live import CREATE, RESTORE, UPDATE, LiveTenant
 from .odata import ODataError
 
 INITIAL = "i"  # a $skiptoken of an initial round: position in the listing
@@ -24,6 +24,14 @@ EXPIRED_CODE = "syncStateNotFound"
 EXPIRED_MESSAGE = (
     "The sync state generation is not found. The delta token is expired and data must be "
     "synchronized again."
+)
+# errors.md's code for a delta token the app must reset (deltaExpiredAnswer resyncRequired/gone)
+RESYNC_CODE = "resyncRequired"
+RESYNC_MESSAGE = "The delta token is no longer valid, and the app must reset the sync state."
+# A $select naming a property delta does not support (microsoft-graph-explorer-v4#3189)
+REFUSED_MESSAGE = (
+    "Invalid request for delta query: for this entity set, $expand/$select is not supported "
+    "for the following properties: {}"
 )
 REMOVED_CHANGED = "changed"  # soft-deleted: restorable
 REMOVED_DELETED = "deleted"  # permanently deleted
@@ -101,3 +109,27 @@ def round_changes(
             continue
         out.append((oid, REMOVED_DELETED if oid in tenant.purged else REMOVED_CHANGED))
     return out
+
+
+def round_touched(
+    tenant: LiveTenant, since: int, until: int
+) -> tuple[dict[int, frozenset[str] | None], set[int]]:
+    """What the changes in (since, until] did to each user: the property names its updates
+    touched (None: created or restored, so every property is new to the client), and the
+    users whose last change of the slice is a restore not followed by an update (the ones a
+    round with $select leaves out under deltaSkipsRestored)."""
+    touched: dict[int, frozenset[str] | None] = {}
+    restored: set[int] = set()
+    for oid, (kind, props) in zip(
+        tenant.log[since:until], tenant.log_meta[since:until], strict=True
+    ):
+        if kind in (CREATE, RESTORE):
+            touched[oid] = None
+            if kind == RESTORE:
+                restored.add(oid)
+        elif kind == UPDATE:
+            restored.discard(oid)
+            before = touched.get(oid, frozenset())
+            if before is not None and props is not None:
+                touched[oid] = before | props
+    return touched, restored

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .odata import ODataError, canonical_property
+
 if TYPE_CHECKING:
     from .config import SimConfig
 
@@ -27,7 +29,12 @@ DEFAULT_FAULT_TARGETS: frozenset[str] = frozenset({"users", "auth"})
 OUTAGE_TARGETS: tuple[str, ...] = ("all", "batch")
 OUTAGE_MODES: tuple[str, ...] = ("503", "reset")
 # How an expired /users/delta token is answered (deltaExpiredAnswer; README "Graph as documented").
-DELTA_EXPIRED_ANSWERS: tuple[str, ...] = ("syncStateNotFound", "SyncStateNotFound", "resyncRequired", "gone")
+DELTA_EXPIRED_ANSWERS: tuple[str, ...] = (
+    "syncStateNotFound",
+    "SyncStateNotFound",
+    "resyncRequired",
+    "gone",
+)
 # The "Graph as documented" switches: FaultSettings fields that POST /_sim/faults/reset puts back
 # to the configured value (SimConfig fields of the same name), not to "no fault".
 DOCUMENTED_FIELDS: tuple[str, ...] = (
@@ -240,8 +247,6 @@ class FaultSettings:
 
 def _user_properties(names: Any) -> tuple[str, ...]:
     """User property names in Graph's spelling (ValueError naming an unknown one)."""
-    from .odata import ODataError, canonical_property  # odata does not import faults
-
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"delta_refused_properties must be property names, got {names!r}")
     out: list[str] = []

@@ -21,6 +21,8 @@ from typing import Any
 from .tenant import Tenant
 
 _TAIL_RANK = 1 << 40  # ranks of tail users sort after every base index
+# Kinds of change-log entries (LiveTenant.log_meta)
+CREATE, UPDATE, DELETE, RESTORE, PURGE = "create", "update", "delete", "restore", "purge"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class LiveTenant(Tenant):
         self.created_seq: dict[int, int] = {}  # created oid -> the change number creating it
         # The change log: entry k is change number k+1; delta rounds read slices of it.
         self.log: list[int] = []
+        # Next to each entry: its kind and the property names it touched (None: all of them,
+        # as a create or restore sets every property), for delta's partial items.
+        self.log_meta: list[tuple[str, frozenset[str] | None]] = []
         self.user = base.user
         self.lite = base.lite
 
@@ -156,8 +161,9 @@ class LiveTenant(Tenant):
             self.user = self._user_overlay
             self.lite = self._lite_overlay
 
-    def _record(self, oid: int) -> None:
+    def _record(self, oid: int, kind: str, touched: frozenset[str] | None = None) -> None:
         self.log.append(oid)
+        self.log_meta.append((kind, touched))
 
     def _index_keys(self, oid: int, user: dict[str, Any] | None, add: bool) -> None:
         if user is None:
@@ -196,7 +202,7 @@ class LiveTenant(Tenant):
         self._created += 1
         self._set_user(oid, user)
         self._append(oid)
-        self._record(oid)
+        self._record(oid, CREATE)
         self.created_seq[oid] = self.seq
         return Change(oid, None, user)
 
@@ -205,7 +211,7 @@ class LiveTenant(Tenant):
         before = self.user(oid)
         after = dict(before) | properties
         self._set_user(oid, after)
-        self._record(oid)
+        self._record(oid, UPDATE, frozenset(properties))
         return Change(oid, before, after)
 
     def delete(self, oid: int) -> Change:
@@ -217,7 +223,7 @@ class LiveTenant(Tenant):
         self.deleted[oid] = when
         if oid < self.base_count:
             self.removed_base.add(oid)
-        self._record(oid)
+        self._record(oid, DELETE)
         return Change(oid, before, None)
 
     def restore(self, oid: int) -> Change:
@@ -228,7 +234,7 @@ class LiveTenant(Tenant):
         user["deletedDateTime"] = None
         self._set_user(oid, user)
         self._append(oid)
-        self._record(oid)
+        self._record(oid, RESTORE)
         return Change(oid, None, user)
 
     def purge(self, oid: int) -> Change:
@@ -238,5 +244,5 @@ class LiveTenant(Tenant):
         # The user's values are no longer needed, only that the oid is gone for good.
         self._index_keys(oid, self.users_changed.get(oid), False)
         self.users_changed[oid] = {"id": self.users_changed[oid].get("id")}
-        self._record(oid)
+        self._record(oid, PURGE)
         return Change(oid, None, None)

@@ -154,6 +154,7 @@ class Filter:
     advanced: bool
     properties: set[str] = field(default_factory=set)
     text: str = ""
+    in_values: int = 0  # values of the longest `in` list (Graph allows 15 outside advanced)
 
 
 class _Parser:
@@ -162,6 +163,7 @@ class _Parser:
         self.i = 0
         self.advanced = False
         self.props: set[str] = set()
+        self.in_values = 0
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -275,6 +277,7 @@ class _Parser:
                 self.take()
                 values.append(self.literal(prop))
             self.expect(")")
+            self.in_values = max(self.in_values, len(values))
             tests = [_compare(prop, "eq", v) for v in values]
             return lambda u: any(t(u) for t in tests)
         if op not in _COMPARE_OPS:
@@ -371,7 +374,7 @@ def parse_filter(text: str) -> Filter:
         raise _syntax("the filter is empty")
     parser = _Parser(text)
     pred = parser.parse()
-    return Filter(pred, parser.advanced, parser.props, text)
+    return Filter(pred, parser.advanced, parser.props, text, parser.in_values)
 
 
 def parse_select(text: str) -> list[str]:

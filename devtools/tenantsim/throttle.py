@@ -10,9 +10,15 @@ from dataclasses import dataclass
 WINDOW_SECONDS = 10.0
 
 
+def documented_cost(base: int, has_select: bool, has_expand: bool, small_top: bool = False) -> int:
+    """A cost by throttling-limits.md's identity and access table: the path's base cost, -1
+    with $select, +1 with $expand, -1 with a $top below 20; never below 1."""
+    return max(1, base - int(has_select) + int(has_expand) - int(small_top))
+
+
 def list_users_cost(has_select: bool, has_expand: bool) -> int:
     """Graph's documented cost of GET /users: 2, -1 with $select, +1 with $expand, min 1."""
-    return max(1, 2 - (1 if has_select else 0) + (1 if has_expand else 0))
+    return documented_cost(2, has_select, has_expand)
 
 
 @dataclass

@@ -39,6 +39,24 @@ DEFAULTS = {
     "targets": ["auth", "users"],
     "outages": [],
     "slowPages": {"rate": 0.0, "seconds": 0.0, "next": 0},
+    # Graph as documented (test_tenantsim_documented.py): every switch off
+    "signInFlaky403": 0.0,
+    "signInRefusedAfter": None,
+    "signInEmptyInAdvancedQueries": False,
+    "signInEmptyInMemberLists": False,
+    "deltaPartialItems": False,
+    "deltaSkipsRestored": False,
+    "deltaExpiredAnswer": "syncStateNotFound",
+    "deltaRefusedProperties": [],
+    "expandPageCap": 0,
+    "b2c": False,
+    "limitedMemberInfo": False,
+    "authenticationMethodsApi": True,
+    "rate429Cpu": 0.0,
+    "retryAfter429Cpu": 1,
+    "rate424": 0.0,
+    "memberListCosts": False,
+    "successfulSignInsSince": None,
 }
 
 
