@@ -12,8 +12,8 @@ from userexport.exportrequest import export_request
 from userexport.graph import GraphError, UsersPage
 from userexport.preflight import (
     NON_PREMIUM,
-    Preflight,
     CannotExport,
+    Preflight,
     preflight,
     sign_in_refused,
 )
