@@ -108,12 +108,15 @@ async def plan_delta(
     try:
         latest = await clients.graph.users_delta(select=select)
     except GraphError as error:
-        if not select_refused(error):
+        if error.transient or error.status not in (400, 403, 501):
             raise
+        # A property refused in its $select (select_refused), or no delta at all: "Change
+        # enumeration is not supported for requested tenant" in Azure AD B2C.
+        what = "this export's columns" if select_refused(error) else "delta queries"
         raise CannotExport(
-            f"Graph's /users/delta refused this export's columns ({error.status} {error.code}: "
-            f"{error.message}). Leave out the columns that read those properties "
-            '(docs/columns.md, "Delta mode"), or use "mode": "full".'
+            f"Graph's /users/delta refused {what} ({error.status} {error.code}: "
+            f"{error.message}). Leave out the columns that read the properties it names "
+            '(docs/columns.md), or use "mode": "full".'
         ) from None
     return {
         "kind": "full",

@@ -121,9 +121,10 @@ def test_a_delta_series_lists_exactly_the_changes_and_rebuilds_the_snapshot(
         return sum(after.get(k, 0) - before.get(k, 0) for k in kinds)
 
     # Only the 21 changed users are looked up (and the plan's check of one user's methods);
-    # the tenant is not listed again: delta pages, and the check's one-user page.
+    # the tenant is not listed again: delta pages, the check's one-user page and a $count.
     assert 21 <= made("methods", "phoneMethods", "emailMethods") <= 22
-    assert made("users") <= 1 and made("usersCount") == 0 and made("delta") >= 2
+    # One $count checks the rebuilt snapshot against Graph (a restore delta may leave out).
+    assert made("users") <= 1 and made("usersCount") == 1 and made("delta") >= 2
     delta = second["delta"]
     assert delta["kind"] == "changes" and delta["since"] == first["id"]
     assert (delta["added"], delta["updated"], delta["removed"]) == (11, 10, 10)
