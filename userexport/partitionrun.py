@@ -211,9 +211,9 @@ class PartitionRun:
             )
         self._progress = replace(self._progress, position=position, sign_in_stopped=True)
 
-    async def _read_sign_ins(self, users: list[dict[str, Any]]) -> list[list[str]]:
+    async def _read_sign_ins(self, users: list[dict[str, Any]]) -> set[str]:
         """signInActivity of users listed without it (Plan.sign_in "byId"), into their dicts;
-        error rows for users Graph no longer lists (deleted since they were)."""
+        the ids of those Graph no longer lists (deleted since they were)."""
         ids = [u["id"] for u in users]
         try:
             found: dict[str, Any] = {}
@@ -228,10 +228,10 @@ class PartitionRun:
             if not error.premium_refused:
                 raise
             self._stop_sign_in()
-            return []
+            return set()
         for user in users:
             user[SIGN_IN_ACTIVITY] = (found.get(user["id"]) or {}).get(SIGN_IN_ACTIVITY)
-        return sign_in_missing_rows([u for u in users if u["id"] not in found], self._columns)
+        return {u["id"] for u in users if u["id"] not in found}
 
     async def _write(
         self, users: list[dict[str, Any]], at: Position, notes: list[list[str]]
@@ -242,8 +242,7 @@ class PartitionRun:
         a whole chunk, each invocation still gets further."""
         if limited_members(self._query.scope, users):
             raise CannotExport(limited_members_reason(self._query.scope))
-        if self._sign_in == "byId":
-            notes = notes + await self._read_sign_ins(users)
+        gone = await self._read_sign_ins(users) if self._sign_in == "byId" else set()
         progress = self._progress
         found = LookupResult()
         cut_short: LookupsCutShort | None = None
@@ -280,6 +279,7 @@ class PartitionRun:
         refused = [f for f in found.failures if f.status == 403]
         allowed = progress.lookups_succeeded + found.succeeded
         errors = notes + lookup_rows([f for f in found.failures if f.status != 403], users)
+        errors += sign_in_missing_rows([u for u in users if u["id"] in gone], self._columns)
         held: list[list[str]] = []
         (errors if allowed else held).extend(lookup_rows(refused, users))
         code = progress.refused_code or (refused[0].code if refused else None)

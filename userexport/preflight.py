@@ -29,7 +29,7 @@ from .columns import (
     lookups,
     resolve,
 )
-from .errorsfile import methods_missing_row
+from .errorsfile import methods_missing_row, sign_in_columns
 from .exportrequest import ExportRequest
 from .filters import GraphQuery, Scope, to_graph_query
 from .graph import NON_PREMIUM, GraphError, GraphReader
@@ -162,7 +162,7 @@ async def _check_sign_in(
             raise
         refusal = error
     await _first_user(graph, query, ["id"], result)
-    names = ", ".join(c.name for c in columns if SIGN_IN_ACTIVITY in c.select)
+    names = sign_in_columns(columns)
     if refusal.code == NON_PREMIUM:
         advice = (
             "Microsoft Graph reads sign-in activity only in tenants with Microsoft Entra ID P1 "

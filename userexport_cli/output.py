@@ -109,7 +109,8 @@ def estimate_text(job: dict[str, Any]) -> str:
     partitions = estimate.get("partitions", job.get("partitions"))
     if isinstance(partitions, int):
         parts.append(f"{partitions} partition{'' if partitions == 1 else 's'}")
-    counted = [estimate.get(k) for k in ("planningRequests", "listingRequests", "lookupRequests")]
+    kinds = ("planningRequests", "listingRequests", "signInRequests", "lookupRequests")
+    counted = [estimate.get(k) for k in kinds]
     if any(isinstance(n, int) for n in counted):
         requests = sum(n for n in counted if isinstance(n, int))
         units = estimate.get("resourceUnits")

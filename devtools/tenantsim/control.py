@@ -20,8 +20,8 @@ from .faults import (
     check_fraction,
     check_seconds,
     parse_instant,
+    user_properties,
 )
-from .odata import ODataError, canonical_property
 
 
 class ControlError(ValueError):
@@ -69,15 +69,10 @@ def _expired_answer(key: str, value: Any) -> str:
 def _properties(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ControlError(f"{key} must be a list of user property names")
-    out: list[str] = []
-    for name in value:
-        try:
-            canon = canonical_property(name)
-        except ODataError:
-            raise ControlError(f"{key}: unknown user property {name!r}") from None
-        if canon not in out:
-            out.append(canon)
-    return tuple(out)
+    try:
+        return user_properties(value)
+    except ValueError as error:
+        raise ControlError(f"{key}: {error}") from None
 
 
 def _date_or_null(key: str, value: Any) -> str | None:

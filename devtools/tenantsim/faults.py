@@ -221,7 +221,7 @@ class FaultSettings:
         object.__setattr__(self, "fault_targets", frozenset(self.fault_targets))
         object.__setattr__(self, "outages", tuple(self.outages))
         object.__setattr__(
-            self, "delta_refused_properties", _user_properties(self.delta_refused_properties)
+            self, "delta_refused_properties", user_properties(self.delta_refused_properties)
         )
         object.__setattr__(self, "since", since)
 
@@ -245,7 +245,7 @@ class FaultSettings:
         return int(getattr(self, f"retry_after_{kind}", 0))
 
 
-def _user_properties(names: Any) -> tuple[str, ...]:
+def user_properties(names: Any) -> tuple[str, ...]:
     """User property names in Graph's spelling (ValueError naming an unknown one)."""
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"delta_refused_properties must be property names, got {names!r}")
@@ -254,7 +254,7 @@ def _user_properties(names: Any) -> tuple[str, ...]:
         try:
             canon = canonical_property(name)
         except ODataError:
-            raise ValueError(f"delta_refused_properties: unknown user property {name!r}") from None
+            raise ValueError(f"unknown user property {name!r}") from None
         if canon not in out:
             out.append(canon)
     return tuple(out)

@@ -827,7 +827,9 @@
     if (!estimate || typeof estimate !== "object") return null;
     const n = (key) => (typeof estimate[key] === "number" ? count(estimate[key]) : "?");
     const took = expectedDuration(estimate);
-    return `${n("listingRequests")} pages of up to ${n("pageSize")} users, ` +
+    const byId = typeof estimate.signInRequests === "number"
+      ? `${count(estimate.signInRequests)} sign-in reads by id, ` : "";
+    return `${n("listingRequests")} pages of up to ${n("pageSize")} users, ` + byId +
       `${n("lookupRequests")} lookups, ${n("planningRequests")} to plan; ` +
       `${n("resourceUnits")} resource units` + (took ? `; ${took}` : "");
   }
