@@ -12,7 +12,7 @@ to read, how many of its users were already written, and what to check when pass
 from __future__ import annotations
 
 import math
-import time
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -183,10 +183,10 @@ class GraphReader:
         self.sign_in_limiter = sign_in_limiter or AdaptiveLimiter(bucket="signIn")
         self.auth_limiter = auth_limiter or AdaptiveLimiter(bucket="auth")
         self.storm_seconds = storm_seconds
-        # Since when every signInActivity request of this process was refused NON_PREMIUM
-        # (monotonic; None: the last one was served): across invocations, so that a short
-        # budget still comes to believe a refusal that lasts.
-        self._premium_refused_since: float | None = None
+        # The current run of NON_PREMIUM refusals of this process's signInActivity requests
+        # (monotonic: its first and its last; None: the last request was served), across
+        # invocations, so that a short budget still comes to believe a refusal that lasts.
+        self._premium_refused: tuple[float, float] | None = None
 
     def resume_in(self) -> int:
         """Whole seconds until every bucket's paused callers may go on (0: none paused)."""
@@ -338,24 +338,33 @@ class GraphReader:
                 else:
                     refused = None
             if refused is not None:
-                self._believe_after(refused, patience)
+                wait = self._believe_after(refused, patience)
                 refusals += 1
-                await limiter.backoff(refusals)
+                # Exponential backoff with jitter, never a gap that would start the run again.
+                ceiling = min(wait / 3, 2.0 ** (refusals - 1))
+                await limiter.backoff(refusals, random.uniform(ceiling / 2, ceiling))
                 continue
             if limiter is self.sign_in_limiter:
-                self._premium_refused_since = None
+                self._premium_refused = None
             limiter.succeeded(resource_units(headers), used=used_share(headers))
             budget.succeeded()
             return body
 
-    def _believe_after(self, refusal: GraphError, patience: float | None) -> None:
+    def _believe_after(self, refusal: GraphError, patience: float | None) -> float:
         """Raises the NON_PREMIUM refusal once this process's sign-in requests were refused
-        without a break for `patience` seconds (USEREXPORT_STORM_SECONDS by default)."""
-        now = time.monotonic()
-        since = self._premium_refused_since = self._premium_refused_since or now
-        if now - since >= (self.storm_seconds if patience is None else patience):
+        without a break for `patience` seconds (USEREXPORT_STORM_SECONDS by default); else
+        the patience. A run whose last refusal is older than that (nothing asked since) starts
+        again: a later export's first answer alone decides nothing."""
+        now = self.sign_in_limiter.now()
+        patience = self.storm_seconds if patience is None else patience
+        since, last = self._premium_refused or (now, now)
+        if now - last > patience:
+            since = now
+        self._premium_refused = (since, now)
+        if now - since >= patience:
             raise refusal
         budget.failed(refusal.summary)
+        return patience
 
     async def close(self) -> None:
         # The SDK exposes no close; its request adapter owns one httpx client.

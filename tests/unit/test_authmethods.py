@@ -346,3 +346,18 @@ async def test_failures_during_an_outage_are_not_counted_towards_giving_up(clock
         )
     assert cut.value.partial.failing_since == {"a/emailMethods": -1000.0}
     assert not cut.value.partial.failures
+
+
+async def test_a_429_about_cpu_is_waited_out_but_teaches_no_pace(clock):
+    """x-ms-throttle-information names the reason, "CPULimitExceeded" among others
+    (throttling-limits.md): only a 429 about the resource-unit budget says what its rate is."""
+    cpu = {"Retry-After": "2", "x-ms-throttle-information": "CPULimitExceeded"}
+    budget_429 = {"Retry-After": "2", "x-ms-throttle-information": "ResourceUnitLimitExceeded"}
+    graph = FakeGraph({url("a"): [(200, {})], url("b"): [(429, cpu), (200, {})]})
+    limiter = AdaptiveLimiter(clock=clock.clock, sleep=clock.sleep)
+    reader_ = AuthMethodsReader(graph, limiter=limiter)  # type: ignore[arg-type]
+    assert (await reader_.read(["a", "b"], ["emailMethods"])).succeeded == 2
+    assert limiter.rate is None and clock.now >= 2
+    graph = FakeGraph({url("a"): [(200, {})], url("b"): [(429, budget_429), (200, {})]})
+    await AuthMethodsReader(graph, limiter=limiter).read(["a", "b"], ["emailMethods"])  # type: ignore[arg-type]
+    assert limiter.rate is not None, "a 429 about the budget teaches its rate"
