@@ -244,6 +244,37 @@ def test_a_graph_without_the_authentication_methods_api_is_one_notice(graph, api
         assert row["userPrincipalName"] == users[row["objectId"]]["userPrincipalName"]
 
 
+def test_the_authentication_methods_api_gone_mid_export_is_said_once(graph, api):
+    """The plan's lookup was answered, then Graph answers none: a partition that meets it
+    stops looking up, and the commit says so once, with how many users."""
+    users = {u["id"]: u for u in iter_users(CONFIG)}
+    # The first list page held back is the plan's one-user read, the second a partition's.
+    with switched(graph, slowPages={"next": 2, "seconds": 4}):
+        held = sim_stats(graph)["faults"].get("slowPage", 0)
+        started = api.post("/api/exports", json={"columns": ["objectId", "authenticationEmail"]})
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 60
+        while sim_stats(graph)["faults"].get("slowPage", 0) < held + 2:
+            assert time.monotonic() < deadline, "the partition's page was never asked for"
+            time.sleep(0.2)
+        flipped = httpx.post(graph.sim["faults"], json={"authenticationMethodsApi": False})
+        assert flipped.status_code == 200, flipped.text
+        job = wait_for_export(api, started.headers["Location"], timeout=120)[-1].json()
+    assert job["status"] == "completedWithErrors", job
+    [notice] = table(graph, job["errorsUrl"])
+    assert notice["httpStatus"] == "400" and "21Vianet" in notice["message"]
+    assert "users not looked up before it said so" in job["reason"]
+    without = int(job["reason"].split(" users not looked up")[0].rsplit(" ", 1)[-1])
+    emptied = 0
+    for row in table(graph, job["downloadUrl"]):
+        methods = users[row["objectId"]].get("authentication") or {}
+        email = ((methods.get("emailMethods") or [{}])[0]).get("emailAddress", "")
+        if row["authenticationEmail"] != email:
+            assert row["authenticationEmail"] == "", "a value Graph gave, or none"
+            emptied += 1
+    assert 0 < emptied <= without < USERS
+
+
 # 10, 11 ---------------------------------------------------------------------------------------
 async def test_429s_for_cpu_are_waited_out_and_teach_no_pace(graph, api):
     """x-ms-throttle-information: CPULimitExceeded (throttling-limits.md) is not the budget:
