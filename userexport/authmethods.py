@@ -188,14 +188,19 @@ class AuthMethodsReader:
         while pending:
             budget.check()
             # As many as the pace allows in one $batch; the rest wait for the next turn.
+            failed: GraphError | None = None
             async with self._limiter.batch(len(pending), most=BATCH_SIZE) as size:
                 sending, later = pending[:size], pending[size:]
                 sent_at = self._limiter.now()
                 try:
                     answers = await self._send(sending)
                 except GraphError as error:  # the envelope itself failed
-                    self._graph.wait_out(error, self._limiter)
-                    continue
+                    failed = error
+            if failed is not None:
+                if self._graph.wait_out(failed, self._limiter):
+                    attempts += 1
+                    await self._limiter.backoff(attempts, failed.retry_after)
+                continue
             retry: list[tuple[_Item, dict[str, Any]]] = []
             retry_after: float | None = None
             statuses: set[int] = set()
@@ -233,11 +238,16 @@ class AuthMethodsReader:
                 retry, result, own=own, patience=self._patience, now=self._wall_clock()
             )
             warned = used or None  # Graph's share of the budget used, past 80 %
-            if THROTTLED in statuses or outage:
+            if learn or outage:
                 self._limiter.served(served)
                 self._limiter.throttled(retry_after, learn_rate=learn, used=warned)
                 if outage:
                     budget.failed(f"Microsoft Graph answered {max(statuses)} to every lookup")
+            elif THROTTLED in statuses:  # about CPU or data volume: slower, nobody paused
+                self._limiter.served(served)
+                self._limiter.congested()
+                attempts += 1
+                await self._limiter.backoff(attempts, retry_after)
             else:
                 self._limiter.succeeded(served, used=warned)
                 budget.succeeded()

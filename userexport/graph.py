@@ -323,32 +323,32 @@ class GraphReader:
         patience: float | None = None,
     ) -> Any:
         limiter = limiter or self.limiter
-        refusals = 0
+        refusals = attempts = 0
         while True:
             budget.check()
             headers: dict[str, str] = {}
+            failure: GraphError | None = None
             async with limiter:
                 try:
                     body = await self.send(info, headers, raw=raw)
                 except GraphError as error:
-                    if not (error.premium_refused and limiter is self.sign_in_limiter):
-                        self.wait_out(error, limiter)
-                        continue
-                    refused = error
-                else:
-                    refused = None
-            if refused is not None:
-                wait = self._believe_after(refused, patience)
+                    failure = error
+            if failure is None:
+                if limiter is self.sign_in_limiter:
+                    self._premium_refused = None
+                limiter.succeeded(resource_units(headers), used=used_share(headers))
+                budget.succeeded()
+                return body
+            if failure.premium_refused and limiter is self.sign_in_limiter:
+                wait = self._believe_after(failure, patience)
                 refusals += 1
                 # Exponential backoff with jitter, never a gap that would start the run again.
                 ceiling = min(wait / 3, 2.0 ** (refusals - 1))
                 await limiter.backoff(refusals, random.uniform(ceiling / 2, ceiling))
                 continue
-            if limiter is self.sign_in_limiter:
-                self._premium_refused = None
-            limiter.succeeded(resource_units(headers), used=used_share(headers))
-            budget.succeeded()
-            return body
+            attempts += 1
+            if self.wait_out(failure, limiter):
+                await limiter.backoff(attempts, failure.retry_after)
 
     def _believe_after(self, refusal: GraphError, patience: float | None) -> float:
         """Raises the NON_PREMIUM refusal once this process's sign-in requests were refused
@@ -370,15 +370,21 @@ class GraphReader:
         # The SDK exposes no close; its request adapter owns one httpx client.
         await self._client.request_adapter._http_client.aclose()
 
-    def wait_out(self, error: GraphError, limiter: AdaptiveLimiter | None = None) -> None:
+    def wait_out(self, error: GraphError, limiter: AdaptiveLimiter | None = None) -> bool:
         """Re-raises an error that is Graph's final word; for a transient one (throttling,
         a server error, a lost connection), pauses every caller of the bucket and lets the
-        caller retry."""
+        caller retry. A 429 about no budget (CPU, data volume) slows the bucket's callers
+        but pauses none of them: True, the caller waits alone (its Retry-After, else a
+        backoff) before it retries."""
         if not error.transient:
             raise error
         budget.failed(error.summary)
-        learn = error.status == 429 and error.budget
-        (limiter or self.limiter).throttled(error.retry_after, learn_rate=learn, used=error.used)
+        limiter = limiter or self.limiter
+        if error.status == 429 and not error.budget:
+            limiter.congested()
+            return True
+        limiter.throttled(error.retry_after, learn_rate=error.status == 429, used=error.used)
+        return False
 
     async def send(
         self, info: RequestInformation, headers: dict[str, str] | None = None, *, raw: bool = False

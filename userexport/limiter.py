@@ -116,6 +116,7 @@ class AdaptiveLimiter:
         self._clean = 0  # clean answers since the limit last changed
         self._slow_start = True  # until the first throttled answer, the limit doubles
         self._throttled_in_a_row = 0
+        self._congested_at = float("-inf")
         self._resume_at = 0.0
         self._served: deque[tuple[float, int]] = deque()  # (when, RU) served cleanly
         self._first_sent: float | None = None
@@ -273,6 +274,16 @@ class AdaptiveLimiter:
             retry_after = random.uniform(ceiling / 2, ceiling)
         self._resume_at = max(self._resume_at, self._clock() + retry_after)
         return retry_after
+
+    def congested(self) -> None:
+        """A 429 that is not about the budget (CPU, data volume: limiter.about_budget): fewer
+        requests at once (halved, at most once a STEER_SECONDS, so a burst of such answers is
+        one step), nobody paused and no rate learnt; the throttled request waits alone."""
+        now = self._clock()
+        self._clean, self._slow_start = 0, False
+        if now - self._congested_at >= STEER_SECONDS:
+            self._congested_at = now
+            self.limit = max(self._minimum, self.limit // 2)
 
     async def backoff(self, attempt: int, retry_after: float | None = None) -> None:
         """Waits before retrying something that failed on its own (a few items of a batch that

@@ -358,6 +358,7 @@ async def test_a_429_about_cpu_is_waited_out_but_teaches_no_pace(clock):
     reader_ = AuthMethodsReader(graph, limiter=limiter)  # type: ignore[arg-type]
     assert (await reader_.read(["a", "b"], ["emailMethods"])).succeeded == 2
     assert limiter.rate is None and clock.now >= 2
+    assert limiter.resume_in() == 0, "the throttled lookups waited alone: nobody was paused"
     graph = FakeGraph({url("a"): [(200, {})], url("b"): [(429, budget_429), (200, {})]})
     await AuthMethodsReader(graph, limiter=limiter).read(["a", "b"], ["emailMethods"])  # type: ignore[arg-type]
     assert limiter.rate is not None, "a 429 about the budget teaches its rate"
