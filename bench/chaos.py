@@ -6,15 +6,19 @@ job until it answers 200), while a seeded random mix of faults is injected: SIGK
 function host, duplicated and concurrently delivered queue messages, a stale invocation after
 a takeover, Graph 5xx storms with and without Retry-After, Graph outages (all requests, or
 only $batch), expired page tokens, Azurite restarts, and (for a group of runs) a lookup budget
-so tight that a page needs several invocations. The finished CSV is compared byte for byte
-with a clean export of the same tenant and the same partition count, made first on the same
-kind of stack.
+so tight that a page needs several invocations. A share of the runs also has one kind of
+"Graph weather" for the whole run: Graph as Microsoft documents it and users report it
+(tenantsim's switches: flaky or lasting 'no premium' 403s on sign-in activity, 429s for CPU,
+424 batches, no authentication-methods API, a B2C tenant). The finished CSV is compared byte
+for byte with a clean export of the same tenant and the same partition count, made first on
+the same kind of stack; where the weather makes Graph withhold a column for good, the file may
+differ from it only by those cells being empty, and the job must say which columns and why.
 
 It prints a table and writes bench/chaos.json; the exit code is 1 when a target is missed
-(wrong successes, lost, duplicated or unexpected rows, stuck or failed jobs). A run's faults
-are drawn from (seed, run index) alone: `--seed S --only 7` replays run 7 of seed S (the
-moments are shares of the run's window, so they land at about the same stage, not the same
-millisecond: the stack's timing is not deterministic).
+(wrong successes or results, lost, duplicated or unexpected rows, stuck or failed jobs). A
+run's faults are drawn from (seed, run index) alone: `--seed S --only 7` replays run 7 of seed
+S (the moments are shares of the run's window, so they land at about the same stage, not the
+same millisecond: the stack's timing is not deterministic).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +46,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from devtools.stack import LocalStack, StackError
+from userexport.columns import DEFAULT_COLUMN_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "chaos.json"
@@ -64,6 +69,57 @@ KINDS = (
 TIGHT_AUTH = "tight_auth_budget"
 STATUS_KEYS = ("500", "502", "503", "504", "reset")  # tenantsim's rate-fault kinds
 
+# What every export asks for, the clean ones too: the admin center's 25 columns and the two
+# sign-in columns whose values do not depend on when the export ran (daysSinceLastSignIn does).
+SIGN_IN_COLUMNS = ("lastSignInDateTime", "lastSuccessfulSignInDateTime")
+AUTH_COLUMNS = ("authenticationAlternativePhoneNumber", "authenticationEmail")
+COLUMNS: tuple[str, ...] = (*DEFAULT_COLUMN_NAMES, *SIGN_IN_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Withholding:
+    """Columns Graph withholds for good under a kind of weather, and how the job must say so:
+    one notice row in the errors file (no objectId, `failed` as given) and a `reason` naming
+    every column and holding `says`."""
+
+    columns: tuple[str, ...]
+    failed: str  # the notice's `failed`; ending in "/": any value starting with it
+    says: str
+
+    def notice(self, row: list[str] | tuple[str, ...]) -> bool:
+        if len(row) < 3 or row[0]:
+            return False
+        if self.failed.endswith("/"):
+            return row[2].startswith(self.failed)
+        return row[2] == self.failed
+
+
+SIGN_IN_WITHHELD = Withholding(SIGN_IN_COLUMNS, "signInActivity", "sign-in activity")
+AUTH_WITHHELD = Withholding(AUTH_COLUMNS, "authentication/", "21Vianet")
+
+
+@dataclass(frozen=True)
+class Weather:
+    """A kind of Graph weather: tenantsim's switches for the whole run, the /_sim/stats
+    `faults` kind that says it took effect, and what Graph withholds for good under it."""
+
+    sim_kind: str
+    withholds: Withholding | None = None
+    sequential: bool = False  # Graph cannot count: one listing whatever the partitions
+
+
+# Drawn from a stream of their own (so the other kinds' draws are those of before), in a share
+# of the runs, set through /_sim/faults before the export starts, reset after the run.
+WEATHER: dict[str, Weather] = {
+    "signin_flaky_403": Weather("signInFlaky403"),
+    "signin_refused": Weather("signInRefused", SIGN_IN_WITHHELD),
+    "cpu_429": Weather("429cpu"),
+    "batch_424": Weather("424"),
+    "no_auth_api": Weather("noAuthenticationApi", AUTH_WITHHELD),
+    # No $count in Azure AD B2C: one sequential listing; no sign-in activity either.
+    "b2c": Weather("b2cRefused", SIGN_IN_WITHHELD, sequential=True),
+}
+
 
 # --------------------------------------------------------------------------- options, plans
 @dataclass
@@ -82,6 +138,18 @@ class ChaosOptions:
     message_lease: int = 3  # devhost --message-lease-seconds
     sweep_every: float = 3.0  # seconds between two firings of the sweep timer
     stuck_timeout: float = 180.0  # seconds after the last fault before a job counts as stuck
+    # A run's Graph weather lasts until its job ends, so there is no "after the last fault":
+    # such a job counts as stuck once its progress (status, users written, partitions done)
+    # has not moved for stuck_timeout seconds (after the window and its other faults), or
+    # once it has run weather_cap seconds, moving or not.
+    weather_cap: float = 900.0
+    # USEREXPORT_STORM_SECONDS: how long the exporter retries a 'no premium' 403 on sign-in
+    # activity, and a lookup failing while Graph serves others, before it believes it. Longer
+    # than any storm or outage drawn (8 and 10 s) and two overlapping, shorter than 120 s so
+    # that a lasting refusal costs a run seconds.
+    storm_seconds: float = 20.0
+    weather_share: float = 0.6  # share of the runs with one kind of Graph weather; 0: none
+    weather_kinds: tuple[str, ...] = tuple(WEATHER)  # the kinds drawn from, uniformly
     latency_ms: float = 10.0
     latency_per_user_ms: float = 0.5
     log_dir: Path | None = None
@@ -98,6 +166,7 @@ class ChaosOptions:
             "USEREXPORT_TIME_BUDGET_SECONDS": f"{self.time_budget:g}",
             "USEREXPORT_LEASE_GRACE_SECONDS": f"{self.lease_grace:g}",
             "USEREXPORT_STALL_MINUTES": f"{self.stall_minutes:g}",
+            "USEREXPORT_STORM_SECONDS": f"{self.storm_seconds:g}",
             "USEREXPORT_PARTITIONS": str(partitions),
             # Every run is split into exactly the partitions drawn, small tenant or not.
             "USEREXPORT_SMALL_TENANT_USERS": "0",
@@ -122,8 +191,23 @@ class Fault:
 class RunPlan:
     index: int
     group: str  # "default" or "tight" (the stack it runs on)
-    partitions: int
+    partitions: int  # USEREXPORT_PARTITIONS of the run
     faults: list[Fault]
+
+    @property
+    def weather(self) -> list[Fault]:
+        return [f for f in self.faults if f.kind in WEATHER]
+
+    @property
+    def reference_partitions(self) -> int:
+        """The clean export to compare with: a tenant Graph cannot count is one listing."""
+        if any(WEATHER[f.kind].sequential for f in self.weather):
+            return 1
+        return self.partitions
+
+    @property
+    def withholdings(self) -> list[Withholding]:
+        return [w for f in self.weather if (w := WEATHER[f.kind].withholds) is not None]
 
 
 def plan_runs(options: ChaosOptions) -> list[RunPlan]:
@@ -135,11 +219,43 @@ def plan_runs(options: ChaosOptions) -> list[RunPlan]:
         partitions = rng.choice(options.partitions)
         faults = _draw_faults(rng, options)
         if any(f.kind == "expired_page_tokens" for f in faults) and 1 in options.partitions:
-            # Only a sequential listing has page tokens on a tenant of a few thousand users:
-            # each UPN first character holds fewer users than a page (999).
+            # A sequential listing is sure to have page tokens on a tenant of a few thousand
+            # users: a UPN first character may hold fewer users than a page (120 with sign-in
+            # activity, 999 once Graph withholds it).
             partitions = 1
+        faults += _draw_weather(options, index)
         plans.append(RunPlan(index, "tight" if tight else "default", partitions, faults))
     return plans
+
+
+def _draw_weather(options: ChaosOptions, index: int) -> list[Fault]:
+    """0 or 1 kind of Graph weather for the run, from a stream of its own: the other kinds'
+    draws stay those of (seed, index) without it."""
+    rng = random.Random(f"userexport-chaos-graph:{options.seed}:{index}")
+    if not options.weather_kinds or rng.random() >= options.weather_share:
+        return []
+    kind = rng.choice(options.weather_kinds)
+    return [Fault(kind, 0.0, _weather_params(rng, kind))]
+
+
+def _weather_params(rng: random.Random, kind: str) -> dict[str, Any]:
+    """The /_sim/faults body that sets this weather (tenantsim README, "Graph as documented")."""
+    if kind == "signin_flaky_403":
+        return {"signInFlaky403": round(rng.uniform(0.1, 0.4), 2)}
+    if kind == "signin_refused":
+        return {"signInRefusedAfter": rng.randint(2, 10)}
+    if kind == "cpu_429":
+        return {
+            "rate429Cpu": round(rng.uniform(0.02, 0.08), 3),
+            "retryAfter429Cpu": rng.randint(1, 2),
+        }
+    if kind == "batch_424":
+        return {"rate424": round(rng.uniform(0.05, 0.3), 2)}
+    if kind == "no_auth_api":
+        return {"authenticationMethodsApi": False}
+    if kind == "b2c":
+        return {"b2c": True}
+    raise ValueError(kind)
 
 
 def _draw_faults(rng: random.Random, options: ChaosOptions) -> list[Fault]:
@@ -212,25 +328,71 @@ def records(data: bytes) -> list[tuple[str, ...]]:
 
 @dataclass
 class Comparison:
-    identical: bool
+    identical: bool  # byte for byte
     header_ok: bool
     rows: int  # data rows in the file
     rows_lost: int  # rows of the reference missing (each missing copy counts)
     rows_duplicated: int  # extra copies of rows the reference holds
     rows_unexpected: int  # rows the reference does not hold at all (e.g. torn or mixed)
+    cells_withheld: int = 0  # cells of withheld columns empty where the reference has a value
+
+    @property
+    def rows_match(self) -> bool:
+        """Every row of the reference once and nothing else (withheld cells may be empty)."""
+        return self.header_ok and not (
+            self.rows_lost or self.rows_duplicated or self.rows_unexpected
+        )
 
 
-def compare(reference: bytes, got: bytes) -> Comparison:
+def compare(reference: bytes, got: bytes, withheld: Collection[str] = ()) -> Comparison:
+    """The file against the clean export. Rows are matched by objectId: a row matches its
+    reference row when every cell outside the `withheld` columns is equal and each withheld
+    cell is equal or empty (Graph withholding it for good); with none withheld, equal rows."""
     ref, new = records(reference), records(got)
-    ref_rows, new_rows = Counter(ref[1:]), Counter(new[1:])
-    extra = new_rows - ref_rows
+    header = ref[0] if ref else ()
+    held = [i for i, name in enumerate(header) if name in withheld]
+    key = header.index("objectId") if "objectId" in header else None
+
+    def keyed(row: tuple[str, ...]) -> Any:
+        return row[key] if key is not None and len(row) > key else row
+
+    def matches(expected: tuple[str, ...], row: tuple[str, ...]) -> bool:
+        if expected == row:
+            return True
+        if not held or len(expected) != len(row):
+            return False
+        return all(
+            e == r or (i in held and r == "")
+            for i, (e, r) in enumerate(zip(expected, row, strict=True))
+        )
+
+    pending: dict[Any, list[tuple[str, ...]]] = {}
+    for row in ref[1:]:
+        pending.setdefault(keyed(row), []).append(row)
+    matched: dict[Any, list[tuple[str, ...]]] = {}
+    duplicated = unexpected = emptied = 0
+    for row in new[1:]:
+        k = keyed(row)
+        candidates = pending.get(k, [])
+        # The exact reference row first, then one it matches with withheld cells empty.
+        hit = next((c for c in candidates if c == row), None)
+        hit = hit or next((c for c in candidates if matches(c, row)), None)
+        if hit is not None:
+            candidates.remove(hit)
+            matched.setdefault(k, []).append(hit)
+            emptied += sum(1 for i in held if hit[i] != row[i])
+        elif any(matches(c, row) for c in matched.get(k, [])):
+            duplicated += 1
+        else:
+            unexpected += 1
     return Comparison(
         identical=reference == got,
         header_ok=ref[:1] == new[:1],
         rows=max(len(new) - 1, 0),
-        rows_lost=sum((ref_rows - new_rows).values()),
-        rows_duplicated=sum(n for row, n in extra.items() if row in ref_rows),
-        rows_unexpected=sum(n for row, n in extra.items() if row not in ref_rows),
+        rows_lost=sum(len(rows) for rows in pending.values()),
+        rows_duplicated=duplicated,
+        rows_unexpected=unexpected,
+        cells_withheld=emptied,
     )
 
 
@@ -388,10 +550,13 @@ class ChaosStack:
 
     # ------------------------------------------------------------------ the API, as a script
     def start_export(self, timeout: float = 30.0) -> str:
+        """POST /api/exports for COLUMNS (the clean exports and the runs alike)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                answer = self.api.post(f"{self.stack.api_url}/api/exports")
+                answer = self.api.post(
+                    f"{self.stack.api_url}/api/exports", json={"columns": list(COLUMNS)}
+                )
                 if answer.status_code == 202:
                     # Location is absolute on the host that answered; a restarted devhost
                     # listens on another port, so keep the path (Azure's host name is stable).
@@ -413,6 +578,19 @@ class ChaosStack:
         except ValueError:
             body = {}
         return answer.status_code, body if isinstance(body, dict) else {}
+
+    def cancel(self, location: str, timeout: float = 60.0) -> bool:
+        """DELETE the job (a stuck one, so that it does not go on into the next run), then
+        waits until it is final; whether it is."""
+        with contextlib.suppress(httpx.HTTPError):
+            self.api.delete(f"{self.stack.api_url}{location}", timeout=20)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, _ = self.status(location)
+            if code == 200:
+                return True
+            time.sleep(1.0)
+        return False
 
     def download(self, url: str) -> bytes:
         answer = self.storage.get(url)
@@ -569,7 +747,13 @@ class RunResult:
     wall_s: float = 0.0
     window_s: float = 0.0
     user_count: int | None = None
-    identical: bool | None = None
+    identical: bool | None = None  # byte for byte with the clean export
+    # The file and the job as expected: identical, or (Graph withholding columns for good)
+    # differing only by withheld cells left empty, with the job saying which and why.
+    as_expected: bool | None = None
+    status_expected: bool | None = None  # the status (and error rows) the run should end with
+    withheld: list[str] = field(default_factory=list)  # columns the job said Graph withheld
+    cells_withheld: int = 0  # cells of those columns empty where the clean export has a value
     rows: int | None = None
     rows_lost: int = 0
     rows_duplicated: int = 0
@@ -582,6 +766,7 @@ class RunResult:
     sim_faults: dict[str, int] = field(default_factory=dict)
     restarted_after: list[str] = field(default_factory=list)
     devhost_exits: int = 0  # times devhost was found dead without a kill of ours
+    cancelled: bool | None = None  # a stuck job, cancelled (DELETE) so that it stops there
     revivals: int | None = None  # times the sweep queued the job again
     epochs: list[int] = field(default_factory=list)  # each partition's claims (owner epochs)
     diagnosis: dict[str, Any] | None = None
@@ -589,7 +774,12 @@ class RunResult:
 
     @property
     def wrong_success(self) -> bool:
-        return self.status == "succeeded" and self.identical is False
+        return self.status == "succeeded" and self.as_expected is False
+
+    @property
+    def wrong_result(self) -> bool:
+        """Final and not failed, but not as expected (or the result could not be read)."""
+        return self.final and self.status != "failed" and self.as_expected is not True
 
     def fault_kinds(self) -> list[str]:
         return [f["kind"] for f in self.faults if f.get("fired_s") is not None]
@@ -614,6 +804,10 @@ class RunDriver:
         self._outages: list[tuple[float, float, Fault]] = []  # (start, end, outage)
         self._stale_armed: list[tuple[Fault, int]] = []  # (fault, slowPage count before)
         self._busy_until = 0.0  # last moment a fault was active: the stuck clock starts there
+        self._progress: tuple[Any, ...] | None = None  # the job's last progress seen
+        self._moved_at = 0.0  # when it last moved (the stuck clock of a run with weather)
+        # Until the job ends, a run's weather is a fault still active (see weather_cap).
+        self._weather = bool(plan.weather)
 
     def _schedule(self, at: float, action: str, fault: Fault) -> None:
         self._seq += 1
@@ -628,10 +822,18 @@ class RunDriver:
         chaos.set_partitions(self.plan.partitions)
         self._sim_before = chaos.sim_faults()
         self._t0 = time.monotonic()
-        location = chaos.start_export()
+        try:
+            for fault in self.plan.weather:  # Graph as it is for the whole run
+                chaos.faults(fault.params)
+                self._mark(fault)
+            location = chaos.start_export()
+        except BaseException:
+            self._cleanup()
+            raise
         result.job_id = location.rsplit("/", 1)[-1]
         for fault in self.plan.faults:
-            self._schedule(fault.at * self.window, "fire", fault)
+            if fault.kind not in WEATHER:
+                self._schedule(fault.at * self.window, "fire", fault)
         body: dict[str, Any] = {}
         next_poll = 0.0
         try:
@@ -652,11 +854,13 @@ class RunDriver:
                     next_poll = self.now() + self.POLL_S
                     if answer:
                         body = answer
+                    if code in (200, 202):  # a job's answer, not an error's
+                        self._watch_progress(answer)
                     if code == 200:
                         self.job_final = True
                 if self.job_final:
                     break
-                if now - max(self._busy_until, self.window) > self.options.stuck_timeout:
+                if self._stuck(now):
                     result.stuck = True
                     break
                 time.sleep(self.TICK_S)
@@ -664,7 +868,25 @@ class RunDriver:
             result.wall_s = round(self.now(), 2)
             self._cleanup()
         self._finish(body)
+        if result.stuck:
+            result.cancelled = chaos.cancel(location)
         return result
+
+    def _watch_progress(self, answer: dict[str, Any]) -> None:
+        keys = ("status", "partitions", "usersWritten", "partitionsDone")
+        progress = tuple(answer.get(k) for k in keys)
+        if progress != self._progress:
+            self._progress, self._moved_at = progress, self.now()
+
+    def _stuck(self, now: float) -> bool:
+        """Not final stuck_timeout s after the last fault (and the window); with weather, after
+        its progress last moved too, and at most weather_cap s after the POST."""
+        since = max(self._busy_until, self.window)
+        if self._weather:
+            if now > self.options.weather_cap:
+                return True
+            since = max(since, self._moved_at)
+        return now - since > self.options.stuck_timeout
 
     # ------------------------------------------------------------------ the faults
     def _mark(self, fault: Fault, note: str = "") -> None:
@@ -831,37 +1053,24 @@ class RunDriver:
                 # A fresh answer: the SAS URLs of the last poll may predate a restart.
                 _, fresh = chaos.status(f"/api/exports/{job_id}")
                 got = chaos.download(fresh.get("downloadUrl") or body["downloadUrl"])
-                comparison = compare(ref.csv, got)
                 errors = records(chaos.download(fresh.get("errorsUrl") or body["errorsUrl"]))
-                result.errors_rows = max(len(errors) - 1, 0)
-                result.errors_sample = [list(r) for r in errors[1:4]]
                 result.plan_matches_reference = chaos.plan_prefixes(job_id) == ref.prefixes
             except Exception as error:  # noqa: BLE001
                 result.problems.append(f"could not read the result: {error!r}")
             else:
-                result.identical = comparison.identical
-                result.rows = comparison.rows
-                result.header_ok = comparison.header_ok
-                result.rows_lost = comparison.rows_lost
-                result.rows_duplicated = comparison.rows_duplicated
-                result.rows_unexpected = comparison.rows_unexpected
-                if not comparison.identical:
-                    result.problems.append(
-                        f"CSV differs from the clean export: {comparison.rows} rows, "
-                        f"{comparison.rows_lost} lost, {comparison.rows_duplicated} duplicated, "
-                        f"{comparison.rows_unexpected} unexpected"
-                        + ("" if comparison.header_ok else ", header differs")
-                        + ("" if result.plan_matches_reference else ", plan differs")
-                    )
-                if result.status != ref.status:
-                    result.problems.append(
-                        f"ended {result.status} where the clean export {ref.status} "
-                        f"({result.errors_rows} error rows)"
-                    )
+                result.errors_rows = max(len(errors) - 1, 0)
+                result.errors_sample = [list(r) for r in errors[1:4]]
+                self._judge_result(got, errors[1:])
         if result.stuck:
+            if not self._weather:
+                said = f"not final {self.options.stuck_timeout:.0f} s after the last fault"
+            elif result.wall_s > self.options.weather_cap:
+                said = f"not final after {self.options.weather_cap:.0f} s (weather_cap)"
+            else:
+                said = f"no progress for {self.options.stuck_timeout:.0f} s after the last fault"
             result.problems.append(
-                f"not final {self.options.stuck_timeout:.0f} s after the last fault "
-                f"(last status {result.status})"
+                f"{said} (last status {result.status}, "
+                f"{(self._progress or (None, None, None))[2]} users written)"
             )
         if result.status == "failed":
             result.problems.append(f"failed: {result.reason}")
@@ -871,6 +1080,64 @@ class RunDriver:
         if result.problems:
             result.diagnosis = chaos.diagnose(job_id)
 
+    def _judge_result(self, got: bytes, errors: list[tuple[str, ...]]) -> None:
+        """The file and the job against the clean export. Where the run's weather makes Graph
+        withhold columns for good, and the errors file has that notice, those columns' cells
+        may be empty; then the job must end completedWithErrors, its `reason` naming each
+        column and why, its errors file holding the notice(s) and nothing else. Without such
+        a notice, the file must be the clean export's bytes and the status its status."""
+        result, ref = self.result, self.reference
+        said = [w for w in self.plan.withholdings if any(w.notice(row) for row in errors)]
+        withheld = [c for w in said for c in w.columns]
+        comparison = compare(ref.csv, got, withheld)
+        result.identical = comparison.identical
+        result.rows = comparison.rows
+        result.header_ok = comparison.header_ok
+        result.rows_lost = comparison.rows_lost
+        result.rows_duplicated = comparison.rows_duplicated
+        result.rows_unexpected = comparison.rows_unexpected
+        result.withheld = withheld
+        result.cells_withheld = comparison.cells_withheld
+        reason = result.reason or ""
+        missing: list[str] = []  # what the job does not say that it should
+        for w in said:
+            notices = [row for row in errors if w.notice(row)]
+            if len(notices) != 1:
+                missing.append(f"{len(notices)} notice rows for {w.failed} (1 expected)")
+            unnamed = [c for c in w.columns if c not in reason]
+            if unnamed:
+                missing.append(f"the reason does not name {', '.join(unnamed)}")
+            if w.says not in reason:
+                missing.append(f"the reason does not say {w.says!r}")
+        if said:
+            result.status_expected = result.status == "completedWithErrors" and len(errors) == len(
+                said
+            )
+            if result.status != "completedWithErrors":
+                missing.append(f"ended {result.status}, not completedWithErrors")
+            result.as_expected = comparison.rows_match and not missing
+        else:
+            result.status_expected = (
+                result.status == ref.status and result.errors_rows == ref.errors_rows
+            )
+            result.as_expected = comparison.identical
+        if not result.as_expected:
+            result.problems.append(
+                ("CSV differs from the clean export" if not comparison.identical else "CSV same")
+                + f": {comparison.rows} rows, {comparison.rows_lost} lost, "
+                f"{comparison.rows_duplicated} duplicated, {comparison.rows_unexpected} unexpected"
+                + (f", {', '.join(withheld)} withheld" if withheld else "")
+                + ("" if comparison.header_ok else ", header differs")
+                + ("" if result.plan_matches_reference else ", plan differs")
+                + "".join(f"; {m}" for m in missing)
+            )
+        if not result.status_expected:
+            expected = "completedWithErrors with the notice" if said else ref.status
+            result.problems.append(
+                f"ended {result.status} where {expected} was expected "
+                f"({result.errors_rows} error rows)"
+            )
+
     def _judge_hits(self) -> None:
         """Which injected faults the simulator saw take effect (where it can tell)."""
         seen = self.result.sim_faults
@@ -878,7 +1145,9 @@ class RunDriver:
             if fault.fired_s is None:
                 fault.note = fault.note or "not injected: the job had finished first"
                 continue
-            if fault.kind.startswith("storm"):
+            if fault.kind in WEATHER:
+                fault.hit = seen.get(WEATHER[fault.kind].sim_kind, 0) > 0
+            elif fault.kind.startswith("storm"):
                 fault.hit = any(seen.get(s, 0) for s in fault.params["rates"])
             elif fault.kind.startswith("outage"):
                 fault.hit = seen.get("outage", 0) > 0
@@ -929,12 +1198,24 @@ class Report:
             "simulator_fault_answers": dict(sorted(sim.items())),
             "jobs_final": sum(r.final for r in res),
             "wrong_successes": sum(r.wrong_success for r in res),
-            "wrong_results": sum(
-                r.final and r.status != "failed" and r.identical is False for r in res
+            "wrong_results": sum(r.wrong_result for r in res),
+            # The clean export succeeds: an error row under chaos (other than the notice of a
+            # column Graph withholds for good) is a transient fault that was counted as a
+            # failure instead of waited out.
+            "unexpected_status": sum(
+                r.final and r.status != "failed" and r.status_expected is False for r in res
             ),
-            # The clean export succeeds: an error row under chaos is a transient fault that
-            # was counted as a failure instead of waited out.
-            "unexpected_status": sum(r.final and r.status == "completedWithErrors" for r in res),
+            # Files that differ from the clean export only by cells Graph withheld for good,
+            # the job saying which columns and why (counted right, not wrong).
+            "withheld_as_expected": sum(
+                bool(r.as_expected and not r.identical and r.withheld) for r in res
+            ),
+            "weather_runs": sum(any(f["kind"] in WEATHER for f in r.faults) for r in res),
+            # Information: the runs that lasted longest, and their faults.
+            "slowest_runs": [
+                {"run": r.index, "wall_s": r.wall_s, "faults": r.fault_kinds()}
+                for r in sorted(res, key=lambda r: -r.wall_s)[:3]
+            ],
             "rows_lost": sum(r.rows_lost for r in res),
             "rows_duplicated": sum(r.rows_duplicated for r in res),
             "rows_unexpected": sum(r.rows_unexpected for r in res),
@@ -991,6 +1272,8 @@ def _row(r: RunResult) -> str:
     kinds = Counter(r.fault_kinds())
     faults = ", ".join(f"{k}x{n}" if n > 1 else k for k, n in kinds.items()) or "-"
     same = {True: "same", False: "DIFF", None: "-"}[r.identical]
+    if r.identical is False and r.as_expected:
+        same = "held"  # only cells Graph withheld for good, and the job says so
     status = "STUCK" if r.stuck else (r.status or "?")
     return ROW.format(
         r.index,
@@ -1019,7 +1302,7 @@ def run_chaos(options: ChaosOptions) -> Report:
     sweeps: Counter[str] = Counter()
     references: dict[int, Reference] = {}
     with ChaosStack("default", options, log_root, []) as chaos:
-        for p in sorted({plan.partitions for plan in selected}):
+        for p in sorted({plan.reference_partitions for plan in selected}):
             references[p] = make_reference(chaos, p)
             _say(options, f"clean export, {p} partition(s): {references[p].wall_s:.1f} s")
         check_references(references, options.users)
@@ -1080,8 +1363,9 @@ def _one_run(
     *,
     factor: float,
 ) -> RunResult:
-    window = max(3.0, references[plan.partitions].wall_s * factor)
-    result = RunDriver(chaos, plan, references[plan.partitions], window).run()
+    reference = references[plan.reference_partitions]
+    window = max(3.0, reference.wall_s * factor)
+    result = RunDriver(chaos, plan, reference, window).run()
     _say(options, _row(result))
     for problem in result.problems:
         _say(options, f"      ! {problem}")
@@ -1107,6 +1391,16 @@ def print_report(report: Report) -> None:
     print(
         "tenantsim fault answers: "
         + ", ".join(f"{k} {v}" for k, v in s["simulator_fault_answers"].items())
+    )
+    print(
+        f"Graph weather: {s['weather_runs']} runs; files differing only where Graph withheld "
+        f"a column for good, the job saying so: {s['withheld_as_expected']}"
+    )
+    print(
+        "slowest runs: "
+        + "; ".join(
+            f"{x['run']} {x['wall_s']:.0f} s ({', '.join(x['faults'])})" for x in s["slowest_runs"]
+        )
     )
     print(f"sweep revivals: {s['revivals_total']} in all, at most {s['revivals_max']} per job")
     print("sweep timer: " + ", ".join(f"{k} {v}" for k, v in sorted(s["sweeps"].items())))
@@ -1150,6 +1444,29 @@ def _parse(argv: list[str] | None) -> ChaosOptions:
     parser.add_argument("--sweep-every", type=float, default=defaults.sweep_every)
     parser.add_argument("--stuck-timeout", type=float, default=defaults.stuck_timeout)
     parser.add_argument(
+        "--weather-cap",
+        type=float,
+        default=defaults.weather_cap,
+        help="seconds after which a run with Graph weather counts as stuck, moving or not",
+    )
+    parser.add_argument(
+        "--storm-seconds",
+        type=float,
+        default=defaults.storm_seconds,
+        help="USEREXPORT_STORM_SECONDS of the stacks",
+    )
+    parser.add_argument(
+        "--weather-share",
+        type=float,
+        default=defaults.weather_share,
+        help="share of the runs with one kind of Graph weather (0: none)",
+    )
+    parser.add_argument(
+        "--weather",
+        default=",".join(defaults.weather_kinds),
+        help="the kinds of Graph weather drawn from",
+    )
+    parser.add_argument(
         "--log-dir", type=Path, help="the stacks' logs and data (default: a temp dir)"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
@@ -1168,9 +1485,21 @@ def _parse(argv: list[str] | None) -> ChaosOptions:
         stall_minutes=args.stall_minutes,
         sweep_every=args.sweep_every,
         stuck_timeout=args.stuck_timeout,
+        storm_seconds=args.storm_seconds,
+        weather_cap=args.weather_cap,
+        weather_share=args.weather_share,
+        weather_kinds=_weather_kinds(args.weather),
         log_dir=args.log_dir,
         results=args.results,
     )
+
+
+def _weather_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in WEATHER]
+    if unknown:
+        raise SystemExit(f"unknown weather {unknown}: one of {', '.join(WEATHER)}")
+    return kinds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -374,12 +374,15 @@ class GraphReader:
         """Re-raises an error that is Graph's final word; for a transient one (throttling,
         a server error, a lost connection), pauses every caller of the bucket and lets the
         caller retry. A 429 about no budget (CPU, data volume) slows the bucket's callers
-        but pauses none of them: True, the caller waits alone (its Retry-After, else a
-        backoff) before it retries."""
+        but pauses none of them, and a 424 (a request failed because another did) is that
+        request's alone: True, the caller waits alone (its Retry-After, else a backoff)
+        before it retries."""
         if not error.transient:
             raise error
         budget.failed(error.summary)
         limiter = limiter or self.limiter
+        if error.status == 424:
+            return True
         if error.status == 429 and not error.budget:
             limiter.congested()
             return True
