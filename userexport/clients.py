@@ -108,13 +108,17 @@ def build_clients(settings: Settings) -> Clients:
         )
 
     if storage.connection_string:
-        blobs = BlobServiceClient.from_connection_string(
-            storage.connection_string, **BLOB_QUEUE_RETRY
-        )
         tables = TableServiceClient.from_connection_string(storage.connection_string, **TABLE_RETRY)
     else:
-        blobs = BlobServiceClient(storage.blob_uri or "", credential=credential, **BLOB_QUEUE_RETRY)
         tables = TableServiceClient(storage.table_uri or "", credential=credential, **TABLE_RETRY)
+    # The exports live in a storage account of their own (infra/: nobody with rights on them
+    # has rights on the host's storage, where the deployed code is), reached with the identity.
+    if storage.exports_uri:
+        blobs = BlobServiceClient(storage.exports_uri, credential=credential, **BLOB_QUEUE_RETRY)
+    else:
+        blobs = BlobServiceClient.from_connection_string(
+            storage.connection_string or "", **BLOB_QUEUE_RETRY
+        )
     graph_client = GraphServiceClient(credentials=credential, scopes=[settings.graph_scope])
     graph_client.request_adapter.base_url = settings.graph_base_url
     # Graph's budget is per app and tenant, shared by every instance: so is what they learn.

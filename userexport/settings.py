@@ -51,6 +51,11 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_SERIES_KEEP": "14",
     "USEREXPORT_DELTA_FULL_DAYS": "7",
     "USEREXPORT_STORM_SECONDS": "120",
+    # The object ids App Service authentication lets in (its allowedPrincipals), which the app
+    # checks again on every request at the anonymous level (functions/caller.py).
+    "USEREXPORT_ALLOWED_CALLERS": None,
+    # The exports' own storage account (blob endpoint); unset: the host's storage.
+    "USEREXPORT_EXPORTS_BLOB_URI": None,
 }
 # Set by App Service itself (never by a deployment) when App Service authentication is on.
 PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
@@ -60,6 +65,7 @@ HTTP_AUTH_LEVELS = ("function", "anonymous")
 LOCAL_ONLY_SETTINGS = frozenset({"AzureWebJobsStorage"})
 
 _NCRONTAB_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class SettingsError(ValueError):
@@ -74,6 +80,9 @@ class StorageSettings:
     blob_uri: str | None
     queue_uri: str | None
     table_uri: str | None
+    # The exports' account (USEREXPORT_EXPORTS_BLOB_URI), reached with the identity; None with
+    # a connection string and no such setting: the exports live in the host's account.
+    exports_uri: str | None = None
 
     @property
     def uses_token(self) -> bool:
@@ -103,6 +112,10 @@ class Settings:
     # How long a failure that Graph's storms could explain (a lookup failing while others are
     # served, a "no premium licence" 403 in a premium tenant) is retried before it is believed.
     storm_seconds: float = 120.0
+    # The identities let in at the anonymous level (App Service authentication in front).
+    allowed_callers: frozenset[str] = frozenset()
+    # App Service authentication is on (WEBSITE_AUTH_ENABLED): its principal headers are its.
+    platform_auth: bool = False
 
     @property
     def graph_scope(self) -> str:
@@ -149,6 +162,7 @@ class Settings:
             )
         budget = float(positive("USEREXPORT_TIME_BUDGET_SECONDS", kind=float))
         _check_budget(budget, host_json)
+        allowed = _object_ids(get("USEREXPORT_ALLOWED_CALLERS") or "")
         return cls(
             storage=_storage_settings(get),
             credential=credential,
@@ -166,13 +180,13 @@ class Settings:
             stall=timedelta(minutes=positive("USEREXPORT_STALL_MINUTES", kind=float)),
             small_tenant_users=int(_not_negative("USEREXPORT_SMALL_TENANT_USERS", get)),
             partition_seconds=_not_negative("USEREXPORT_PARTITION_SECONDS", get),
-            http_auth_level=_http_auth_level(
-                get("USEREXPORT_HTTP_AUTH_LEVEL") or "", env.get(PLATFORM_AUTH_ENABLED, "")
-            ),
+            http_auth_level=_http_auth_level(get("USEREXPORT_HTTP_AUTH_LEVEL") or "", allowed),
             nightly_mode=_nightly_mode(get("USEREXPORT_NIGHTLY_MODE") or ""),
             series_keep=int(positive("USEREXPORT_SERIES_KEEP")),
             delta_full_days=float(positive("USEREXPORT_DELTA_FULL_DAYS", kind=float)),
             storm_seconds=float(positive("USEREXPORT_STORM_SECONDS", kind=float)),
+            allowed_callers=allowed,
+            platform_auth=env.get(PLATFORM_AUTH_ENABLED, "").strip().lower() == "true",
         )
 
 
@@ -186,11 +200,19 @@ def _storage_settings(get: Callable[[str], str | None]) -> StorageSettings:
     uris = {
         kind: get(f"AzureWebJobsStorage__{kind}ServiceUri") for kind in ("blob", "queue", "table")
     }
+    exports = get("USEREXPORT_EXPORTS_BLOB_URI")
+    if exports is not None and not exports.startswith(("https://", "http://127.0.0.1")):
+        raise SettingsError(
+            "USEREXPORT_EXPORTS_BLOB_URI must be the exports storage account's blob endpoint, "
+            "such as https://<account>.blob.core.windows.net/."
+        )
     if all(uris.values()):
-        return StorageSettings(None, uris["blob"], uris["queue"], uris["table"])
+        return StorageSettings(
+            None, uris["blob"], uris["queue"], uris["table"], exports or uris["blob"]
+        )
     connection_string = get("AzureWebJobsStorage")
     if connection_string:
-        return StorageSettings(connection_string, None, None, None)
+        return StorageSettings(connection_string, None, None, None, exports)
     raise SettingsError(
         "Storage is not configured: set AzureWebJobsStorage__blobServiceUri, "
         "AzureWebJobsStorage__queueServiceUri and AzureWebJobsStorage__tableServiceUri "
@@ -252,21 +274,37 @@ def _not_negative(name: str, get: Callable[[str], str | None]) -> float:
     return value
 
 
-def _http_auth_level(level: str, platform_auth: str) -> str:
+def _http_auth_level(level: str, allowed: frozenset[str]) -> str:
     level = level.lower()
     if level not in HTTP_AUTH_LEVELS:
         raise SettingsError(
             f"USEREXPORT_HTTP_AUTH_LEVEL must be 'function' (a function key on every call) or "
             f"'anonymous' (behind App Service authentication), not {level!r}."
         )
-    # Anonymous routes without App Service authentication in front would be open to anyone.
-    if level == "anonymous" and platform_auth.strip().lower() != "true":
+    # Anonymous routes are let in per request, only for an identity of the allow-list that
+    # App Service authentication named (functions/caller.py): without a list, nobody. Not
+    # WEBSITE_AUTH_ENABLED: it reads True when unauthenticated requests are allowed too, and
+    # Flex Consumption may not set it.
+    if level == "anonymous" and not allowed:
         raise SettingsError(
-            "USEREXPORT_HTTP_AUTH_LEVEL is 'anonymous' but App Service authentication is off "
-            f"({PLATFORM_AUTH_ENABLED} is not True): turn it on (infra parameter "
-            "enableAppServiceAuth) or set USEREXPORT_HTTP_AUTH_LEVEL to 'function'."
+            "USEREXPORT_HTTP_AUTH_LEVEL is 'anonymous' but USEREXPORT_ALLOWED_CALLERS is empty: "
+            "set it to the object ids of the identities App Service authentication lets in "
+            "(infra parameter allowedCallerIdentities), or set USEREXPORT_HTTP_AUTH_LEVEL to "
+            "'function'."
         )
     return level
+
+
+def _object_ids(text: str) -> frozenset[str]:
+    """USEREXPORT_ALLOWED_CALLERS: object ids (GUIDs), comma-separated, in lower case."""
+    ids = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for object_id in ids:
+        if not _GUID.fullmatch(object_id):
+            raise SettingsError(
+                "USEREXPORT_ALLOWED_CALLERS must list object ids (GUIDs) separated by commas, "
+                f"not {object_id!r}."
+            )
+    return frozenset(ids)
 
 
 def validate_ncrontab(expression: str, *, setting: str) -> None:

@@ -85,22 +85,49 @@ def test_the_token_scope_follows_the_graph_endpoint(base_url, scope):
     assert settings.graph_scope == scope
 
 
-@pytest.mark.parametrize("platform", [None, "", "False", "false"])
-def test_anonymous_routes_need_app_service_authentication(platform):
+CALLER = "6f1d2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+
+
+@pytest.mark.parametrize("allowed", [None, "", " , "])
+def test_anonymous_routes_need_an_allow_list(allowed):
+    """Each request at the anonymous level is let in only for an identity of the allow-list;
+    WEBSITE_AUTH_ENABLED decides nothing (True when unauthenticated requests are allowed too,
+    and Flex Consumption may not set it)."""
     env = {**IDENTITY_STORAGE, "USEREXPORT_HTTP_AUTH_LEVEL": "anonymous"}
-    if platform is not None:
-        env["WEBSITE_AUTH_ENABLED"] = platform
-    with pytest.raises(SettingsError, match=r"USEREXPORT_HTTP_AUTH_LEVEL.*WEBSITE_AUTH_ENABLED"):
+    env["WEBSITE_AUTH_ENABLED"] = "True"
+    if allowed is not None:
+        env["USEREXPORT_ALLOWED_CALLERS"] = allowed
+    with pytest.raises(SettingsError, match=r"USEREXPORT_HTTP_AUTH_LEVEL.*ALLOWED_CALLERS"):
         Settings.from_env(env)
 
 
-def test_the_auth_level_is_a_function_key_unless_app_service_authentication_is_on():
+def test_the_allow_list_is_object_ids():
+    with pytest.raises(SettingsError, match="USEREXPORT_ALLOWED_CALLERS"):
+        Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_ALLOWED_CALLERS": "logic-app"})
+    env = {**IDENTITY_STORAGE, "USEREXPORT_ALLOWED_CALLERS": f" {CALLER.upper()} ,{CALLER}"}
+    assert Settings.from_env(env).allowed_callers == {CALLER}
+
+
+def test_the_auth_level_is_a_function_key_unless_anonymous_is_asked_for():
     assert Settings.from_env(IDENTITY_STORAGE).http_auth_level == "function"
     env = {
         **IDENTITY_STORAGE,
         "USEREXPORT_HTTP_AUTH_LEVEL": "Anonymous",
-        "WEBSITE_AUTH_ENABLED": "True",
+        "USEREXPORT_ALLOWED_CALLERS": CALLER,
     }
-    assert Settings.from_env(env).http_auth_level == "anonymous"
+    settings = Settings.from_env(env)
+    assert settings.http_auth_level == "anonymous" and not settings.platform_auth
+    assert Settings.from_env({**env, "WEBSITE_AUTH_ENABLED": "True"}).platform_auth
     with pytest.raises(SettingsError, match="USEREXPORT_HTTP_AUTH_LEVEL"):
         Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_HTTP_AUTH_LEVEL": "admin"})
+
+
+def test_the_exports_have_an_account_of_their_own_when_one_is_named():
+    assert Settings.from_env(IDENTITY_STORAGE).storage.exports_uri == (
+        IDENTITY_STORAGE["AzureWebJobsStorage__blobServiceUri"]
+    )
+    own = "https://exports.blob.core.windows.net/"
+    env = {**IDENTITY_STORAGE, "USEREXPORT_EXPORTS_BLOB_URI": own}
+    assert Settings.from_env(env).storage.exports_uri == own
+    with pytest.raises(SettingsError, match="USEREXPORT_EXPORTS_BLOB_URI"):
+        Settings.from_env({**IDENTITY_STORAGE, "USEREXPORT_EXPORTS_BLOB_URI": "exports"})
