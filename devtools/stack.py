@@ -85,6 +85,9 @@ class EasyAuth:
     client_id: str = ""  # registration.clientId, also an allowed audience when set
     allowed_identities: tuple[str, ...] = ()  # allowedPrincipals.identities, by name
     allowed_applications: tuple[str, ...] = ()  # allowedApplications, by name
+    # unauthenticatedClientAction AllowAnonymous instead of Return401: requests without a token
+    # reach the app, whose own allow-list (USEREXPORT_ALLOWED_CALLERS) must refuse them.
+    allow_anonymous: bool = False
 
 
 @dataclass
@@ -211,11 +214,21 @@ class LocalStack:
                 f"AzureWebJobsStorage__{kind}ServiceUri": f"https://127.0.0.1:{port}/{ACCOUNT}"
                 for kind, port in ports.items()
             },
+            # The app's own copy of App Service authentication's allow-list, as infra/ sets it.
+            **(
+                {"USEREXPORT_ALLOWED_CALLERS": ",".join(self._allowed_callers())}
+                if self.easy_auth is not None
+                else {}
+            ),
             **self.app_env,
         }
         self.start_devhost()
         if self.devhosts > 1:
             self.add_devhosts(self.devhosts - 1)
+
+    def _allowed_callers(self) -> list[str]:
+        assert self.easy_auth is not None
+        return [self.identity(name)["objectId"] for name in self.easy_auth.allowed_identities]
 
     def _identity_names(self) -> list[str]:
         names = list(self.identities)
@@ -263,6 +276,8 @@ class LocalStack:
         if auth is not None:
             args += ["--easy-auth", "--easy-auth-issuer", self.issuer]
             args += ["--easy-auth-audience", auth.audience]
+            if auth.allow_anonymous:
+                args.append("--easy-auth-allow-anonymous")
             if auth.client_id:
                 args += ["--easy-auth-client-id", auth.client_id]
             for name in auth.allowed_identities:

@@ -11,10 +11,18 @@ from urllib.parse import urlencode
 
 import orjson
 
-from . import idempotency
+from . import audit, idempotency
+from .caller import TIMER, Caller
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
-from .exportrequest import InvalidRequest, excerpt, export_request, request_json, series_name
+from .exportrequest import (
+    ExportRequest,
+    InvalidRequest,
+    excerpt,
+    export_request,
+    request_json,
+    series_name,
+)
 from .jobs import (
     Job,
     Partition,
@@ -26,6 +34,7 @@ from .jobs import (
     utcnow,
 )
 from .messages import ExportMessage
+from .series import NIGHTLY, Definition
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 LIST_PARAMETERS = ("pageSize", "cursor", "code")  # code: the function key, read by the host
 LATEST_PARAMETERS = ("series", "code")
+ANONYMOUS = Caller("anonymous")  # a local stack without keys or App Service authentication
 _PAGE_SIZE = re.compile(r"[0-9]{1,3}")
 
 
@@ -89,10 +99,12 @@ async def create_export(
     body: bytes,
     trigger: str,
     links: Links,
+    caller: Caller = ANONYMOUS,
     idempotency_key: str | None = None,
 ) -> ApiResponse:
     """Records a queued job, then queues its message: a job never runs without a record. With
-    an Idempotency-Key, a key already used answers its first job instead of starting one."""
+    an Idempotency-Key, a key already used by this caller answers its first job instead of
+    starting one. A run of a series must be of its definition (series.py)."""
     now = utcnow()
     try:
         raw = request_json(body)
@@ -100,11 +112,16 @@ async def create_export(
         key = idempotency.parse_key(idempotency_key)
     except InvalidRequest as error:
         return problem(400, "Invalid export request", error.detail, field=error.field)
+    if request.series is not None:
+        refused = await _check_series(clients, request, caller)
+        if refused is not None:
+            return refused
     job_id = new_job_id(now)
     if key is not None:
         try:
             owner = await clients.idempotency.claim(
                 key,
+                scope=caller.scope,
                 fingerprint=idempotency.fingerprint(raw),
                 job_id=job_id,
                 now=now,
@@ -119,8 +136,15 @@ async def create_export(
                 field=idempotency.HEADER,
             )
         if owner != job_id:
-            return await _replay(clients, owner, links)
-    job = Job(id=job_id, status=Status.QUEUED, trigger=trigger, created_at=now, request=request)
+            return await _replay(clients, owner, links, caller)
+    job = Job(
+        id=job_id,
+        status=Status.QUEUED,
+        trigger=trigger,
+        created_at=now,
+        request=request,
+        caller=caller.to_json(),
+    )
     job = await clients.jobs.create(job)
     try:
         await clients.queue.send_message(ExportMessage(job.id).encode())
@@ -129,7 +153,13 @@ async def create_export(
         log.exception("Export job %s could not be queued.", job.id)
         await clients.jobs.fail(job.id, reason="The export could not be queued; start it again.")
         return problem(503, "Export not queued", "The queue could not be reached; try again.")
-    log.info("Export job %s queued by %s.", job.id, trigger)
+    audit.record(
+        audit.CREATE,
+        job.id,
+        caller,
+        series=request.series,
+        **({"redefine": True} if request.redefine else {}),
+    )
     status_url = links.status(job.id)
     return ApiResponse(
         202,
@@ -138,11 +168,54 @@ async def create_export(
     )
 
 
+async def _check_series(
+    clients: Clients, request: ExportRequest, caller: Caller
+) -> ApiResponse | None:
+    """409 for a run of a series that is not of its definition, or of the timer's series by
+    anyone but the timer; None when the run may go on (its first run fixes the definition)."""
+    name = request.series or ""
+    timer = caller.kind == TIMER.kind
+    if name == NIGHTLY and not timer:
+        return problem(
+            409,
+            "Series written by the timer",
+            f"Series {name!r} is the nightly timer's: only the timer adds runs to it. Name "
+            "another series.",
+            field="series",
+        )
+
+    async def first() -> Definition | None:
+        async for job in clients.jobs.series_runs(name):
+            return Definition.of(job.request)
+        return None
+
+    fixed = await clients.series.define(
+        name,
+        Definition.of(request),
+        by=caller.to_json(),
+        redefine=request.redefine or timer,  # the timer follows its settings
+        first=first,
+    )
+    if fixed is None:
+        return None
+    differs = fixed.differences(Definition.of(request))
+    shown = orjson.dumps({k: v for k, v in fixed.to_json().items() if k in differs}).decode()
+    return problem(
+        409,
+        "Another series definition",
+        f"Series {name!r} is defined by its first run, and this request differs in "
+        f"{', '.join(differs)} (the series has {shown}). Send the series' definition, name "
+        'another series, or add "redefine": true to change its definition on purpose: its '
+        "`latest` and retention then go by the new one.",
+        field="series",
+    )
+
+
 async def _exists(clients: Clients, job_id: str) -> bool:
     return await clients.jobs.get(job_id) is not None
 
 
-async def _replay(clients: Clients, job_id: str, links: Links) -> ApiResponse:
+async def _replay(clients: Clients, job_id: str, links: Links, caller: Caller) -> ApiResponse:
     """The answer to a repeated POST: the first job as it is now, never a second export."""
     job = await clients.jobs.get(job_id)
     if job is None:  # its first POST is still writing it
@@ -150,29 +223,37 @@ async def _replay(clients: Clients, job_id: str, links: Links) -> ApiResponse:
         body = {"id": job_id, "status": Status.QUEUED.value, "statusUrl": status_url}
         response = ApiResponse(202, body, _polling(clients, status_url))
     else:
-        response = await _job_answer(clients, job, links)
+        response = await _job_answer(clients, job, links, caller)
         response.headers["Location"] = links.status(job_id)
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-async def get_export(clients: Clients, job_id: str, *, links: Links) -> ApiResponse:
+async def get_export(
+    clients: Clients, job_id: str, *, links: Links, caller: Caller = ANONYMOUS
+) -> ApiResponse:
     job = await clients.jobs.get(job_id) if plausible_job_id(job_id) else None
     if job is None:
         return _not_found(job_id)
-    return await _job_answer(clients, job, links)
+    return await _job_answer(clients, job, links, caller)
 
 
-async def cancel_export(clients: Clients, job_id: str, *, links: Links) -> ApiResponse:
+async def cancel_export(
+    clients: Clients, job_id: str, *, links: Links, caller: Caller = ANONYMOUS
+) -> ApiResponse:
     """Cancels a queued or running export: 200 when nothing was running (or it was cancelled
     already), 202 when its workers are still stopping, 409 when it finished first."""
     job, cancelled = (
-        await clients.jobs.cancel(job_id, reason="Cancelled by a caller; nothing was committed.")
+        await clients.jobs.cancel(
+            job_id, reason="Cancelled by a caller; nothing was committed.", by=caller.to_json()
+        )
         if plausible_job_id(job_id)
         else (None, False)
     )
     if job is None:
         return _not_found(job_id)
+    if cancelled:
+        audit.record(audit.CANCEL, job.id, caller)
     if not cancelled and job.status is not Status.CANCELLED:
         state = f"already {job.status.value}" if job.status.finished else "is committing its files"
         if job.status is Status.ESTIMATED:
@@ -187,9 +268,9 @@ async def cancel_export(clients: Clients, job_id: str, *, links: Links) -> ApiRe
     )
 
 
-async def _job_answer(clients: Clients, job: Job, links: Links) -> ApiResponse:
+async def _job_answer(clients: Clients, job: Job, links: Links, caller: Caller) -> ApiResponse:
     """GET's answer for a job: 202 and polling headers until it finishes, then 200 (with the
-    files' read-only URLs when it has files)."""
+    files' read-only URLs when it has files: who was handed them is logged)."""
     body = await _describe(clients, job, links)
     if not job.status.finished:
         return ApiResponse(202, body, _polling(clients, body["statusUrl"]))
@@ -207,12 +288,16 @@ async def _job_answer(clients: Clients, job: Job, links: Links) -> ApiResponse:
                     clients.exports.get_blob_client(blob), now=now, file_name=file_name
                 )
         body["urlsExpireAt"] = iso(now + clients.settings.sas_lifetime)
+        audit.record(audit.DOWNLOAD_LINKS, job.id, caller, files=sorted(files))
     return ApiResponse(200, body)
 
 
-async def latest_export(clients: Clients, *, params: dict[str, str], links: Links) -> ApiResponse:
-    """The newest export of a series whose files were committed, as GET of its id answers it
-    (its download URLs included): a consumer keeps one URL for "the latest file"."""
+async def latest_export(
+    clients: Clients, *, params: dict[str, str], links: Links, caller: Caller = ANONYMOUS
+) -> ApiResponse:
+    """The newest export of a series whose files were committed, of the series' definition, as
+    GET of its id answers it (its download URLs included): a consumer keeps one URL for "the
+    latest file"."""
     unknown = [name for name in params if name not in LATEST_PARAMETERS]
     if unknown:
         shown = excerpt(unknown[0])
@@ -223,8 +308,11 @@ async def latest_export(clients: Clients, *, params: dict[str, str], links: Link
         series = series_name(params.get("series"), required=True)
     except InvalidRequest as error:
         return problem(400, "Invalid query", error.detail, field=error.field)
+    defined = await clients.series.definition(series)
     async for job in clients.jobs.series_runs(series, with_files=True):
-        response = await _job_answer(clients, job, links)
+        if defined is not None and Definition.of(job.request) != defined[0]:
+            continue  # a run of an earlier definition
+        response = await _job_answer(clients, job, links, caller)
         response.headers["Content-Location"] = links.status(job.id)
         return response
     return problem(
@@ -298,6 +386,7 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
         "status": job.status.value,
         "statusUrl": links.status(job.id),
         "trigger": job.trigger,
+        "caller": job.caller or ANONYMOUS.to_json(),
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
@@ -328,6 +417,8 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
             body["failingSince"], body["lastError"] = iso(since), error
         elif job.last_error:
             body["lastError"] = job.last_error
+    if job.cancelled_by:
+        body["cancelledBy"] = job.cancelled_by
     if job.reason:
         body["reason"] = job.reason
     return body

@@ -10,12 +10,13 @@ restart, a storage blip); Graph's retries are the limiters' (graph.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.data.tables.aio import TableServiceClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
@@ -32,6 +33,8 @@ from .limiter import AdaptiveLimiter
 from .pace import PaceStore
 from .series import SeriesStore
 from .settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE, Settings
+
+log = logging.getLogger(__name__)
 
 # About a minute of retries, 1 s to 32 s apart: longer than a storage blip, shorter than a budget.
 BLOB_QUEUE_RETRY: dict[str, Any] = {"retry_total": 6, "initial_backoff": 1, "increment_base": 2}
@@ -75,6 +78,12 @@ class Clients:
                 await create()
             except ResourceExistsError:
                 pass
+            except HttpResponseError as error:
+                # infra/ gives the identity rights on the exports container only, not to create
+                # containers: Azure refuses the create (403) of the container it deployed.
+                if error.status_code != 403:
+                    raise
+                log.info("Not allowed to create a resource infra/ deploys (403); using it.")
 
     async def close(self) -> None:
         """Closes every client's sessions (the host's shutdown, a test's end)."""

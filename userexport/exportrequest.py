@@ -19,7 +19,17 @@ from .columns import (
 )
 from .filters import InvalidFilter, parse_filter, to_graph_query
 
-FIELDS = ("columns", "filter", "fileName", "formulaGuard", "dryRun", "series", "mode", "snapshot")
+FIELDS = (
+    "columns",
+    "filter",
+    "fileName",
+    "formulaGuard",
+    "dryRun",
+    "series",
+    "mode",
+    "snapshot",
+    "redefine",
+)
 MODES = ("full", "delta")
 ID_COLUMN = "objectId"  # what a delta run matches a snapshot's rows by
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
@@ -48,6 +58,7 @@ class ExportRequest:
     series: str | None = None  # the named series the export belongs to (latest, retention)
     mode: str = "full"  # "delta": the changes since the series' last run (delta.py)
     snapshot: bool = False  # a delta run also hands out the full CSV rebuilt from the changes
+    redefine: bool = False  # this run changes its series' definition on purpose (series.py)
 
     @property
     def delta(self) -> bool:
@@ -71,6 +82,7 @@ class ExportRequest:
             "series": self.series,
             "mode": self.mode,
             "snapshot": self.snapshot,
+            "redefine": self.redefine,
         }
 
     @classmethod
@@ -84,6 +96,7 @@ class ExportRequest:
             data.get("series"),
             data.get("mode", "full"),
             data.get("snapshot", False),
+            data.get("redefine", False),
         )
 
 
@@ -161,6 +174,12 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
             'snapshot is for "mode": "delta" (a delta run then also writes the full CSV); a '
             "full export's CSV is a full snapshot already.",
         )
+    redefine = _boolean(data.get("redefine", False), "redefine")
+    if redefine and series is None:
+        raise InvalidRequest(
+            "redefine",
+            'redefine changes a series\' definition: it goes with "series": "<name>".',
+        )
     return ExportRequest(
         columns=tuple(columns),
         filter=filter_,
@@ -170,6 +189,7 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
         series=series,
         mode=mode,
         snapshot=snapshot,
+        redefine=redefine,
     )
 
 

@@ -1,11 +1,12 @@
 """Idempotency-Key on POST /api/exports: one key, one export, for 24 hours.
 
-A key's row (in the jobs table, partition "idempotency", row key a hash of the key, so any
-printable key fits) names the job it started and a fingerprint of the request body. Creating
-that row is the race's only winner: two identical POSTs at once both try, one creates it and
-starts the job, the other reads it and answers the same job. The winner creates the key's row
-before the job's, so a crash in between leaves a key that names no job; a later retry takes
-the key over once the winner has had ORPHAN_AFTER to write its job.
+A key's row (in the jobs table, partition "idempotency", row key a hash of the caller and the
+key, so any printable key fits and one caller's key never answers another's) names the job it
+started and a fingerprint of the request body. Creating that row is the race's only winner:
+two identical POSTs at once both try, one creates it and starts the job, the other reads it
+and answers the same job. The winner creates the key's row before the job's, so a crash in
+between leaves a key that names no job; a later retry takes the key over once the winner has
+had ORPHAN_AFTER to write its job.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class IdempotencyStore:
         self,
         key: str,
         *,
+        scope: str = "",
         fingerprint: str,
         job_id: str,
         now: datetime,
@@ -82,8 +84,9 @@ class IdempotencyStore:
     ) -> str:
         """The id of the job this key starts: `job_id` if this call won the key (the caller
         must then create that job), else the job the key already names. Raises KeyReused
-        when the key came with a different body within its lifetime."""
-        row_key = hashlib.sha256(key.encode()).hexdigest()
+        when the key came with a different body within its lifetime. Keys are the caller's
+        own (`scope`, caller.Caller.scope): another caller's same key is another key."""
+        row_key = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
         entity = {
             "PartitionKey": PARTITION,
             "RowKey": row_key,

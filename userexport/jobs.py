@@ -195,9 +195,11 @@ class Job(_Row):
     # Why a delta job's changes run gave way to a full run (delta.Resync), which its new plan
     # step then makes.
     resync: str | None = None
+    caller: dict[str, Any] | None = None  # who started it (caller.Caller as JSON)
+    cancelled_by: dict[str, Any] | None = None  # ... and who cancelled it
     updated_at: datetime | None = None
     etag: str | None = None
-    _json_fields = ("request", "plan", "plan_counts", "preflight")
+    _json_fields = ("request", "plan", "plan_counts", "preflight", "caller", "cancelled_by")
 
     def __post_init__(self) -> None:
         self.series = self.request.series
@@ -399,14 +401,18 @@ class JobStore:
         except JobConflict:
             return None
 
-    async def cancel(self, job_id: str, *, reason: str) -> tuple[Job | None, bool]:
-        """Cancels a queued or running job, unless its files are being committed. Returns the
-        job as it is now and whether this call cancelled it."""
+    async def cancel(
+        self, job_id: str, *, reason: str, by: dict[str, Any] | None = None
+    ) -> tuple[Job | None, bool]:
+        """Cancels a queued or running job, unless its files are being committed, recording
+        who did (`by`, a caller as JSON). Returns the job as it is now and whether this call
+        cancelled it."""
         for _ in range(20):
             job = await self.get(job_id)
             if job is None or job.status.finished or job.committing:
                 return job, False
             job.status, job.reason, job.finished_at = Status.CANCELLED, reason, utcnow()
+            job.cancelled_by = by
             try:
                 job = await self.save(job)
             except JobConflict:

@@ -1,5 +1,11 @@
-"""A series of exports: its state between runs (the deltaLink, the snapshot a delta run builds
-on, when its last full run was) and its retention.
+"""A series of exports: its definition, its state between runs (the deltaLink, the snapshot a
+delta run builds on, when its last full run was) and its retention.
+
+A series has one definition (columns, filter, mode, formulaGuard, snapshot), fixed by its first
+run: a run of another definition is refused (api.py, 409), so nobody can make `latest` hand out
+a file of their own or push a series' real exports out of its retention. It changes only on
+purpose (`"redefine": true`), and the nightly timer's series only by the timer. A row of the
+jobs table (PartitionKey `definition`, RowKey the series' name) holds it, with who fixed it.
 
 The state is one row of the jobs table (PartitionKey `series`, RowKey the series' name). Only a
 run that committed its files moves it on, ETag-guarded, and only from the snapshot the run was
@@ -9,8 +15,10 @@ planned on: of two runs planned on the same state, the second to commit finds it
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from azure.core import MatchConditions
@@ -22,12 +30,65 @@ from azure.core.exceptions import (
 from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import ContainerClient
 
+from .exportrequest import ExportRequest
 from .jobs import Job, JobConflict, JobStore, utcnow
 
 log = logging.getLogger(__name__)
 
 PARTITION = "series"
+DEFINITIONS = "definition"
 HISTORY = 20  # the snapshots a series went through, newest last: a retried commit finds its own
+NIGHTLY = "nightly"  # the nightly timer's series: written by the timer only
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a series' runs all are: their columns, filter, mode, formula guard and snapshot."""
+
+    columns: tuple[str, ...]
+    filter: dict[str, Any] | None
+    mode: str
+    formula_guard: bool
+    snapshot: bool
+
+    @classmethod
+    def of(cls, request: ExportRequest) -> Definition:
+        return cls(
+            tuple(request.columns),
+            request.filter,
+            request.mode,
+            request.formula_guard,
+            request.snapshot,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "filter": self.filter,
+            "mode": self.mode,
+            "formulaGuard": self.formula_guard,
+            "snapshot": self.snapshot,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Definition:
+        return cls(
+            tuple(data["columns"]),
+            data.get("filter"),
+            data["mode"],
+            data["formulaGuard"],
+            data["snapshot"],
+        )
+
+    @property
+    def key(self) -> bytes:
+        """The definition as one value (its filter is a dict): its JSON, keys sorted."""
+        return orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)
+
+    def differences(self, other: Definition) -> list[str]:
+        """The request fields in which `other` differs from this definition."""
+        mine, theirs = self.to_json(), other.to_json()
+        return [name for name in mine if mine[name] != theirs[name]]
 
 
 @dataclass
@@ -59,6 +120,51 @@ class SeriesState:
 class SeriesStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
+
+    async def definition(self, name: str) -> tuple[Definition, str] | None:
+        """The series' definition and its row's ETag; None before its first run."""
+        try:
+            row = await self._table.get_entity(DEFINITIONS, name)
+        except ResourceNotFoundError:
+            return None
+        return Definition.from_json(orjson.loads(row["definition"])), row.metadata["etag"]
+
+    async def define(
+        self,
+        name: str,
+        wanted: Definition,
+        *,
+        by: dict[str, Any],
+        redefine: bool,
+        first: Callable[[], Awaitable[Definition | None]],
+    ) -> Definition | None:
+        """Checks a run of `wanted` against the series' definition: None when it is one (its
+        first run fixes it: `first()`, the newest run of a series that ran before
+        definitions existed, else `wanted`; `redefine` replaces it), else the definition it
+        is not."""
+        for _ in range(10):
+            found = await self.definition(name)
+            entity = {"PartitionKey": DEFINITIONS, "RowKey": name, "by": orjson.dumps(by).decode()}
+            try:
+                if found is None:
+                    fixed = (None if redefine else await first()) or wanted
+                    entity["definition"] = orjson.dumps(fixed.to_json()).decode()
+                    await self._table.create_entity(entity)
+                    return None if fixed == wanted else fixed
+                current, etag = found
+                if current == wanted:
+                    return None
+                if not redefine:
+                    return current
+                entity["definition"] = orjson.dumps(wanted.to_json()).decode()
+                await self._table.update_entity(
+                    entity, mode="replace", etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+                log.warning("Series %s redefined by %s.", name, by.get("kind"))
+                return None
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                continue  # another run fixed or changed it meanwhile: look again
+        raise JobConflict(f"the definition of series {name} changed on every attempt")
 
     async def get(self, name: str) -> SeriesState | None:
         try:
@@ -128,11 +234,14 @@ async def prune(
     `keep` without (failed, cancelled, dry runs: these never push out an export with files).
     Their blobs go first, then their rows. A run still queued or running, and the run whose
     snapshot a delta series builds on next, are never deleted. Returns the deleted job ids."""
-    runs: dict[str, list[Job]] = {}
+    # Each series' runs of one definition are kept apart: runs of another (before a redefine,
+    # or made before definitions existed) never push its exports out, nor the other way.
+    runs: dict[tuple[str, bytes], list[Job]] = {}
     async for job in jobs.series_runs(None):  # newest first
-        runs.setdefault(job.series or "", []).append(job)
+        key = Definition.of(job.request).key
+        runs.setdefault((job.series or "", key), []).append(job)
     deleted: list[str] = []
-    for name, newest_first in runs.items():
+    for (name, _), newest_first in runs.items():
         state = await series.get(name)
         finished = [job for job in newest_first if job.status.finished]
         with_files = [job for job in finished if job.status.has_files]

@@ -138,6 +138,19 @@ def duration(seconds: float) -> str:
     return f"{days} d {hours} h"
 
 
+def caller_text(caller: Any) -> str | None:
+    """Who made a request, as the app records it: `principal <name> (<object id>)`,
+    `function key key:3f9a…`, `the nightly timer`, `anonymous`; None when not recorded."""
+    if not isinstance(caller, dict) or not caller.get("kind"):
+        return None
+    kind, id_, name = caller["kind"], caller.get("id"), caller.get("name")
+    if kind == "principal":
+        return f"principal {name} ({id_})" if name else f"principal {id_}"
+    if kind == "functionKey":
+        return f"function key {id_}"
+    return "the nightly timer" if kind == "timer" else str(kind)
+
+
 def describe(job: dict[str, Any]) -> list[str]:
     """`status`'s human output: the description's fields that are set, one per line."""
     written, total = job.get("usersWritten"), job.get("estimatedTotal")
@@ -152,6 +165,8 @@ def describe(job: dict[str, Any]) -> list[str]:
         ("id", job.get("id")),
         ("status", job.get("status")),
         ("trigger", job.get("trigger")),
+        ("started by", caller_text(job.get("caller"))),
+        ("cancelled by", caller_text(job.get("cancelledBy"))),
         ("created", job.get("createdAt")),
         ("started", job.get("startedAt")),
         ("finished", job.get("finishedAt")),

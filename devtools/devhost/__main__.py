@@ -189,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     easy = parser.add_argument_group("App Service authentication (authsettingsV2, Microsoft)")
     easy.add_argument("--easy-auth", action="store_true", help="turn it on (Return401)")
     easy.add_argument(
+        "--easy-auth-allow-anonymous",
+        action="store_true",
+        help="unauthenticatedClientAction AllowAnonymous: requests without a token pass",
+    )
+    easy.add_argument(
         "--easy-auth-issuer",
         metavar="URL",
         help="registration.openIdIssuer: URL/.well-known/openid-configuration is read at start",
@@ -230,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             allowed_audiences=tuple(args.easy_auth_audience),
             allowed_identities=frozenset(args.easy_auth_allowed_identity),
             allowed_applications=frozenset(args.easy_auth_allowed_application),
+            allow_anonymous=args.easy_auth_allow_anonymous,
         )
     function_keys = FunctionKeys(frozenset(args.function_key), args.master_key)
     logging.basicConfig(

@@ -102,6 +102,9 @@ class EasyAuthSettings:
     # validation.defaultAuthorizationPolicy
     allowed_identities: frozenset[str] = frozenset()  # allowedPrincipals.identities (oid)
     allowed_applications: frozenset[str] = frozenset()  # allowedApplications (appid / azp)
+    # globalValidation.unauthenticatedClientAction AllowAnonymous: a request without a token
+    # reaches the app (with no principal headers), as when authentication is only optional.
+    allow_anonymous: bool = False
 
     @property
     def audiences(self) -> tuple[str, ...]:
@@ -199,6 +202,8 @@ class EasyAuth:
         }
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            if self.settings.allow_anonymous:
+                return headers
             return self._unauthorized(request, "no bearer token")
         try:
             claims = await self._validate(token.strip())

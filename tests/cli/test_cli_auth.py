@@ -5,6 +5,8 @@ tenant through its identity endpoint)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +108,38 @@ def test_entra_refusals_are_exit_4(entra):
         AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000000",
     )
     assert nobody.returncode == 4 and "--entra" in nobody.stderr, nobody.stderr
+
+
+def test_status_says_who_started_an_export(keyed, entra, tmp_path):
+    """`status` (and `latest`, which shows the same) names the caller as the job recorded it:
+    the function key by its fingerprint, never its value; an identity by its name and id."""
+    by_key = Cli(keyed, keyed.api_url)
+    run = by_key(
+        "start",
+        "--columns",
+        "objectId",
+        "--series",
+        "cli-who",
+        "--wait",
+        USEREXPORT_KEY=FUNCTION_KEY,
+    )
+    assert run.returncode == 0, run.stderr
+    shown = by_key("latest", "--series", "cli-who", USEREXPORT_KEY=FUNCTION_KEY)
+    assert shown.returncode == 0, shown.stderr
+    fingerprint = "key:" + hashlib.sha256(FUNCTION_KEY.encode()).hexdigest()[:12]
+    assert re.search(rf"^started by: +function key {fingerprint}$", shown.stdout, re.M), (
+        shown.stdout
+    )
+    assert FUNCTION_KEY not in shown.stdout + shown.stderr
+
+    by_identity = Cli(entra, entra.api_url)
+    env = {**identity_env(entra, "scripts"), "USEREXPORT_AUDIENCE": AUDIENCE}
+    run = by_identity(
+        "--entra", "start", "--columns", "objectId", "--series", "cli-who", "--wait", **env
+    )
+    assert run.returncode == 0, run.stderr
+    shown = by_identity("--entra", "latest", "--series", "cli-who", **env)
+    assert shown.returncode == 0, shown.stderr
+    scripts = entra.identity("scripts")
+    principal = re.escape(f"principal {scripts['clientId']} ({scripts['objectId']})")
+    assert re.search(rf"^started by: +{principal}$", shown.stdout, re.M), shown.stdout

@@ -211,19 +211,25 @@ def test_retention_keeps_the_newest_runs_of_each_series(delta_stack, api):
     assert latest["id"] == runs[-1]
 
 
-def test_retention_never_deletes_the_run_a_delta_series_builds_on(delta_stack, api):
+def test_retention_keeps_a_series_definitions_apart_and_the_run_it_builds_on(delta_stack, api):
     body = {"series": "guarded-base", "mode": "delta", "columns": ["objectId"]}
     base = export(api, **body)
-    # Two newer exports with files in the same series (full ones: the delta state stays on
-    # the base), so the base is past the 2 newest kept.
-    for _ in range(2):
-        export(api, series="guarded-base", columns=["objectId"])
+    # Two newer exports with files in the same series, full ones, a definition changed on
+    # purpose (the delta state stays on the base): they never push the base out.
+    full = [
+        export(api, series="guarded-base", columns=["objectId"], redefine=True)["id"]
+        for _ in range(2)
+    ]
     # Dry runs have no files: however many, they never push an export with files out.
-    dry = [export(api, **body, dryRun=True)["id"] for _ in range(3)]
+    dry = [export(api, **body, dryRun=True, redefine=True)["id"] for _ in range(3)]
     fired = httpx.post(f"{delta_stack.api_url}/admin/functions/nightly_export", json={})
     assert fired.status_code in (200, 202), fired.text
     assert api.get(f"/api/exports/{base['id']}").status_code == 200
+    assert [api.get(f"/api/exports/{i}").status_code for i in full] == [200, 200]
     assert [api.get(f"/api/exports/{i}").status_code for i in dry] == [404, 200, 200]
+    # latest goes by the series' definition (the delta one again): the base, not a full run.
+    latest = api.get("/api/exports/latest", params={"series": "guarded-base"})
+    assert latest.json()["id"] == base["id"]
     follows = export(api, **body)
     assert follows["delta"]["kind"] == "changes" and follows["delta"]["since"] == base["id"]
 

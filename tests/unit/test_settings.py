@@ -123,8 +123,9 @@ def test_the_auth_level_is_a_function_key_unless_anonymous_is_asked_for():
 
 
 def test_the_exports_have_an_account_of_their_own_when_one_is_named():
-    assert Settings.from_env(IDENTITY_STORAGE).storage.exports_uri == (
-        IDENTITY_STORAGE["AzureWebJobsStorage__blobServiceUri"]
+    assert (
+        Settings.from_env(IDENTITY_STORAGE).storage.exports_uri
+        == (IDENTITY_STORAGE["AzureWebJobsStorage__blobServiceUri"])
     )
     own = "https://exports.blob.core.windows.net/"
     env = {**IDENTITY_STORAGE, "USEREXPORT_EXPORTS_BLOB_URI": own}

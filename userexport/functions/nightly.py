@@ -8,13 +8,12 @@ import azure.functions as func
 import orjson
 
 from .. import api
+from ..caller import TIMER
 from ..clients import get_clients
-from ..series import prune
+from ..series import NIGHTLY, prune
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
-
-NIGHTLY_SERIES = "nightly"
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%USEREXPORT_NIGHTLY_SCHEDULE%")
@@ -24,12 +23,12 @@ async def nightly_export(timer: func.TimerRequest) -> None:
     clients = await get_clients()
     mode = clients.settings.nightly_mode
     body = {
-        "series": NIGHTLY_SERIES,
+        "series": NIGHTLY,
         "mode": mode,
         **({"snapshot": True} if mode == "delta" else {}),
     }
     response = await api.create_export(
-        clients, body=orjson.dumps(body), trigger="timer", links=api.Links("")
+        clients, body=orjson.dumps(body), trigger="timer", links=api.Links(""), caller=TIMER
     )
     log.info(
         "Nightly export queued as job %s (past due: %s).", response.body.get("id"), timer.past_due
