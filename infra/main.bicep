@@ -33,8 +33,29 @@ param grantDeployerDataAccess bool = false
 // Off by default: most deployers may not grant Microsoft Graph application permissions, and a
 // refused grant would fail `azd up` after everything else was created. The postprovision hook
 // (infra/hooks/) prints the administrator's commands instead; docs/deploy.md has them too.
-@description('Assign the Graph application permissions User.Read.All, UserAuthenticationMethod.Read.All, AuditLog.Read.All, LicenseAssignment.Read.All, GroupMember.Read.All and AdministrativeUnit.Read.All to the managed identity (Microsoft Graph Bicep extension, public cloud only). Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator). Default false: an administrator grants them afterwards with the commands the postprovision hook prints (docs/deploy.md, which also says what each permission is for).')
+@description('Assign the Graph application permissions to the managed identity (Microsoft Graph Bicep extension, public cloud only): User.Read.All always, and UserAuthenticationMethod.Read.All, AuditLog.Read.All, LicenseAssignment.Read.All, GroupMember.Read.All and AdministrativeUnit.Read.All as the graph* parameters below ask. Needs a deployer allowed to grant them (Privileged Role Administrator or Global Administrator). Default false: an administrator grants them afterwards with the commands the postprovision hook prints (docs/deploy.md, which also says what each permission is for).')
 param grantGraphPermissions bool = false
+
+// The Graph permissions, one parameter per optional one, each named after the export feature
+// that needs it (docs/deploy.md, "Choosing the permissions"). All on by default, as before they
+// were parameters: every column and filter works once the grant is made. Turning one off leaves
+// its permission out of the grant (grantGraphPermissions) and out of the administrator's
+// commands the postprovision hook prints (USEREXPORT_GRAPH_PERMISSIONS); an export that needs it
+// then says which permission it missed. User.Read.All has no parameter: no export runs without it.
+@description('UserAuthenticationMethod.Read.All, for the authentication columns (authenticationAlternativePhoneNumber, authenticationEmail). Default true.')
+param graphAuthenticationColumns bool = true
+
+@description('AuditLog.Read.All, for the sign-in columns (lastSignInDateTime, ..., daysSinceLastSignIn; the tenant also needs Entra ID P1/P2). Default true.')
+param graphSignInColumns bool = true
+
+@description('LicenseAssignment.Read.All, for licence names (SKU part numbers) in assignedLicenses instead of SKU ids. Default true.')
+param graphLicenceNames bool = true
+
+@description('GroupMember.Read.All, for exports scoped to a group (filter.group). Default true.')
+param graphGroupScope bool = true
+
+@description('AdministrativeUnit.Read.All, for exports scoped to an administrative unit (filter.administrativeUnit). Default true.')
+param graphAdministrativeUnitScope bool = true
 
 @description('USEREXPORT_NIGHTLY_SCHEDULE: 6-field NCRONTAB, UTC (Flex Consumption ignores WEBSITE_TIME_ZONE).')
 param nightlySchedule string = '0 0 2 * * *'
@@ -98,7 +119,8 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
 // Off by default: every HTTP route takes a function key (auth level FUNCTION). On: App Service
 // authentication stands in front and the routes take no key (docs/deploy.md, "Calling from
-// Logic Apps"); the app refuses anonymous routes unless App Service authentication is on.
+// Logic Apps"); the app gets its own copy of the allow-list (USEREXPORT_ALLOWED_CALLERS) and lets
+// in only requests App Service authentication attributes to an identity on it.
 @description('Put App Service authentication (Microsoft Entra ID) in front of the HTTP API, for callers with a managed identity such as a Logic App: the routes become auth level anonymous (USEREXPORT_HTTP_AUTH_LEVEL=anonymous) and App Service lets through only access tokens for authClientId / authAudience of the identities in allowedCallerIdentities (401 without a valid token, 403 for another identity). Needs an Entra app registration for the API, made beforehand (docs/deploy.md).')
 param enableAppServiceAuth bool = false
 
@@ -114,6 +136,17 @@ param allowedCallerIdentities string = ''
 @minValue(1)
 @description('Days after which exported CSV and error files are deleted by the lifecycle rule.')
 param exportRetentionDays int = 30
+
+// Off by default: the download links are SAS URLs meant to be fetched from anywhere (a Logic
+// App, a browser, curl). On, the exports' account takes requests only through a private endpoint
+// in a virtual network the function app is integrated with (app/network.bicep), and over its
+// public endpoint only from exportsAllowedIpRanges: a SAS download from anywhere else fails with
+// 403 (docs/deploy.md, "Restricting the exports' network").
+@description('Restrict the exports\' storage account to a private endpoint (and exportsAllowedIpRanges): adds a virtual network, integrates the function app with it, and turns the account\'s public network access off. SAS downloads from outside those networks then fail. Default false.')
+param restrictExportsNetwork bool = false
+
+@description('With restrictExportsNetwork: comma-separated public IPv4 addresses or CIDR ranges (e.g. 203.0.113.7,198.51.100.0/24) still allowed to download over the public endpoint. Empty: public network access disabled.')
+param exportsAllowedIpRanges string = ''
 
 @description('Maximum number of instances the Flex Consumption app scales out to.')
 @minValue(40)
@@ -140,6 +173,11 @@ var checkedGraphBaseUrl = (graphIsPublicCloud && !azureIsPublicCloud) ? fail('${
 var grantGraph = grantGraphPermissions ? ((azureIsPublicCloud && graphIsPublicCloud) ? true : fail('USEREXPORT_GRANT_GRAPH_PERMISSIONS=true works only in the public cloud with USEREXPORT_GRAPH_BASE_URL on https://graph.microsoft.com (the Microsoft Graph Bicep extension exists nowhere else); here: ${environment().name}, ${graphBaseUrl}. Run `azd env set USEREXPORT_GRANT_GRAPH_PERMISSIONS false`, provision again, and have an administrator grant the permissions by hand (docs/deploy.md, "National clouds").')) : false
 var callerIdentities = empty(allowedCallerIdentities) ? [] : split(replace(allowedCallerIdentities, ' ', ''), ',')
 var appServiceAuth = enableAppServiceAuth ? ((empty(authClientId) || empty(callerIdentities) || contains(callerIdentities, '')) ? fail('enableAppServiceAuth=true needs the API\'s app registration client id (USEREXPORT_AUTH_CLIENT_ID) and the object ids of the allowed caller identities, comma-separated (USEREXPORT_ALLOWED_CALLERS): without an allow-list any identity of the tenant could export every user. Set both with `azd env set`, or USEREXPORT_APP_SERVICE_AUTH false (docs/deploy.md, "Calling from Logic Apps").') : true) : false
+// The permissions granted (grantGraphPermissions) or printed for an administrator, in the
+// order of docs/deploy.md's table.
+var graphOptionalPermissions = concat(graphAuthenticationColumns ? ['UserAuthenticationMethod.Read.All'] : [], graphSignInColumns ? ['AuditLog.Read.All'] : [], graphLicenceNames ? ['LicenseAssignment.Read.All'] : [], graphGroupScope ? ['GroupMember.Read.All'] : [], graphAdministrativeUnitScope ? ['AdministrativeUnit.Read.All'] : [])
+var graphPermissionNames = concat(['User.Read.All'], graphOptionalPermissions)
+var exportsAllowedIps = empty(exportsAllowedIpRanges) ? [] : (restrictExportsNetwork ? split(replace(exportsAllowedIpRanges, ' ', ''), ',') : fail('USEREXPORT_EXPORTS_ALLOWED_IPS lets addresses through the exports\' network restriction, which is off: set USEREXPORT_EXPORTS_PRIVATE_NETWORK true as well, or clear USEREXPORT_EXPORTS_ALLOWED_IPS (docs/deploy.md, "Restricting the exports\' network").'))
 var functionAppName = 'func-userexport-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
@@ -159,6 +197,7 @@ module identity 'app/identity.bicep' = {
   }
 }
 
+// The host's storage: host keys and leases, the deployment package, jobs table and queues.
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
@@ -167,7 +206,32 @@ module storage 'app/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+  }
+}
+
+// The exports' own storage: the exports container, its lifecycle rule and its read logs.
+module exportsStorage 'app/exports-storage.bicep' = {
+  name: 'exports-storage'
+  scope: rg
+  params: {
+    name: 'stexports${resourceToken}'
+    location: location
+    tags: tags
     exportRetentionDays: exportRetentionDays
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    restrictNetwork: restrictExportsNetwork
+    allowedIpRanges: exportsAllowedIps
+  }
+}
+
+module network 'app/network.bicep' = if (restrictExportsNetwork) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-userexport-${resourceToken}'
+    location: location
+    tags: tags
+    exportsStorageAccountId: exportsStorage.outputs.id
   }
 }
 
@@ -187,6 +251,8 @@ module rbac 'app/rbac.bicep' = {
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    exportsStorageAccountName: exportsStorage.outputs.name
+    exportsContainerName: exportsStorage.outputs.containerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     identityPrincipalId: identity.outputs.principalId
     principalId: principalId
@@ -206,6 +272,7 @@ module graphPermissions 'app/graph-permissions.bicep' = if (grantGraph) {
   ]
   params: {
     identityPrincipalId: identity.outputs.principalId
+    optionalPermissions: graphOptionalPermissions
   }
 }
 
@@ -225,6 +292,8 @@ module api 'app/api.bicep' = {
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
+    exportsBlobEndpoint: exportsStorage.outputs.blobEndpoint
+    virtualNetworkSubnetId: restrictExportsNetwork ? network.outputs.appSubnetId : ''
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
@@ -244,6 +313,8 @@ module api 'app/api.bicep' = {
     stallMinutes: stallMinutes
     graphBaseUrl: checkedGraphBaseUrl
     anonymousHttpRoutes: appServiceAuth
+    // The app's own copy of the allow-list App Service authentication enforces (app/auth.bicep).
+    allowedCallers: join(callerIdentities, ',')
   }
 }
 
@@ -272,10 +343,14 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_EXPORTS_STORAGE_ACCOUNT_NAME string = exportsStorage.outputs.name
+output USEREXPORT_EXPORTS_BLOB_URI string = exportsStorage.outputs.blobEndpoint
 output USEREXPORT_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output USEREXPORT_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output USEREXPORT_GRAPH_BASE_URL string = checkedGraphBaseUrl
 // Read by the postprovision hook: when false it prints what an administrator still has to run.
 output USEREXPORT_GRAPH_PERMISSIONS_GRANTED bool = grantGraph
+// Read by the postprovision hook too: the permissions granted, or to grant, space-separated.
+output USEREXPORT_GRAPH_PERMISSIONS string = join(graphPermissionNames, ' ')
 // true: callers authenticate with Entra tokens (App Service authentication), not function keys.
 output USEREXPORT_APP_SERVICE_AUTH bool = appServiceAuth

@@ -1,5 +1,6 @@
 // The function app: Flex Consumption (FC1), Python 3.11, running as the user-assigned identity.
-// Storage is reached with identity-based connections only (no keys, no connection strings).
+// Storage is reached with identity-based connections only (no keys, no connection strings): the
+// host's account through AzureWebJobsStorage__*, the exports' through USEREXPORT_EXPORTS_BLOB_URI.
 // The app settings below are exactly those userexport/settings.py reads (APP_SETTINGS minus
 // LOCAL_ONLY_SETTINGS) plus the host's Application Insights settings; tests/infra checks it.
 //
@@ -18,6 +19,8 @@ param identityId string
 param identityClientId string
 param storageAccountName string
 param deploymentContainerName string
+@description('Blob endpoint of the exports\' own storage account (USEREXPORT_EXPORTS_BLOB_URI).')
+param exportsBlobEndpoint string
 param applicationInsightsName string
 param maximumInstanceCount int
 param instanceMemoryMB int
@@ -38,13 +41,26 @@ param stallMinutes int
 param graphBaseUrl string
 @description('App Service authentication stands in front (app/auth.bicep): the HTTP routes take no function key.')
 param anonymousHttpRoutes bool = false
+@description('With anonymousHttpRoutes: the object ids App Service authentication lets in (its allowedPrincipals.identities), comma-separated; the app checks each request against them again.')
+param allowedCallers string = ''
+@description('Subnet for virtual network integration (app/network.bicep, with restrictExportsNetwork); empty: none.')
+param virtualNetworkSubnetId string = ''
 
-// Only when App Service authentication is on; absent, the routes keep the code's default
-// (function: a key on every call).
+// Only when App Service authentication is on, and always together: the anonymous level and the
+// app's own copy of App Service authentication's allow-list. The app lets an anonymous-level
+// request in only when App Service authentication's X-MS-CLIENT-PRINCIPAL-ID is on that list,
+// and refuses to start at the anonymous level with an empty one (userexport/settings.py): it
+// does not rely on WEBSITE_AUTH_ENABLED, which Flex Consumption may not set. Absent (App
+// Service authentication off), the routes keep the code's default, function: a key on every
+// call, and no allow-list is needed (tests/infra checks both states).
 var httpAuthLevelSettings = anonymousHttpRoutes ? [
   {
     name: 'USEREXPORT_HTTP_AUTH_LEVEL'
     value: 'anonymous'
+  }
+  {
+    name: 'USEREXPORT_ALLOWED_CALLERS'
+    value: allowedCallers
   }
 ] : []
 
@@ -87,6 +103,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Only with restrictExportsNetwork: the private endpoint of the exports' account is reached
+    // through this subnet (Flex Consumption then sends all outbound traffic through it).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     clientCertEnabled: false
     // Only settings Flex Consumption accepts: see the note at the top of this file.
     siteConfig: {
@@ -114,6 +133,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AzureWebJobsStorage__clientId'
           value: identityClientId
+        }
+        // The exports live in a storage account of their own (app/exports-storage.bicep), reached
+        // with the identity: its exports container and its user delegation key only.
+        {
+          name: 'USEREXPORT_EXPORTS_BLOB_URI'
+          value: exportsBlobEndpoint
         }
         // The identity azure-identity's ManagedIdentityCredential uses (Graph, storage SDKs).
         {

@@ -2,6 +2,8 @@
 // Microsoft Graph Bicep extension (infra/bicepconfig.json). Deployed only when the deployer asks
 // for it (grantGraphPermissions, USEREXPORT_GRANT_GRAPH_PERMISSIONS=true; off by default) and
 // only in the public cloud, the one place the extension exists (main.bicep refuses it elsewhere).
+// User.Read.All always; each other permission only when the export feature that needs it is on
+// (main.bicep's graph* parameters; docs/deploy.md, "Choosing the permissions").
 // The deployer needs a directory role that may grant Graph application permissions (Privileged
 // Role Administrator or Global Administrator). Otherwise the postprovision hook prints the
 // equivalent `az rest` and PowerShell commands for an administrator (docs/deploy.md).
@@ -9,6 +11,9 @@ extension microsoftGraphV1
 
 @description('Principal (object) id of the managed identity\'s service principal.')
 param identityPrincipalId string
+
+@description('The optional permissions to grant besides User.Read.All, by name (main.bicep: those of the export features turned on).')
+param optionalPermissions array
 
 // Microsoft Graph's well-known application id.
 var graphAppId = '00000003-0000-0000-c000-000000000000'
@@ -43,48 +48,45 @@ resource graph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
 }
 
 // One resource per permission (not a loop), so a refused or failed grant names its permission in
-// azd's error output (docs/deploy.md, "Troubleshooting").
+// azd's error output (docs/deploy.md, "Troubleshooting"). User.Read.All always: no export runs
+// without it; the others when asked for.
 resource userReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   appRoleId: graphAppRoles['User.Read.All']
   principalId: identityPrincipalId
   resourceId: graph.id
 }
 
-resource userAuthenticationMethodReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+resource userAuthenticationMethodReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (contains(optionalPermissions, 'UserAuthenticationMethod.Read.All')) {
   appRoleId: graphAppRoles['UserAuthenticationMethod.Read.All']
   principalId: identityPrincipalId
   resourceId: graph.id
 }
 
-resource auditLogReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+resource auditLogReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (contains(optionalPermissions, 'AuditLog.Read.All')) {
   appRoleId: graphAppRoles['AuditLog.Read.All']
   principalId: identityPrincipalId
   resourceId: graph.id
 }
 
-resource licenseAssignmentReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+resource licenseAssignmentReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (contains(optionalPermissions, 'LicenseAssignment.Read.All')) {
   appRoleId: graphAppRoles['LicenseAssignment.Read.All']
   principalId: identityPrincipalId
   resourceId: graph.id
 }
 
-resource groupMemberReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+resource groupMemberReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (contains(optionalPermissions, 'GroupMember.Read.All')) {
   appRoleId: graphAppRoles['GroupMember.Read.All']
   principalId: identityPrincipalId
   resourceId: graph.id
 }
 
-resource administrativeUnitReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+resource administrativeUnitReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (contains(optionalPermissions, 'AdministrativeUnit.Read.All')) {
   appRoleId: graphAppRoles['AdministrativeUnit.Read.All']
   principalId: identityPrincipalId
   resourceId: graph.id
 }
 
-output grantedAppRoleIds array = [
-  userReadAll.appRoleId
-  userAuthenticationMethodReadAll.appRoleId
-  auditLogReadAll.appRoleId
-  licenseAssignmentReadAll.appRoleId
-  groupMemberReadAll.appRoleId
-  administrativeUnitReadAll.appRoleId
-]
+// The permissions granted, by name (what azd shows after a deployment).
+output grantedPermissions array = concat([
+  'User.Read.All'
+], optionalPermissions)

@@ -1,15 +1,13 @@
-// The storage account: Functions host storage, the Flex Consumption deployment package, and the
-// app's own data (exports container, jobs table, job queues). Names must match
-// userexport/settings.py (EXPORTS_CONTAINER, JOBS_TABLE, JOBS_QUEUE, POISON_QUEUE).
+// The host's storage account: Functions host storage (keys, timer and singleton leases), the
+// Flex Consumption deployment package, and the app's job state (jobs table, job queues). The
+// exports themselves live in a storage account of their own (app/exports-storage.bicep), so no
+// right on an export is a right on this account, where the deployed code is. Names must match
+// userexport/settings.py (JOBS_TABLE, JOBS_QUEUE, POISON_QUEUE).
 param name string
 param location string
 param tags object
 param deploymentContainerName string
 
-@minValue(1)
-param exportRetentionDays int
-
-var exportsContainerName = 'exports'
 var jobsTableName = 'exportjobs'
 var queueNames = [
   'export-jobs'
@@ -88,14 +86,6 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-resource exportsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: exportsContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -114,43 +104,6 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource jobsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: jobsTableName
-}
-
-// Exports (the CSV and its errors file) are deleted after exportRetentionDays.
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
-  parent: storage
-  name: 'default'
-  properties: {
-    policy: {
-      rules: [
-        {
-          name: 'delete-old-exports'
-          enabled: true
-          type: 'Lifecycle'
-          definition: {
-            filters: {
-              blobTypes: [
-                'blockBlob'
-              ]
-              prefixMatch: [
-                '${exportsContainerName}/'
-              ]
-            }
-            actions: {
-              baseBlob: {
-                delete: {
-                  daysAfterCreationGreaterThan: exportRetentionDays
-                }
-              }
-            }
-          }
-        }
-      ]
-    }
-  }
-  dependsOn: [
-    exportsContainer
-  ]
 }
 
 output name string = storage.name

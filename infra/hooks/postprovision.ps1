@@ -4,7 +4,7 @@
 # Microsoft Graph application permissions itself (USEREXPORT_GRANT_GRAPH_PERMISSIONS=true, public
 # cloud), it prints the commands an administrator runs to grant them, filled in for this
 # environment. azd passes the environment's values (main.bicep outputs included) as variables.
-# It only prints: it never fails the deployment.
+# It only prints: it never fails the deployment (and azure.yaml sets continueOnError besides).
 
 $graphAppId = "00000003-0000-0000-c000-000000000000"
 $graphBase = $env:USEREXPORT_GRAPH_BASE_URL
@@ -15,14 +15,52 @@ if (-not $principal) { $principal = "<USEREXPORT_IDENTITY_PRINCIPAL_ID from azd 
 $tenant = $env:AZURE_TENANT_ID
 if (-not $tenant) { $tenant = "<tenant id>" }
 $granted = "$env:USEREXPORT_GRAPH_PERMISSIONS_GRANTED".ToLowerInvariant()
+# The permissions of the export features turned on (main.bicep's graph* parameters, output
+# USEREXPORT_GRAPH_PERMISSIONS), in the order of docs/deploy.md's table; all six for an
+# environment provisioned before that output existed.
+$allPermissions = "User.Read.All UserAuthenticationMethod.Read.All AuditLog.Read.All LicenseAssignment.Read.All GroupMember.Read.All AdministrativeUnit.Read.All"
+$permissionList = $env:USEREXPORT_GRAPH_PERMISSIONS
+if (-not $permissionList) { $permissionList = $allPermissions }
+$permissionNames = @($permissionList -split "[,\s]+" | Where-Object { $_ })
+$permissions = $permissionNames -join " "
+# The same list as PowerShell strings: "User.Read.All", "AuditLog.Read.All", ...
+$psPermissions = ($permissionNames | ForEach-Object { "`"$_`"" }) -join ", "
+
+# What a permission is for, on a line of its own.
+function Describe-Permission($name) {
+    switch ($name) {
+        "User.Read.All" {
+            Write-Output "  User.Read.All                      (the user listing, every profile column)"
+        }
+        "UserAuthenticationMethod.Read.All" {
+            Write-Output "  UserAuthenticationMethod.Read.All  (the authentication columns, e.g. authenticationEmail)"
+        }
+        "AuditLog.Read.All" {
+            Write-Output "  AuditLog.Read.All                  (the sign-in columns, e.g. lastSignInDateTime; Entra ID P1/P2)"
+        }
+        "LicenseAssignment.Read.All" {
+            Write-Output "  LicenseAssignment.Read.All         (licence names in assignedLicenses, not SKU ids)"
+        }
+        "GroupMember.Read.All" {
+            Write-Output "  GroupMember.Read.All               (exports with filter.group)"
+        }
+        "AdministrativeUnit.Read.All" {
+            Write-Output "  AdministrativeUnit.Read.All        (exports with filter.administrativeUnit)"
+        }
+        default {
+            Write-Output "  $name"
+        }
+    }
+}
 
 if ($granted -eq "true") {
     Write-Output ""
     Write-Output "userexport: the deployment assigned the Microsoft Graph application permissions"
-    Write-Output "  User.Read.All, UserAuthenticationMethod.Read.All, AuditLog.Read.All,"
-    Write-Output "  LicenseAssignment.Read.All, GroupMember.Read.All and AdministrativeUnit.Read.All"
-    Write-Output "  to the managed identity ($principal)."
-    Write-Output "  Nothing is left to do; the first export can run."
+    foreach ($permission in $permissionNames) {
+        Describe-Permission $permission
+    }
+    Write-Output "to the managed identity ($principal)."
+    Write-Output "Nothing is left to do; the first export can run."
     Write-Output ""
     exit 0
 }
@@ -48,16 +86,16 @@ userexport: ONE STEP LEFT - grant the Microsoft Graph application permissions
 ==========================================================================================
 The function app is deployed, but its managed identity ($principal)
 cannot read users yet: it needs the Microsoft Graph application permissions
-  User.Read.All                      (the user listing, every profile column)
-  UserAuthenticationMethod.Read.All  (the authentication columns, e.g. authenticationEmail)
-  AuditLog.Read.All                  (the sign-in columns, e.g. lastSignInDateTime; Entra ID P1/P2)
-  LicenseAssignment.Read.All         (licence names in assignedLicenses, not SKU ids)
-  GroupMember.Read.All               (exports with filter.group)
-  AdministrativeUnit.Read.All        (exports with filter.administrativeUnit)
+"@
+foreach ($permission in $permissionNames) {
+    Describe-Permission $permission
+}
+Write-Output @"
 Until they are granted, an export says which one it missed: without User.Read.All it
 fails; without one of the others it leaves those columns empty (SKU ids instead of
 licence names) and says why in its errors file, or, filtered by a group or an
-administrative unit, it fails naming the permission (docs/deploy.md).
+administrative unit, it fails naming the permission (docs/deploy.md). A permission whose
+feature was turned off (USEREXPORT_GRAPH_* false) is not listed here.
 
 A Privileged Role Administrator or Global Administrator of tenant $tenant
 runs ONE of the two blocks below (docs/deploy.md, "Granting the Graph permissions by hand").
@@ -68,8 +106,7 @@ Azure CLI (bash):
   az cloud set --name $azCloud
   az login --tenant $tenant
   GRAPH_SP_ID=`$(az ad sp show --id $graphAppId --query id -o tsv)
-  for PERMISSION in User.Read.All UserAuthenticationMethod.Read.All AuditLog.Read.All \
-      LicenseAssignment.Read.All GroupMember.Read.All AdministrativeUnit.Read.All; do
+  for PERMISSION in $permissions; do
     ROLE_ID=`$(az ad sp show --id $graphAppId --query "appRoles[?value=='`$PERMISSION'].id | [0]" -o tsv)
     az rest --method POST \
       --uri "$graphBase/servicePrincipals/$principal/appRoleAssignments" \
@@ -80,8 +117,7 @@ Azure CLI (bash):
 PowerShell (Microsoft.Graph.Applications module):
   Connect-MgGraph -Environment $mgEnvironment -TenantId $tenant -Scopes "AppRoleAssignment.ReadWrite.All","Application.Read.All"
   `$graph = Get-MgServicePrincipal -Filter "appId eq '$graphAppId'"
-  foreach (`$permission in "User.Read.All", "UserAuthenticationMethod.Read.All", "AuditLog.Read.All",
-                           "LicenseAssignment.Read.All", "GroupMember.Read.All", "AdministrativeUnit.Read.All") {
+  foreach (`$permission in $psPermissions) {
       `$role = `$graph.AppRoles | Where-Object { `$_.Value -eq `$permission -and `$_.AllowedMemberTypes -contains "Application" }
       New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $principal -PrincipalId $principal -ResourceId `$graph.Id -AppRoleId `$role.Id
   }
