@@ -20,6 +20,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +36,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 KEY = "ui-test-key"  # the page is opened with ?code=KEY; every API call must carry it
+KEY_HEADER = "x-functions-key"  # ...as this header, never as ?code= in a URL
+KEY_STORE = "userexport.functionKey"  # where the page keeps it: this tab's sessionStorage
+MASTER_KEY = "ui-test-master-key"  # fires the nightly timer (POST /admin/functions/...)
 USERS = 3000
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -76,7 +80,8 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> I
         users=USERS,
         seed=11,
         sim_args=["--latency-per-user-ms", "2"],
-        devhost_args=["--function-key", KEY],  # as in Azure: no key, no answer (401)
+        # As in Azure: no key, no answer (401); the master key fires timers.
+        devhost_args=["--function-key", KEY, "--master-key", MASTER_KEY],
         app_env={
             "USEREXPORT_PARTITIONS": "1",
             "USEREXPORT_TIME_BUDGET_SECONDS": "5",
@@ -110,14 +115,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return report
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """A request the page made to the app's API (not the page itself)."""
+
+    method: str
+    url: str
+    key: str | None  # its x-functions-key header
+    referer: str | None
+
+    @property
+    def code(self) -> list[str] | None:
+        return parse_qs(urlsplit(self.url).query).get("code")
+
+
 class Page:
     """A browser tab on the results page, with what the page did: its requests to the app,
-    console errors and uncaught exceptions (all checked after each test)."""
+    console errors and uncaught exceptions (all checked after each test). `key` is the
+    function key the tab is opened with (None: none)."""
 
-    def __init__(self, page: Any, stack: LocalStack) -> None:
+    def __init__(self, page: Any, stack: LocalStack, key: str | None = KEY) -> None:
         self.page = page
         self.stack = stack
+        self.key = key
         self.api_requests: list[str] = []
+        self.api_calls: list[ApiCall] = []
         self.other_requests: list[str] = []
         self.console_errors: list[str] = []
         page.on("request", self._request)
@@ -128,6 +150,11 @@ class Page:
         url = request.url
         if url.startswith(self.stack.api_url + "/api/"):
             self.api_requests.append(url)
+            if not urlsplit(url).path.endswith("/api/ui"):
+                headers = request.headers
+                self.api_calls.append(
+                    ApiCall(request.method, url, headers.get(KEY_HEADER), headers.get("referer"))
+                )
         elif not url.startswith("data:"):
             self.other_requests.append(url)
 
@@ -137,10 +164,13 @@ class Page:
             self.console_errors.append(message.text)
 
     def url(self, fragment: str = "/") -> str:
-        return f"{self.stack.api_url}/api/ui?code={KEY}#{fragment}"
+        code = f"?code={self.key}" if self.key else ""
+        return f"{self.stack.api_url}/api/ui{code}#{fragment}"
 
     def open(self, fragment: str = "/") -> Any:
         self.page.goto(self.url(fragment))
+        # The key has left the address bar by the time the page has loaded.
+        assert "code" not in parse_qs(urlsplit(self.page.url).query), self.page.url
         self.page.evaluate("window.__sameDocument = true")
         return self.page
 
@@ -150,14 +180,15 @@ class Page:
 
     def check(self) -> None:
         # Nothing failed in the page, no CSP violation, nothing fetched from elsewhere than the
-        # app and the storage account, and the function key went along with every API call.
+        # app and the storage account, and the function key went along with every API call as
+        # its header, never in a URL.
         assert not self.console_errors, self.console_errors
         storage = urlsplit(self.stack.env["AzureWebJobsStorage__blobServiceUri"]).netloc
         elsewhere = [u for u in self.other_requests if urlsplit(u).netloc != storage]
         assert not elsewhere, elsewhere
-        for url in self.api_requests:
-            if not urlsplit(url).path.endswith("/api/ui"):
-                assert parse_qs(urlsplit(url).query).get("code") == [KEY], url
+        for call in self.api_calls:
+            assert call.key == self.key, call
+            assert call.code is None, call
 
 
 @pytest.fixture
@@ -166,7 +197,7 @@ def pages(browser: Any, request: pytest.FixtureRequest, tmp_path: Path):
     test, checks what every tab did (Page.check)."""
     opened: list[tuple[Any, Page]] = []
 
-    def new_page(stack: LocalStack) -> Page:
+    def new_page(stack: LocalStack, key: str | None = KEY) -> Page:
         context = browser.new_context(
             viewport={"width": 1280, "height": 860},
             locale="en-US",
@@ -174,7 +205,7 @@ def pages(browser: Any, request: pytest.FixtureRequest, tmp_path: Path):
             accept_downloads=True,
         )
         context.set_default_timeout(20_000)
-        page = Page(context.new_page(), stack)
+        page = Page(context.new_page(), stack, key)
         opened.append((context, page))
         return page
 
@@ -194,7 +225,7 @@ def pages(browser: Any, request: pytest.FixtureRequest, tmp_path: Path):
 
 
 @pytest.fixture
-def ui(pages: Callable[[LocalStack], Page], ui_stack: LocalStack) -> Page:
+def ui(pages: Callable[..., Page], ui_stack: LocalStack) -> Page:
     return pages(ui_stack)
 
 

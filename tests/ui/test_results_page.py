@@ -39,8 +39,8 @@ def row(page, job_id: str):
 
 
 def test_the_page_is_one_self_contained_document_under_a_strict_policy(api, ui_stack):
-    # Authorised like the API: no key, no page.
-    assert httpx.get(f"{ui_stack.api_url}/api/ui").status_code == 401
+    # The API is authorised: no key, no data.
+    assert httpx.get(f"{ui_stack.api_url}/api/exports").status_code == 401
     answer = api.get("/api/ui", params={"code": KEY}, headers={"x-functions-key": ""})
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].startswith("text/html")

@@ -6,8 +6,10 @@
  * that requires Trusted Types: API data only ever reaches the page through textContent and
  * DOM nodes, never as HTML.
  *
- * Authorisation is the API's own: a function key given to the page as ?code=KEY is added to
- * every API call (the API's own URLs, statusUrl and nextLink, carry it already), and App Service
+ * Authorisation is the API's own. A function key given to the page as ?code=KEY is read once,
+ * kept in sessionStorage (this tab only, gone when it closes), dropped from the address bar and
+ * sent as the x-functions-key header on every API call: never in a URL the page builds, so it
+ * stays out of the browser's history, bookmarks and Referer headers. App Service
  * authentication's cookie goes along with every same-origin request.
  */
 "use strict";
@@ -16,7 +18,9 @@
   // ---------------------------------------------------------------------------------------
   // Where the API is, and how it is called.
 
-  const CODE = new URLSearchParams(location.search).get("code");
+  const KEY_HEADER = "x-functions-key";
+  const KEY_STORE = "userexport.functionKey";
+  const FUNCTION_KEY = takeFunctionKey();
   // The page is /api/ui: the API's routes are its siblings (/api/exports, /api/columns).
   const API_BASE = location.pathname.replace(/\/ui\/?$/, "/");
   const FINAL = new Set(["succeeded", "completedWithErrors", "failed", "cancelled", "estimated"]);
@@ -26,21 +30,43 @@
   const IDLE_LIST_POLL = 30;
   const MAX_BACKOFF = 60;
 
-  function withCode(url) {
-    if (CODE && !url.searchParams.has("code")) url.searchParams.set("code", CODE);
-    return url;
+  /** The function key: ?code= of the address the page was opened with (then kept in this
+   * tab's sessionStorage), else the one this tab kept from an earlier load, else none (App
+   * Service authentication, or a local stack without keys). `code` leaves the address bar at
+   * once; the rest of the query and the #/ route stay as they were. */
+  function takeFunctionKey() {
+    const query = location.search.replace(/^\?/, "");
+    const parts = query === "" ? [] : query.split("&");
+    const isCode = (part) => new URLSearchParams(part).has("code");
+    const given = new URLSearchParams(parts.find(isCode) || "").get("code") || null;
+    let kept = null;
+    try {
+      if (given) sessionStorage.setItem(KEY_STORE, given);
+      kept = sessionStorage.getItem(KEY_STORE);
+    } catch (_error) {
+      // Storage turned off: the key lasts as long as this page does.
+    }
+    if (parts.some(isCode)) {
+      const rest = parts.filter((part) => part !== "" && !isCode(part));
+      history.replaceState(history.state, "",
+        location.pathname + (rest.length ? `?${rest.join("&")}` : "") + location.hash);
+    }
+    return given || kept || null;
   }
 
   /** An API route, relative to /api/ (e.g. "exports"). */
   function apiUrl(relative) {
-    return withCode(new URL(relative, location.origin + API_BASE));
+    return new URL(relative, location.origin + API_BASE);
   }
 
   /** A URL the API handed out (statusUrl, nextLink), called on this page's own origin: behind
-   * a proxy the API may name another scheme or host for itself. */
+   * a proxy the API may name another scheme or host for itself. A `code` in it is dropped: the
+   * key goes along as a header. */
   function followUrl(given) {
     const url = new URL(given, location.href);
-    return withCode(new URL(url.pathname + url.search, location.origin));
+    const own = new URL(url.pathname + url.search, location.origin);
+    if (own.searchParams.has("code")) own.searchParams.delete("code");
+    return own;
   }
 
   class ApiError extends Error {
@@ -62,10 +88,10 @@
     const detail = problem && typeof problem.detail === "string" ? problem.detail : "";
     const title = problem && typeof problem.title === "string" ? problem.title : "";
     if (status === 401) {
-      return (
-        "Not authorised (401): open this page with the function key (…/api/ui?code=<key>) " +
-        "or sign in again." + (detail ? " " + detail : "")
-      );
+      const how = "open this page with the function key (…/api/ui?code=<key>) or sign in again.";
+      return "Not authorised (401): " +
+        (FUNCTION_KEY ? "the function key this tab holds was refused; " + how : how) +
+        (detail ? " " + detail : "");
     }
     if (status === 403) {
       return "Access denied (403): your account or key may not use this app." +
@@ -83,6 +109,7 @@
    * went wrong in words. */
   async function callApi(method, url, body, extraHeaders) {
     const headers = { Accept: "application/json", ...(extraHeaders || {}) };
+    if (FUNCTION_KEY) headers[KEY_HEADER] = FUNCTION_KEY;
     const init = { method, headers, cache: "no-store", credentials: "same-origin", redirect: "manual" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -230,6 +257,52 @@
     group: "Members of group",
     administrativeUnit: "Members of administrative unit",
   };
+
+  /** Who started or cancelled an export (the job's `caller`, `cancelledBy`: {kind, id, name}),
+   * in words: {words, id, brief}, the id shown apart as code; null for a job that records none.
+   * Names come from tokens: they only ever reach the page as text. */
+  function callerParts(caller) {
+    if (!caller || typeof caller !== "object" || typeof caller.kind !== "string") return null;
+    const id = typeof caller.id === "string" && caller.id !== "" ? caller.id : null;
+    const name = typeof caller.name === "string" && caller.name !== "" ? caller.name : null;
+    switch (caller.kind) {
+      case "principal": // an Entra identity, named by App Service authentication
+        return { words: name || "Entra principal", id, brief: name || id || "an Entra principal" };
+      case "functionKey": // a key's fingerprint (key:<12 hex digits of its SHA-256>), never the key
+        return {
+          words: name ? `Function key ${name}` : "Function key",
+          id,
+          brief: name ? `key ${name}` : id || "a function key",
+        };
+      case "timer":
+        return { words: "The nightly timer", id: null, brief: "the nightly timer" };
+      case "anonymous": // a local stack without keys or sign-in
+        return { words: "Anonymous (local)", id: null, brief: "anonymous (local)" };
+      default:
+        return { words: [caller.kind, name].filter(Boolean).join(" "), id, brief: name || id || caller.kind };
+    }
+  }
+
+  /** The caller for an export's details: "hr-feed (6f1d…)", "Function key key:3f9a1c2b7d4e". */
+  function callerDetail(caller) {
+    const parts = callerParts(caller);
+    if (!parts) return null;
+    const id = parts.id ? el("code", { text: parts.id }) : null;
+    const withId = caller.kind === "principal" && parts.words !== "Entra principal"
+      ? [" (", id, ")"]
+      : [" ", id];
+    return el("span", { className: "caller", "data-kind": caller.kind },
+      parts.words, ...(id ? withId : []));
+  }
+
+  /** The caller in a few words, for the list: "by hr-feed", "by key:3f9a1c2b7d4e"; nothing for
+   * the timer, which the trigger ("Nightly schedule") names already. */
+  function callerBrief(caller) {
+    const parts = callerParts(caller);
+    if (!parts || caller.kind === "timer") return null;
+    const full = parts.id ? `${parts.words} ${parts.id}` : parts.words;
+    return el("span", { className: "caller-brief", title: `Started by ${full}` }, `by ${parts.brief}`);
+  }
 
   function statusWords(status) {
     return STATUS_WORDS[status] || String(status);
@@ -515,6 +588,7 @@
           el("span", { className: "visually-hidden", text: "about " }),
           count(job.estimatedTotal))
         : count(users) || nothing();
+      const by = callerBrief(job.caller);
       return el("tr", { "data-id": job.id, "data-status": job.status },
         el("td", null, el("a", {
           href: `#/exports/${encodeURIComponent(job.id)}`,
@@ -522,7 +596,8 @@
           text: job.fileName || job.id,
         })),
         el("td", null, statusBadge(job.status)),
-        el("td", { text: TRIGGER_WORDS[job.trigger] || job.trigger || "" }),
+        el("td", null, TRIGGER_WORDS[job.trigger] || job.trigger || "",
+          ...(by ? [" ", by] : [])),
         el("td", null, seriesTag(job) || nothing("no series")),
         el("td", null, when(job.startedAt) || nothing("not started")),
         el("td", null, when(job.finishedAt) || nothing("not finished")),
@@ -739,6 +814,8 @@
       ...detail("Export ID", el("code", { text: job.id })),
       ...detail("Status", statusWords(job.status)),
       ...detail("Trigger", TRIGGER_WORDS[job.trigger] || job.trigger),
+      ...detail("Started by", callerDetail(job.caller)),
+      ...detail("Cancelled by", callerDetail(job.cancelledBy)),
       ...detail("Requested", when(job.createdAt)),
       ...detail("Started", when(job.startedAt) || nothing("not started")),
       ...detail("Finished", when(job.finishedAt) || nothing("not finished")),
