@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INFRA_VENV := .venv-infra
 
-.PHONY: install demo test lint bench chaos clean
+.PHONY: install demo test check lint bench chaos clean
 
 install: $(VENV)/.installed node_modules/.installed $(INFRA_VENV)/.installed
 
@@ -44,6 +44,13 @@ test: install $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# The fast lane, for every change: lint, unit, tenantsim, infra and in-process Graph tests; no
+# local stack, no browser (tests/conftest.py marks the lanes). `make test` runs every lane.
+check: $(VENV)/.installed $(INFRA_VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -m "not stack and not browser and not chaos"
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench
