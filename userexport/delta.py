@@ -36,7 +36,7 @@ from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
 from .graph import ID_BATCH, GraphError
-from .jobs import Job, JobConflict, JobStopped, Partition, Status, iso, utcnow
+from .jobs import Job, JobConflict, JobStopped, Partition, Status, attempts, iso, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import CannotExport
 from .series import SeriesState
@@ -388,7 +388,7 @@ class ChangesRun:
         """Makes the job a full run: its plan step runs again, and plan_delta takes `reason`.
         What this run staged is never committed (its blocks are of its own stream)."""
         clients = self._clients
-        for _ in range(20):
+        for _ in attempts(f"resyncing job {self._job.id}"):
             job = await clients.jobs.get(self._job.id)
             if job is None or job.status is not Status.RUNNING or job.committing:
                 return Outcome.SKIPPED
@@ -399,8 +399,6 @@ class ChangesRun:
                 break
             except JobConflict:
                 continue
-        else:
-            raise JobConflict(f"job {self._job.id} changed on every attempt to resync it")
         # The new plan's partitions start afresh (the sweep re-adds them if this stops here).
         await clients.jobs.delete_partitions(job.id)
         await clients.queue.send_message(ExportMessage(job.id).encode())
@@ -447,7 +445,7 @@ class ChangesRun:
         # Fenced as a partition's checkpoint is: another invocation that claimed this run since
         # (a redelivered message) makes this save fail, and this one stops.
         self._part = await clients.jobs.save(self._part)
-        for _ in range(20):
+        for _ in attempts(f"finishing job {self._job.id}"):
             job = await clients.jobs.get(self._job.id)
             if job is None or job.status is not Status.RUNNING or job.plan is None:
                 return Outcome.SKIPPED
@@ -481,7 +479,6 @@ class ChangesRun:
                 self._counts.removed,
             )
             return Outcome.FINISHED
-        raise JobConflict(f"job {self._job.id} changed on every attempt to finish it")
 
     def _outcome(self, job: Job) -> None:
         counts = self._counts

@@ -17,7 +17,8 @@ from .columns import (
     graph_expand,
     resolve,
 )
-from .filters import InvalidFilter, parse_filter, to_graph_query
+from .errors import InvalidRequest
+from .filters import parse_filter, to_graph_query
 
 FIELDS = (
     "columns",
@@ -34,15 +35,6 @@ MODES = ("full", "delta")
 ID_COLUMN = "objectId"  # what a delta run matches a snapshot's rows by
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
 _SERIES = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-
-
-class InvalidRequest(ValueError):
-    """The request is wrong in one field; `field` names it (a JSON path like columns[2])."""
-
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(detail)
-        self.field = field
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -142,10 +134,7 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
                 shown, f"Unknown field {shown!r}; known fields: {', '.join(FIELDS)}."
             )
     columns = _columns(data.get("columns"))
-    try:
-        filter_ = parse_filter(data.get("filter")) or None
-    except InvalidFilter as error:
-        raise InvalidRequest(error.field, error.detail) from None
+    filter_ = parse_filter(data.get("filter")) or None  # InvalidFilter is an InvalidRequest
     query = to_graph_query(filter_)
     if query.advanced and graph_expand(resolve(columns)):
         needs = (

@@ -24,16 +24,14 @@ from .errorsfile import (
     methods_missing_everywhere,
     sign_in_stopped_row,
 )
-from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, utcnow
+from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, attempts, utcnow
 from .messages import Outcome
 
 log = logging.getLogger(__name__)
 
-_ATTEMPTS = 20
-
 
 async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
-    for _ in range(_ATTEMPTS):
+    for _ in attempts(f"finishing job {job_id}"):
         job = await clients.jobs.get(job_id)
         if job is None or job.status.finished:
             return Outcome.SKIPPED
@@ -62,7 +60,6 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
             job.error_count or 0,
         )
         return Outcome.FINISHED
-    raise JobConflict(f"job {job_id} changed on every one of {_ATTEMPTS} attempts to finish it")
 
 
 async def _advance_series(clients: Clients, job: Job, delta: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -59,6 +59,17 @@ class Status(StrEnum):
 
 class JobConflict(Exception):
     """Someone else changed the row since it was read (its ETag moved on)."""
+
+
+ATTEMPTS = 20
+
+
+def attempts(what: str) -> Iterator[int]:
+    """The loop of every read, change and ETag-guarded save: `continue` reads again after a
+    conflict, and when another writer moved the row on ATTEMPTS times in a row, JobConflict
+    says what could not be done (`what`)."""
+    yield from range(ATTEMPTS)
+    raise JobConflict(f"{what}: the row changed on every one of {ATTEMPTS} attempts")
 
 
 class JobStopped(Exception):
@@ -376,7 +387,7 @@ class JobStore:
     async def fail(self, job_id: str, *, reason: str) -> None:
         """Marks a job failed, whatever its state, unless it already finished. A conflicting
         write is read again and retried; only a job that cannot be saved at all raises."""
-        for _ in range(20):
+        for _ in attempts(f"failing job {job_id}"):
             job = await self.get(job_id)
             if job is None or job.status.finished:
                 return
@@ -387,7 +398,6 @@ class JobStore:
                 return
             except JobConflict:
                 continue
-        raise JobConflict(f"job {job_id} changed on every one of 20 attempts to fail it")
 
     async def mark_committing(self, job: Job) -> Job | None:
         """Marks the job as committing its files, ETag-guarded: from then on a cancel answers
@@ -407,7 +417,7 @@ class JobStore:
         """Cancels a queued or running job, unless its files are being committed, recording
         who did (`by`, a caller as JSON). Returns the job as it is now and whether this call
         cancelled it."""
-        for _ in range(20):
+        for _ in attempts(f"cancelling job {job_id}"):
             job = await self.get(job_id)
             if job is None or job.status.finished or job.committing:
                 return job, False
@@ -419,7 +429,6 @@ class JobStore:
                 continue
             log.info("Export job %s cancelled.", job_id)
             return job, True
-        raise JobConflict(f"job {job_id} changed on every one of 20 attempts to cancel it")
 
     async def while_running(self, job_id: str, work: Coroutine[Any, Any, T]) -> T:
         """Runs `work` while the job's row says running. Once it says otherwise (cancelled, or

@@ -270,8 +270,7 @@ class AdaptiveLimiter:
                     self._learnt = True
                 self._spent()
         if retry_after is None:
-            ceiling = min(self._max_delay, self._base_delay * 2 ** (self._throttled_in_a_row - 1))
-            retry_after = random.uniform(ceiling / 2, ceiling)
+            retry_after = self._jittered(self._throttled_in_a_row)
         self._resume_at = max(self._resume_at, self._clock() + retry_after)
         return retry_after
 
@@ -290,10 +289,15 @@ class AdaptiveLimiter:
         Graph otherwise served): Retry-After, or exponential backoff with jitter. Unlike
         throttled(), nobody else pauses."""
         if retry_after is None:
-            ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-            retry_after = random.uniform(ceiling / 2, ceiling)
+            retry_after = self._jittered(attempt)
         budget.check(retry_after)
         await self._sleep(retry_after)
+
+    def _jittered(self, attempt: int) -> float:
+        """Exponential backoff for the nth attempt, capped, with "equal jitter" (half fixed,
+        half random) so that callers throttled together do not come back together."""
+        ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
 
     def now(self) -> float:
         return self._clock()

@@ -31,7 +31,7 @@ from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import ContainerClient
 
 from .exportrequest import ExportRequest
-from .jobs import Job, JobConflict, JobStore, utcnow
+from .jobs import Job, JobConflict, JobStore, attempts, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class SeriesStore:
         first run fixes it: `first()`, the newest run of a series that ran before
         definitions existed, else `wanted`; `redefine` replaces it), else the definition it
         is not."""
-        for _ in range(10):
+        for _ in attempts(f"defining series {name}"):
             found = await self.definition(name)
             entity = {"PartitionKey": DEFINITIONS, "RowKey": name, "by": orjson.dumps(by).decode()}
             try:
@@ -164,7 +164,6 @@ class SeriesStore:
                 return None
             except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                 continue  # another run fixed or changed it meanwhile: look again
-        raise JobConflict(f"the definition of series {name} changed on every attempt")
 
     async def get(self, name: str) -> SeriesState | None:
         try:

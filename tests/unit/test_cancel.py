@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -64,3 +65,25 @@ async def test_a_cancel_stops_the_work_mid_wait():
         await asyncio.wait_for(store.while_running("j", work()), timeout=10)
     await canceller
     assert reached == ["cancelled"]
+
+
+class EverMoving(OneJob):
+    """A row another writer moves on between every read and save (an ETag that never holds)."""
+
+    saves = 0
+
+    async def get(self, job_id: str) -> Job | None:
+        return dataclasses.replace(self.job)  # as read from the table: a change is not saved
+
+    async def save(self, row):  # type: ignore[override]
+        self.saves += 1
+        raise jobs.JobConflict("moved")
+
+
+async def test_a_row_that_moves_on_every_time_is_read_again_then_said():
+    store = EverMoving(Status.RUNNING)
+    with pytest.raises(jobs.JobConflict, match="cancelling job j: the row changed on every one"):
+        await store.cancel("j", reason="by a caller")
+    assert store.saves == jobs.ATTEMPTS
+    with pytest.raises(jobs.JobConflict, match="failing job j"):
+        await EverMoving(Status.RUNNING).fail("j", reason="broken")
