@@ -32,6 +32,7 @@ from .authmethods import LookupResult, api_missing
 from .blobsink import Stream, block_id, commit, stage
 from .clients import Clients
 from .columns import AuthMethods, ColumnContext, graph_select, resolve
+from .continuation import continue_later
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
@@ -414,11 +415,7 @@ class ChangesRun:
     async def _again(self, spent: budget.Budget) -> Outcome:
         """Out of time: the same run again in a new message, from the same deltaLink."""
         clients, job, part = self._clients, self._job, self._part
-        cap = clients.settings.failure_cap
-        if spent.outlasted(cap):
-            await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
-            return Outcome.FINISHED
-        if part.attempts >= MAX_ATTEMPTS:
+        if part.attempts >= MAX_ATTEMPTS and not spent.outlasted(clients.settings.failure_cap):
             await clients.jobs.fail(
                 job.id,
                 reason=f"The changes run ran out of time {part.attempts} times: reading the "
@@ -427,16 +424,18 @@ class ChangesRun:
                 "has not moved on).",
             )
             return Outcome.FINISHED
-        part.failing_since, part.last_error = spent.failing_since, spent.last_error
-        part.lease_owner = part.lease_until = None
-        pause = clients.graph.resume_in()
-        part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
-        await clients.jobs.save(part)
-        await clients.queue.send_message(
-            ExportMessage(job.id, part.index).encode(), visibility_timeout=pause or None
-        )
-        log.info("Export job %s: the changes run starts again in a new message.", job.id)
-        return Outcome.CONTINUED
+
+        async def save(pause: float) -> None:
+            part.failing_since, part.last_error = spent.failing_since, spent.last_error
+            part.lease_owner = part.lease_until = None
+            part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
+            await clients.jobs.save(part)
+
+        message = ExportMessage(job.id, part.index)
+        outcome = await continue_later(clients, message, spent, save=save)
+        if outcome is Outcome.CONTINUED:
+            log.info("Export job %s: the changes run starts again in a new message.", job.id)
+        return outcome
 
     async def _commit(self, link: str) -> Outcome:
         """Marks the job committing (a cancel saved first wins), commits the files, moves the

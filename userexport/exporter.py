@@ -16,6 +16,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from . import budget
 from .clients import Clients
 from .columns import SIGN_IN_ACTIVITY, Column, graph_expand, graph_select, resolve
+from .continuation import continue_later
 from .delta import ChangesRun, plan_delta
 from .filters import GraphQuery, to_graph_query
 from .finishing import finish_if_complete
@@ -188,17 +189,12 @@ async def _known_pace(clients: Clients, listing: str) -> Pace:
 
 async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outcome:
     """Graph kept failing while counting: plan again in a new message, or give up past the cap."""
-    cap = clients.settings.failure_cap
-    if spent.outlasted(cap):
-        await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
-        return Outcome.FINISHED
-    job.failing_since, job.last_error = spent.failing_since, spent.last_error
-    await _save_or_reload(clients, job)
-    pause = clients.graph.resume_in()  # the message waits out Graph's pause unseen
-    await clients.queue.send_message(
-        ExportMessage(job.id).encode(), visibility_timeout=pause or None
-    )
-    return Outcome.CONTINUED
+
+    async def save(_pause: float) -> None:
+        job.failing_since, job.last_error = spent.failing_since, spent.last_error
+        await _save_or_reload(clients, job)
+
+    return await continue_later(clients, ExportMessage(job.id), spent, save=save)
 
 
 async def _save_or_reload(clients: Clients, job: Job) -> Job:

@@ -30,6 +30,7 @@ from .blobsink import Stream, block_id, stage
 from .budget import gather_all
 from .clients import Clients
 from .columns import SIGN_IN_ACTIVITY, ColumnContext, graph_expand, graph_select, resolve
+from .continuation import continue_later
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import (
     DENY_AFTER,
@@ -366,29 +367,28 @@ class PartitionRun:
         self._saved_at = time.monotonic()
 
     async def _continue(self, spent: budget.Budget) -> Outcome:
-        """Saves, releases the partition, then queues its next message: a crash in between
-        leaves this message undeleted, so it comes back and carries on itself."""
-        clients, job = self._clients, self._job
-        cap = clients.settings.failure_cap
-        if spent.outlasted(cap):
+        """Saves and releases the partition, then queues its next message (continuation.py)."""
+
+        async def save(pause: float) -> None:
+            self._part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
             await self._save(release=True)
-            await clients.jobs.fail(job.id, reason=spent.cap_reason(cap))
-            return Outcome.FINISHED
-        # While Graph has every caller paused, the next message waits out the pause unseen;
-        # the row says until when, so the sweep does not take it for a lost one.
-        pause = clients.graph.resume_in()
-        self._part.resume_at = utcnow() + timedelta(seconds=pause) if pause else None
-        await self._save(release=True)
-        await clients.queue.send_message(
-            ExportMessage(job.id, self._part.index).encode(), visibility_timeout=pause or None
+
+        message = ExportMessage(self._job.id, self._part.index)
+        outcome = await continue_later(
+            self._clients,
+            message,
+            spent,
+            save=save,
+            before_failing=lambda: self._save(release=True),
         )
-        log.info(
-            "Job %s partition %d continues in a new message (%d users so far).",
-            job.id,
-            self._part.index,
-            self._progress.users,
-        )
-        return Outcome.CONTINUED
+        if outcome is Outcome.CONTINUED:
+            log.info(
+                "Job %s partition %d continues in a new message (%d users so far).",
+                self._job.id,
+                self._part.index,
+                self._progress.users,
+            )
+        return outcome
 
 
 TOKENS_OUTPACED = (
