@@ -27,7 +27,7 @@ from typing import Any
 
 from azure.storage.blob.aio import BlobClient
 
-from . import budget
+from . import budget, errorsfile
 from .authmethods import LookupResult, api_missing
 from .blobsink import Stream, block_id, commit, stage
 from .clients import Clients
@@ -486,7 +486,7 @@ class ChangesRun:
         job.user_count = counts.users
         job.error_count = len(self._errors) + len(self._notices)
         job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
-        job.reason = " ".join(row[5] for row in self._notices) or None
+        job.reason = errorsfile.reason(self._notices)
         job.finished_at = utcnow()
 
 

@@ -18,6 +18,7 @@ from .graph import EXPIRED_PAGE_TOKEN, NON_PREMIUM
 from .jobs import Partition
 
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
+MESSAGE = ERRORS_HEADER.index("message")
 # Refused lookups, with none allowed, before a partition stops asking: more than one page of
 # users (999, two lookups each), so no single page decides it.
 DENY_AFTER = 2000
@@ -34,6 +35,12 @@ DENIED_MESSAGE = (
     "Grant the app's managed identity the Microsoft Graph application permission "
     "UserAuthenticationMethod.Read.All (admin consent), then export again."
 )
+
+
+def reason(notices: Iterable[Sequence[str]]) -> str | None:
+    """A job's `reason`: the messages of its notices (rows said once for the whole job), each
+    saying what is missing from the CSV and what to do about it; None without notices."""
+    return " ".join(row[MESSAGE] for row in notices) or None
 
 
 def lookup_rows(failures: Iterable[LookupFailure], users: list[dict[str, Any]]) -> list[list[str]]:

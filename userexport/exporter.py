@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from . import budget
+from . import budget, errorsfile
 from .clients import Clients
 from .columns import SIGN_IN_ACTIVITY, Column, graph_expand, graph_select, resolve
 from .continuation import continue_later
@@ -77,7 +77,7 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
         job.plan, job.plan_counts, job.preflight, job.failing_since = plan, None, None, None
         if job.request.dry_run:  # ends with its plan and estimate: no partitions, no files
             job.status, job.finished_at = Status.ESTIMATED, utcnow()
-            job.reason = " ".join(row[5] for row in plan.notices) or None
+            job.reason = errorsfile.reason(plan.notices)
         job = await _save_or_reload(clients, job)
         if job.status is Status.ESTIMATED:
             log.info("Export job %s estimated (dry run): %s", job.id, plan.estimate)

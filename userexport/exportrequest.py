@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from typing import Any, Self
 
@@ -20,17 +20,6 @@ from .columns import (
 from .errors import InvalidRequest
 from .filters import parse_filter, to_graph_query
 
-FIELDS = (
-    "columns",
-    "filter",
-    "fileName",
-    "formulaGuard",
-    "dryRun",
-    "series",
-    "mode",
-    "snapshot",
-    "redefine",
-)
 MODES = ("full", "delta")
 ID_COLUMN = "objectId"  # what a delta run matches a snapshot's rows by
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
@@ -65,31 +54,27 @@ class ExportRequest:
         return f"{self.file_name.removesuffix('.csv')}-changes.csv"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "columns": list(self.columns),
-            "filter": self.filter,
-            "fileName": self.file_name,
-            "formulaGuard": self.formula_guard,
-            "dryRun": self.dry_run,
-            "series": self.series,
-            "mode": self.mode,
-            "snapshot": self.snapshot,
-            "redefine": self.redefine,
-        }
+        """The request as the API shows it and a job records it: its fields in camelCase."""
+        data = {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+        return {**data, "columns": list(self.columns)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
-        return cls(
-            tuple(data["columns"]),
-            data.get("filter"),
-            data["fileName"],
-            data["formulaGuard"],
-            data.get("dryRun", False),  # jobs recorded before dry runs existed
-            data.get("series"),
-            data.get("mode", "full"),
-            data.get("snapshot", False),
-            data.get("redefine", False),
-        )
+        """A recorded request; a field added since the job was recorded takes its default."""
+        values = {
+            f.name: data.get(_camel(f.name), None if f.default is MISSING else f.default)
+            for f in fields(cls)
+        }
+        return cls(**{**values, "columns": tuple(values["columns"])})
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+# The POST body's fields: ExportRequest's, so a new field is added there (and checked below).
+FIELDS = tuple(_camel(f.name) for f in fields(ExportRequest))
 
 
 def excerpt(value: Any, limit: int = 40) -> str:

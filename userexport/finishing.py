@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from . import errorsfile
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
 from .clients import Clients
 from .columns import resolve
@@ -97,7 +98,7 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
         error_blocks.append(block_id(Stream.NOTICES, 0, 0, 0))
         await stage(errors_blob, error_blocks[-1], encode_rows([], notices, with_header=False))
     for p in parts:
-        for epoch, rows, errors, held in p.checkpoint.segments:
+        for epoch, rows, errors, held in p.checkpoint.segments:  # Segment, in its order
             users_blocks += [block_id(Stream.CSV_ROWS, p.index, epoch, i) for i in range(rows)]
             error_blocks += [block_id(Stream.ERROR_ROWS, p.index, epoch, i) for i in range(errors)]
             if not denied:
@@ -119,5 +120,4 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     await commit(users_blob, users_blocks, file_name=file_name)
     await commit(errors_blob, error_blocks, file_name=job.request.errors_file_name)
     job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
-    # Each notice's message says what is missing from the CSV and what to do about it.
-    job.reason = " ".join(row[5] for row in notices) or None
+    job.reason = errorsfile.reason(notices)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 import orjson
 from azure.core import MatchConditions
@@ -104,6 +104,16 @@ class Plan:
         return bool(self.delta and self.delta.get("kind") == "changes")
 
 
+class Segment(NamedTuple):
+    """The blocks one owner of a partition (its epoch) staged, per stream: a block's id holds
+    its owner's epoch, so the commit takes exactly these. Stored as [epoch, rows, errors, held]."""
+
+    epoch: int
+    rows: int = 0  # CSV blocks
+    errors: int = 0  # errors-file blocks
+    held: int = 0  # errors-file blocks held apart until the job knows every lookup was refused
+
+
 @dataclass
 class Checkpoint:
     """How far a partition got: every user before `position` in prefixes[prefix] is staged,
@@ -111,9 +121,7 @@ class Checkpoint:
 
     prefix: int = 0  # index of the prefix being listed
     position: Position = field(default_factory=Position)  # in that prefix's listing
-    # [epoch, CSV blocks, error blocks, held error blocks] staged by each owner in turn: a
-    # block's id holds its owner's epoch, so the commit takes exactly these.
-    segments: list[list[int]] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)  # by each owner in turn
     users: int = 0
     errors: int = 0
     held_errors: int = 0  # rows kept apart until the job knows whether every lookup was refused
@@ -135,10 +143,19 @@ class Checkpoint:
     lookups_missing: str | None = None
     users_not_looked_up: int = 0
 
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "segments": [list(segment) for segment in self.segments]}
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
         data = {k: v for k, v in data.items() if k != "lookup_server_errors"}  # older rows
-        return cls(**{**data, "position": Position(**data.get("position", {}))})
+        return cls(
+            **{
+                **data,
+                "position": Position(**data.get("position", {})),
+                "segments": [Segment(*segment) for segment in data.get("segments", [])],
+            }
+        )
 
 
 class _Row:

@@ -43,7 +43,7 @@ from .errorsfile import (
 from .filters import to_graph_query, with_upn_prefix
 from .finishing import finish_if_complete
 from .graph import ID_BATCH, GraphError, ListingStep, Position, RawPage, UsersListing
-from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, utcnow
+from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Segment, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import CannotExport, limited_members, limited_members_reason
 
@@ -329,7 +329,7 @@ class PartitionRun:
         return any(p.checkpoint.lookups_succeeded for p in parts if p.index != self._part.index)
 
     async def _save_if_due(self) -> None:
-        staged = sum(segment[1] for segment in self._progress.segments)
+        staged = sum(segment.rows for segment in self._progress.segments)
         every = SLOW_PROGRESS_SECONDS if staged >= MANY_BLOCKS else PROGRESS_SECONDS
         if len(self._rows) >= BLOCK_BYTES or time.monotonic() - self._saved_at >= every:
             await self._save()
@@ -338,22 +338,24 @@ class PartitionRun:
         """Stages the buffers as blocks of this epoch and saves the checkpoint that lists them;
         raises JobConflict when another invocation has claimed the partition since."""
         part, epoch = self._part, self._part.epoch
-        segments = [list(s) for s in self._progress.segments]
-        if not segments or segments[-1][0] != epoch:
-            segments.append([epoch, 0, 0, 0])
+        segments = list(self._progress.segments)
+        if not segments or segments[-1].epoch != epoch:
+            segments.append(Segment(epoch))
         current = segments[-1]
         users_blob = self._clients.exports.get_blob_client(self._job.blob_name)
         errors_blob = self._clients.exports.get_blob_client(self._job.errors_blob_name)
-        streams = (  # the segment's slot that counts each stream's blocks
-            (Stream.CSV_ROWS, users_blob, bytes(self._rows), 1),
-            (Stream.ERROR_ROWS, errors_blob, _error_bytes(self._errors), 2),
-            (Stream.HELD_ROWS, errors_blob, _error_bytes(self._held), 3),
+        streams = (  # the segment's count of each stream's blocks
+            (Stream.CSV_ROWS, users_blob, bytes(self._rows), "rows"),
+            (Stream.ERROR_ROWS, errors_blob, _error_bytes(self._errors), "errors"),
+            (Stream.HELD_ROWS, errors_blob, _error_bytes(self._held), "held"),
         )
-        for kind, blob, data, slot in streams:
+        for kind, blob, data, count in streams:
             if data:
-                await stage(blob, block_id(kind, part.index, epoch, current[slot]), data)
-                current[slot] += 1
-        if current == [epoch, 0, 0, 0]:
+                staged = getattr(current, count)
+                await stage(blob, block_id(kind, part.index, epoch, staged), data)
+                current = current._replace(**{count: staged + 1})
+        segments[-1] = current
+        if current == Segment(epoch):
             segments.pop()
         part.checkpoint = replace(self._progress, segments=segments)
         part.lease_until = utcnow() + self._clients.settings.lease_seconds

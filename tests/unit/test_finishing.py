@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from userexport.exportrequest import ExportRequest
 from userexport.finishing import finish_if_complete
 from userexport.jobs import (
@@ -18,6 +20,7 @@ from userexport.jobs import (
     Partition,
     PartitionStatus,
     Plan,
+    Segment,
     Status,
 )
 from userexport.messages import Outcome
@@ -116,3 +119,13 @@ async def test_a_cancelled_job_is_never_committed():
     clients = FakeClients(FakeStore(job, [done(0, [[1, 2, 0, 0]], 5)], conflicts=0))
     assert await finish_if_complete(clients, "j") is Outcome.SKIPPED  # type: ignore[arg-type]
     assert clients.jobs.saved == [] and clients.exports.blobs == {}
+
+
+def test_a_checkpoint_is_stored_as_rows_already_written_hold_it():
+    """Segments are stored as [epoch, rows, errors, held], the shape rows already in tables
+    have: a row written before Segment existed reads back the same."""
+    stored = {"segments": [[3, 2, 1, 0], [5, 1, 0, 4]], "users": 9}
+    checkpoint = Checkpoint.from_json(stored)
+    assert checkpoint.segments == [Segment(3, 2, 1, 0), Segment(5, rows=1, held=4)]
+    assert checkpoint.segments[1].held == 4
+    assert orjson.loads(orjson.dumps(checkpoint.to_json()))["segments"] == stored["segments"]
