@@ -2,9 +2,9 @@
 
 One set per instance, even when many invocations start at once: one credential (one token
 cache), one connection pool per service, one adaptive limiter per Graph bucket (one picture of
-Graph's throttling, shared with the other instances through the jobs table: pace.py). Storage
+Graph's throttling, shared with the other instances through the jobs table: pacestore.py). Storage
 calls retry connection failures and server errors with exponential backoff (an Azurite
-restart, a storage blip); Graph's retries are the limiters' (graph.py).
+restart, a storage blip); Graph's retries are the limiters' (graph/).
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 from msgraph import GraphServiceClient
 
-from .authmethods import AuthMethodsReader
 from .blobsink import SasMinter
-from .graph import GraphReader
+from .graph import AdaptiveLimiter, AuthMethodsReader, GraphReader
 from .idempotency import IdempotencyStore
 from .jobs import JobStore
-from .limiter import AdaptiveLimiter
-from .pace import PaceStore
+from .pacestore import PaceStore
 from .series import SeriesStore
 from .settings import EXPORTS_CONTAINER, JOBS_QUEUE, JOBS_TABLE, POISON_QUEUE, Settings
 

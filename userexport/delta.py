@@ -28,7 +28,6 @@ from typing import Any
 from azure.storage.blob.aio import BlobClient
 
 from . import budget, errorsfile
-from .authmethods import LookupResult, api_missing
 from .blobsink import Stream, block_id, commit, stage
 from .clients import Clients
 from .columns import AuthMethods, ColumnContext, graph_select, resolve
@@ -36,7 +35,7 @@ from .continuation import continue_later
 from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
-from .graph import ID_BATCH, GraphError
+from .graph import ID_BATCH, GraphError, LookupResult, api_missing
 from .jobs import Job, JobConflict, JobStopped, Partition, Status, attempts, iso, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import CannotExport

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .authmethods import LookupFailure
 from .columns import SIGN_IN_ACTIVITY, Column
-from .graph import EXPIRED_PAGE_TOKEN, NON_PREMIUM
+from .graph import EXPIRED_PAGE_TOKEN, NON_PREMIUM, LookupFailure
 from .jobs import Partition
 
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]

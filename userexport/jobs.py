@@ -29,7 +29,6 @@ from azure.data.tables.aio import TableClient
 
 from .columns import lookups, resolve
 from .exportrequest import ExportRequest
-from .graph import Position
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,8 @@ class Checkpoint:
     in the blocks that `segments` lists and no others."""
 
     prefix: int = 0  # index of the prefix being listed
-    position: Position = field(default_factory=Position)  # in that prefix's listing
+    # Where that prefix's listing stands: a graph.Position's fields (storage keeps no Graph type)
+    position: dict[str, Any] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)  # by each owner in turn
     users: int = 0
     errors: int = 0
@@ -152,7 +152,6 @@ class Checkpoint:
         return cls(
             **{
                 **data,
-                "position": Position(**data.get("position", {})),
                 "segments": [Segment(*segment) for segment in data.get("segments", [])],
             }
         )

@@ -20,12 +20,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 from typing import Any
 
 from . import budget
-from .authmethods import LookupResult, LookupsCutShort, api_missing
 from .blobsink import Stream, block_id, stage
 from .budget import gather_all
 from .clients import Clients
@@ -42,7 +41,17 @@ from .errorsfile import (
 )
 from .filters import to_graph_query, with_upn_prefix
 from .finishing import finish_if_complete
-from .graph import ID_BATCH, GraphError, ListingStep, Position, RawPage, UsersListing
+from .graph import (
+    ID_BATCH,
+    GraphError,
+    ListingStep,
+    LookupResult,
+    LookupsCutShort,
+    Position,
+    RawPage,
+    UsersListing,
+    api_missing,
+)
 from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Segment, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import CannotExport, limited_members, limited_members_reason
@@ -142,7 +151,7 @@ class PartitionRun:
                     expand=self._expand,
                     query=with_upn_prefix(self._query, prefixes[self._progress.prefix]),
                 )
-                position = self._progress.position
+                position = self._position
                 try:
                     if ahead is not None and ahead[0] == position:
                         step = listing.step(position, await ahead[1])
@@ -184,11 +193,9 @@ class PartitionRun:
             await self._save_if_due()
             budget.check()  # past the deadline: stop mid-page, at this position
         self._errors += note
-        self._progress = replace(self._progress, position=step.next)
+        self._progress = replace(self._progress, position=asdict(step.next))
         if step.next.done:  # this prefix is listed; on to the next one
-            self._progress = replace(
-                self._progress, prefix=self._progress.prefix + 1, position=Position()
-            )
+            self._progress = replace(self._progress, prefix=self._progress.prefix + 1, position={})
         await self._save_if_due()
         budget.check()
 
@@ -205,12 +212,12 @@ class PartitionRun:
         listed = self._sign_in == "listing"
         self._sign_in = None
         self._select = graph_select(self._columns, sign_in=False)
-        position = self._progress.position
+        position = self._position
         if listed and position.started:
             position = Position(
                 skip=position.written, written=position.written, last_id=position.last_id
             )
-        self._progress = replace(self._progress, position=position, sign_in_stopped=True)
+        self._progress = replace(self._progress, position=asdict(position), sign_in_stopped=True)
 
     async def _read_sign_ins(self, users: list[dict[str, Any]]) -> set[str]:
         """signInActivity of users listed without it (Plan.sign_in "byId"), into their dicts;
@@ -291,7 +298,7 @@ class PartitionRun:
         self._held += held
         self._progress = replace(
             progress,
-            position=at.after(users),
+            position=asdict(at.after(users)),
             relists=0,
             users=progress.users + len(users),
             errors=progress.errors + len(errors),
@@ -322,7 +329,12 @@ class PartitionRun:
             self._progress = replace(self._progress, lookups_stopped=True)
         if cut_short:
             raise cut_short
-        return self._progress.position
+        return self._position
+
+    @property
+    def _position(self) -> Position:
+        """Where the listing of the current prefix stands (the checkpoint keeps its fields)."""
+        return Position(**self._progress.position)
 
     async def _others_allowed(self) -> bool:
         parts = await self._clients.jobs.partitions(self._job.id)

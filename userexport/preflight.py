@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .authmethods import api_missing
 from .columns import (
     ALL_METHODS,
     EMAIL_METHODS,
@@ -32,10 +31,10 @@ from .columns import (
 from .errorsfile import methods_missing_row, sign_in_columns
 from .exportrequest import ExportRequest
 from .filters import GraphQuery, Scope, to_graph_query
-from .graph import NON_PREMIUM, GraphError, GraphReader
+from .graph import NON_PREMIUM, GraphError, GraphReader, api_missing
 
 # How long the sign-in check retries Graph's "no premium licence" before it believes it: a few
-# answers (backoff of about 1, 2, 4 s), since premium tenants get it now and then (graph.py).
+# answers (backoff of about 1, 2, 4 s), since premium tenants get it now and then (graph/reader.py).
 SIGN_IN_CHECK_SECONDS = 6.0
 _ALL_USERS = GraphQuery(None, False)
 _SCOPE_FIELDS = {"group": "filter.group", "administrativeUnit": "filter.administrativeUnit"}

@@ -9,9 +9,13 @@ import pytest
 from kiota_abstractions.request_information import RequestInformation
 
 from userexport import budget
-from userexport.authmethods import AuthMethodsReader, LookupsCutShort
-from userexport.graph import GraphError, GraphReader
-from userexport.limiter import AdaptiveLimiter
+from userexport.graph import (
+    AdaptiveLimiter,
+    AuthMethodsReader,
+    GraphError,
+    GraphReader,
+    LookupsCutShort,
+)
 
 
 class FakeGraph:

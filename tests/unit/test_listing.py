@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from userexport.filters import GraphQuery
-from userexport.graph import EXPIRED_PAGE_TOKEN, GraphError, Position, UsersListing, UsersPage
+from userexport.graph import (
+    EXPIRED_PAGE_TOKEN,
+    GraphError,
+    Position,
+    RawPage,
+    UsersListing,
+    UsersPage,
+)
 
 PAGES = {
     None: UsersPage([{"id": "a"}, {"id": "b"}], "p2"),
@@ -17,11 +24,23 @@ PAGES = {
 }
 
 
+class Pace:
+    """The page's bucket: what the listing told it (users, seconds) for each page."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[int, float]] = []
+
+    def listed(self, users: int, seconds: float) -> None:
+        self.told.append((users, seconds))
+
+
 class Fetched:
     """A page as fetched (graph.RawPage), parsed on its turn."""
 
+    seconds = 0.25
+
     def __init__(self, page: UsersPage) -> None:
-        self.page = page
+        self.page, self.limiter = page, Pace()
 
     def parse(self) -> UsersPage:
         return self.page
@@ -55,6 +74,15 @@ async def read_all(position: Position) -> tuple[list[str], list[bool]]:
 
 async def test_a_listing_from_the_start_reads_every_page():
     assert await read_all(Position()) == (["a", "b", "c", "d", "e"], [False] * 3)
+
+
+async def test_parsing_a_page_tells_nobody_the_listing_tells_its_bucket():
+    raw = RawPage(b'{"value": [{"id": "a"}], "@odata.nextLink": "p2"}', 0.5, Pace())  # type: ignore[arg-type]
+    assert raw.parse() == UsersPage([{"id": "a"}], "p2")
+    assert raw.limiter.told == []  # type: ignore[attr-defined]
+    fetched = Fetched(PAGES[None])
+    listing().step(Position(), fetched)  # type: ignore[arg-type]
+    assert fetched.limiter.told == [(len(PAGES[None].users), Fetched.seconds)]
 
 
 @pytest.mark.parametrize(

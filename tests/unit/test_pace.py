@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from userexport.limiter import BURST, CEILING, AdaptiveLimiter
-from userexport.pace import SharedPace
+from userexport.graph import SharedPace
+from userexport.graph.limiter import BURST, CEILING, AdaptiveLimiter
 
 from .test_authmethods import FakeClock
 

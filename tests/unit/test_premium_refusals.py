@@ -11,8 +11,7 @@ from azure.core.credentials import AccessToken
 from msgraph import GraphServiceClient
 
 from userexport import budget
-from userexport.graph import NON_PREMIUM, GraphError, GraphReader
-from userexport.limiter import AdaptiveLimiter
+from userexport.graph import NON_PREMIUM, AdaptiveLimiter, GraphError, GraphReader
 
 REFUSED = GraphError(403, NON_PREMIUM, "Neither tenant is B2C or tenant doesn't have premium")
 

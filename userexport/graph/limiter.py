@@ -18,7 +18,7 @@ an exponential backoff with jitter), so parallel batches do not stampede a spent
 errors pause and halve the same way, but teach no rate: an outage says nothing about a budget.
 Every wait counts against the invocation's time budget (budget.check).
 
-With a PaceStore (pace.py), the limiter shares its bucket with the other instances: before its
+With a PaceBoard (pace.py), the limiter shares its bucket with the other instances: before its
 first request and every few seconds while it sends, it publishes its pace, reads the bucket's
 learnt rate and how many instances draw on it, and keeps to its share; what it learns about the
 bucket it writes back, so an instance that starts later starts at the known pace.
@@ -34,12 +34,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
-from . import budget
-
-if TYPE_CHECKING:
-    from .pace import PaceStore
+from .. import budget
+from .pace import PaceBoard
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ CEILING = 1.25  # an instance goes at most this far over its share of the learnt
 
 
 def _forget(task: asyncio.Future[None]) -> None:
-    """A background sync's outcome: its failures are storage's, already logged (pace.py)."""
+    """A background sync's outcome: its failures are storage's, already logged (pacestore.py)."""
     if not task.cancelled():
         task.exception()
 
@@ -94,7 +91,7 @@ class AdaptiveLimiter:
         self,
         *,
         bucket: str = "listing",
-        shared: PaceStore | None = None,
+        shared: PaceBoard | None = None,
         initial: int = 4,
         minimum: int = 1,
         maximum: int = 64,

@@ -3,18 +3,12 @@
 The SDK keeps its auth provider and error mapping; we skip its Kiota models (about 4-5 ms per
 user) and parse the bytes with orjson instead. Its retry middleware is off for our requests:
 every retry goes through the shared adaptive limiter and the invocation's time budget.
-
-UsersListing walks one listing page by page from a Position a checkpoint can keep: the page
-to read, how many of its users were already written, and what to check when passing over them
-(after an expired page token the listing starts again and passes over what was written).
 """
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,107 +21,20 @@ from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryH
 from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
-from . import budget
-from .filters import GraphQuery, Scope
-from .limiter import AdaptiveLimiter, about_budget, used_share
+from .. import budget
+from ..filters import Scope
+from .errors import GraphError, resource_units
+from .limiter import AdaptiveLimiter, used_share
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
 SIGN_IN_PAGE_SIZE = 120  # ... and with signInActivity selected (user-list example 11)
 # ... and with $expand: "Max page size with $expand is 100" (microsoft-graph-docs PR #21506;
 # whether a larger $top is capped or refused is not documented, so it is never asked).
 EXPAND_PAGE_SIZE = 100
-EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
-# Graph's answer to signInActivity in a tenant without Entra ID P1/P2, which premium tenants
-# also get "occasionally" (9 times in 10 for one reporter: microsoft-graph-docs #14118,
-# microsoft-graph-docs-contrib #3033): retried for USEREXPORT_STORM_SECONDS before believed.
-NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 # Ids in one `$filter=id in (...)`: "limited to 15 expressions in the filter clause by default"
 # (microsoft-graph-docs-contrib concepts/includes/known-issues/query-parameters.md).
 ID_BATCH = 15
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
-
-
-class GraphError(Exception):
-    """Graph answered with an error after the SDK's retries."""
-
-    def __init__(
-        self,
-        status: int | None,
-        code: str,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        used: float | None = None,
-        budget: bool = True,
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        self.used = used  # x-ms-throttle-limit-percentage of a 429, when Graph sent it
-        self.budget = budget  # a 429 about the resource-unit budget (limiter.about_budget)
-
-    @property
-    def transient(self) -> bool:
-        """Worth another attempt later: throttling, timeouts, server errors, lost connections,
-        and 424 Failed Dependency (json-batching.md: a batch's request failed because another
-        did)."""
-        return self.status is None or self.status in (408, 424, 429) or self.status >= 500
-
-    @property
-    def premium_refused(self) -> bool:
-        """Graph's "no Entra ID P1/P2" for signInActivity, which it may not mean (NON_PREMIUM)."""
-        return self.status == 403 and self.code == NON_PREMIUM
-
-    @property
-    def summary(self) -> str:
-        """What happened, fit to show a caller: no host names, no SDK dump."""
-        if self.status is None:
-            return f"Microsoft Graph could not be reached ({self.code})"
-        return f"Microsoft Graph answered {self.status} {self.code}"
-
-    @classmethod
-    def from_api_error(cls, error: APIError) -> GraphError:
-        status = getattr(error, "response_status_code", None)
-        code, message = "unknown", str(error.message or error)
-        main = getattr(error, "error", None)
-        if main is not None:
-            code = main.code or code
-            message = main.message or message
-        headers = error.response_headers
-        return cls(
-            status,
-            code,
-            message,
-            retry_after=retry_after_seconds(headers),
-            used=used_share(headers),
-            budget=about_budget(headers),
-        )
-
-
-def resource_units(headers: Mapping[str, str] | None) -> int:
-    """x-ms-resource-unit: what the request cost (1 when Graph did not say)."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "x-ms-resource-unit":
-            try:
-                return max(1, int(float(value)))
-            except (TypeError, ValueError):
-                return 1
-    return 1
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds a Retry-After header asks to wait (any casing); None when absent or not a number
-    (an HTTP date is rare from Graph: backing off instead is safe)."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except (TypeError, ValueError):
-                return None
-            return min(max(0.0, seconds), 3600.0) if math.isfinite(seconds) else None
-    return None
 
 
 def page_size(select: list[str], expand: list[str] | None) -> int:
@@ -152,10 +59,12 @@ class RawPage:
     limiter: AdaptiveLimiter  # its bucket's, which learns the seconds per user
 
     def parse(self) -> UsersPage:
+        """The page's users and links; no side effect (UsersListing tells the limiter how
+        long the page took per user)."""
         body = orjson.loads(self.body) if self.body else {}
-        users = body.get("value", [])
-        self.limiter.listed(len(users), self.seconds)
-        return UsersPage(users, body.get("@odata.nextLink"), body.get("@odata.count"))
+        return UsersPage(
+            body.get("value", []), body.get("@odata.nextLink"), body.get("@odata.count")
+        )
 
 
 class GraphReader:
@@ -418,101 +327,3 @@ def _query_parameters(builder: BaseRequestBuilder, **values: Any) -> Any:
     """The builder's own GET query-parameter class (it maps select to $select, and so on)."""
     name = type(builder).__name__
     return getattr(type(builder), f"{name}GetQueryParameters")(**values)
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a listing stands, as a checkpoint keeps it."""
-
-    link: str | None = None  # the page to read next; None: the listing's first page
-    started: bool = False  # a page was read, so a None link means the listing is done
-    skip: int = 0  # users at the head of that page already written (or to pass over)
-    written: int = 0  # users of this listing written so far
-    last_id: str | None = None  # the last user written, to check a passing over against
-
-    @property
-    def done(self) -> bool:
-        return self.started and self.link is None
-
-    def after(self, users: list[dict[str, Any]]) -> Position:
-        """The position once these users, read at this one, are written too."""
-        if not users:
-            return self
-        return replace(
-            self,
-            skip=self.skip + len(users),
-            written=self.written + len(users),
-            last_id=users[-1]["id"],
-        )
-
-
-@dataclass(frozen=True)
-class ListingStep:
-    users: list[dict[str, Any]]  # the page's users not written yet (none while passing over)
-    at: Position  # the position of users[0]
-    next: Position  # the position after the whole page
-    changed: bool = False  # passing over did not end on the last user written
-    relisted: bool = False  # the page token had expired: the listing starts again
-
-
-class UsersListing:
-    """One listing (a filter, $select, $expand), read a page at a time from a Position."""
-
-    def __init__(
-        self,
-        graph: GraphReader,
-        *,
-        select: list[str],
-        expand: list[str] | None,
-        query: GraphQuery,
-    ) -> None:
-        self._graph = graph
-        self._query = {
-            "select": select,
-            "expand": expand,
-            "filter": query.filter,
-            "advanced": query.advanced,
-            "scope": query.scope,
-            "page_size": page_size(select, expand),
-        }
-
-    async def read(self, position: Position) -> ListingStep:
-        """Reads the page at `position`. An expired page token gives a step that starts the
-        listing again, to pass over the users written so far (Graph lists in a stable order);
-        each page passed over is a step of its own, so a long relist checkpoints like any."""
-        return self.step(position, await self.fetch(position))
-
-    async def fetch(self, position: Position) -> RawPage | None:
-        """The page at `position` as Graph sent it; None when its page token expired."""
-        link = position.link if position.started else None
-        try:
-            return await self._graph.users_page_bytes(next_link=link, **self._query)
-        except GraphError as error:
-            if error.code != EXPIRED_PAGE_TOKEN or link is None:
-                raise
-            return None
-
-    def step(self, position: Position, fetched: RawPage | None) -> ListingStep:
-        """The step a page fetched at `position` makes (see read)."""
-        if fetched is None:
-            written, last_id = position.written, position.last_id
-            again = Position(skip=written, written=written, last_id=last_id)
-            return ListingStep([], again, again, relisted=True)
-        page = fetched.parse()
-        skip = min(position.skip, len(page.users))
-        rest = position.skip - skip  # still to pass over on the pages after this one
-        changed = False
-        if skip and not rest:  # passing over ends in this page: on the last user written?
-            changed = page.users[skip - 1]["id"] != position.last_id
-        elif rest and not page.next_link:  # the listing ended before the users written
-            changed, rest = True, 0
-        users = page.users[skip:]
-        at = replace(position, skip=skip)
-        following = Position(
-            page.next_link,
-            started=True,
-            skip=rest,
-            written=position.written + len(users),
-            last_id=users[-1]["id"] if users else position.last_id,
-        )
-        return ListingStep(users, at, following, changed)

@@ -23,9 +23,10 @@ import orjson
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
-from . import budget
-from .graph import GraphError, GraphReader, retry_after_seconds
+from .. import budget
+from .errors import GraphError, retry_after_seconds
 from .limiter import AdaptiveLimiter, about_budget, used_share
+from .reader import GraphReader
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch
 THROTTLED = 429

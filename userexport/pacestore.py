@@ -1,4 +1,4 @@
-"""What every instance knows about Graph's budget, shared through the jobs table.
+"""The board the instances share Graph's pace on (graph/pace.py), kept in the jobs table.
 
 Graph's throttling budget is per app and tenant, whatever the number of instances: on Flex
 Consumption a big export runs on many at once. Each Graph bucket the app draws on ("listing",
@@ -15,13 +15,14 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
+
+from .graph.pace import SharedPace
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,9 @@ def instance_id() -> str:
     return os.environ.get("WEBSITE_INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-@dataclass(frozen=True)
-class SharedPace:
-    """What the rows said when last read."""
-
-    bucket_rate: float | None  # RU per second the bucket served everyone; None: not learnt
-    instances: int  # active instances drawing on the bucket, this one included
-    paces: float = 0.0  # the paces of the active instances together (RU per second)
-    seconds_per_user: float | None = None  # listing only: how long a page takes per user
-
-    def share(self) -> float | None:
-        """This instance's share of the bucket's rate."""
-        return self.bucket_rate / self.instances if self.bucket_rate else None
-
-
 class PaceStore:
-    """The rows of one tenant; every call is best effort (a storage blip only costs sharing)."""
+    """The rows of one tenant, a PaceBoard; every call is best effort (a storage blip only
+    costs sharing)."""
 
     def __init__(self, table: TableClient, *, tenant: str, instance: str | None = None) -> None:
         self._table, self._tenant = table, tenant

@@ -1,0 +1,47 @@
+"""Microsoft Graph, as the export reads it: one package for every request the app sends.
+
+- reader.py: GraphReader, users through msgraph-sdk's request adapter as raw JSON pages;
+- listing.py: UsersListing and its Position, a listing a checkpoint can resume;
+- authmethods.py: the authentication methods, in $batches;
+- errors.py: GraphError and what the headers of an answer say;
+- limiter.py: one bucket's adaptive limiter; pace.py: what it shares with other instances.
+
+It imports no storage and no export step: the shared pace is kept by whoever gives the limiter
+a PaceBoard (userexport/pacestore.py).
+"""
+
+from .authmethods import (
+    AuthMethodsReader,
+    LookupFailure,
+    LookupResult,
+    LookupsCutShort,
+    api_missing,
+)
+from .errors import EXPIRED_PAGE_TOKEN, NON_PREMIUM, GraphError, retry_after_seconds
+from .limiter import AdaptiveLimiter
+from .listing import ListingStep, Position, UsersListing
+from .pace import PaceBoard, SharedPace
+from .reader import ID_BATCH, GraphReader, RawPage, UsersPage, page_size
+
+__all__ = [
+    "EXPIRED_PAGE_TOKEN",
+    "ID_BATCH",
+    "NON_PREMIUM",
+    "AdaptiveLimiter",
+    "AuthMethodsReader",
+    "GraphError",
+    "GraphReader",
+    "ListingStep",
+    "LookupFailure",
+    "LookupResult",
+    "LookupsCutShort",
+    "PaceBoard",
+    "Position",
+    "RawPage",
+    "SharedPace",
+    "UsersListing",
+    "UsersPage",
+    "api_missing",
+    "page_size",
+    "retry_after_seconds",
+]
