@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --mode delta: also rebuild the full CSV from the last one and the changes",
     )
+    start.add_argument(
+        "--redefine",
+        action="store_true",
+        help="with --series: change the series' definition (columns, filter, mode, formula "
+        "guard, snapshot) to this run's on purpose; its latest and retention then go by it",
+    )
     start.add_argument("--wait", action="store_true", help="follow the export until it ends")
     add_wait_flags(start)
 

@@ -35,6 +35,7 @@ FIELD_FLAGS = {
     "series": "--series",
     "mode": "--mode",
     "snapshot": "--snapshot",
+    "redefine": "--redefine",
 }
 _FIELD_HEAD = re.compile(r"[A-Za-z-]+")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
@@ -64,6 +65,8 @@ def export_body(args: argparse.Namespace) -> dict[str, Any]:
         body["mode"] = args.mode
     if getattr(args, "snapshot", False):
         body["snapshot"] = True
+    if getattr(args, "redefine", False):
+        body["redefine"] = True
     return body
 
 

@@ -1,7 +1,7 @@
 """The CLI with series, delta mode and snapshots, against the real local stack (Azurite, the
 simulated tenant changed through Graph's own write APIs, devhost): `start --series --mode delta
---snapshot --out` twice, then without --snapshot, `latest --series --out`, and the app's refusals
-of the new fields, each naming its flag."""
+--snapshot --out` twice, then without --snapshot (refused until --redefine), `latest --series
+--out`, and the app's refusals of the new fields, each naming its flag."""
 
 from __future__ import annotations
 
@@ -131,8 +131,13 @@ def test_a_delta_series_start_twice_then_latest(cli: Cli, tenant: TenantWriter, 
     assert again.returncode == 2 and "--force" in again.stderr, again.stderr
 
     # Without --snapshot a run of changes has no full CSV: the changes file is the last line.
+    # The series was defined with --snapshot: another definition is refused, naming --series,
+    # until --redefine says it is on purpose.
     tenant.update_user(updated, displayName="Cli Delta Renamed Again")
-    third = cli(*START, "--file-name", "hr.csv", "--out", str(third_out))
+    refused = cli(*START, "--file-name", "hr.csv", "--out", str(third_out))
+    assert refused.returncode == 2 and "--series" in refused.stderr, refused.stderr
+    assert "snapshot" in refused.stderr and "redefine" in refused.stderr
+    third = cli(*START, "--redefine", "--file-name", "hr.csv", "--out", str(third_out))
     assert third.returncode == 0, third.stderr
     assert Path(third.last_line) == (third_out / "hr-changes.csv").resolve()
     assert sorted(p.name for p in third_out.iterdir()) == ["hr-changes.csv", "hr-errors.csv"]
