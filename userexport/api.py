@@ -403,7 +403,7 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
         if job.plan.estimate:
             body["estimate"] = job.plan.estimate
         if job.plan.delta:
-            body["delta"] = {k: v for k, v in job.plan.delta.items() if k != "link"}
+            body["delta"] = job.plan.delta.shown()
     failing = [(job.failing_since, job.last_error)]
     if job.status is Status.RUNNING and job.plan is not None:
         parts = await clients.jobs.partitions(job.id)

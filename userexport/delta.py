@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -36,7 +36,17 @@ from .csvfile import CsvEncoder, encode_rows
 from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
 from .graph import ID_BATCH, GraphError, LookupResult, api_missing
-from .jobs import Job, JobConflict, JobStopped, Partition, Status, attempts, iso, utcnow
+from .jobs import (
+    DeltaPlan,
+    Job,
+    JobConflict,
+    JobStopped,
+    Partition,
+    Status,
+    attempts,
+    iso,
+    utcnow,
+)
 from .messages import ExportMessage, Outcome
 from .preflight import CannotExport
 from .series import SeriesState
@@ -81,7 +91,7 @@ class Resync(Exception):
 
 async def plan_delta(
     clients: Clients, job: Job, *, select: list[str], notices: list[list[str]]
-) -> dict[str, Any]:
+) -> DeltaPlan:
     """The delta run's kind, why, and the deltaLink it starts from (a changes run) or takes over
     once it has committed (a full run). A deltaLink Graph gave up adds a row to `notices`."""
     request = job.request
@@ -97,13 +107,13 @@ async def plan_delta(
             reason = _resync_reason(error)
             notices.append(["", "", "users/delta", str(error.status or ""), error.code, reason])
     if state is not None and reason is None:
-        return {
-            "kind": "changes",
-            "reason": f"The changes since run {state.snapshot_job}.",
-            "since": state.snapshot_job,
-            "link": state.delta_link,
-            "authenticationColumnsFrom": {"jobId": state.full_job, "at": iso(state.full_at)},
-        }
+        return DeltaPlan(
+            kind="changes",
+            reason=f"The changes since run {state.snapshot_job}.",
+            since=state.snapshot_job,
+            link=state.delta_link,
+            authentication_columns_from={"jobId": state.full_job, "at": iso(state.full_at)},
+        )
     # Taken before the listing: a change made while it lists is read again by the next run.
     try:
         latest = await clients.graph.users_delta(select=select)
@@ -118,13 +128,13 @@ async def plan_delta(
             f"{error.message}). Leave out the columns that read the properties it names "
             '(docs/columns.md), or use "mode": "full".'
         ) from None
-    return {
-        "kind": "full",
-        "reason": reason,
-        "since": state.snapshot_job if state else None,
-        "link": latest["@odata.deltaLink"],
-        "authenticationColumnsFrom": {"jobId": job.id, "at": iso(job.started_at)},
-    }
+    return DeltaPlan(
+        kind="full",
+        reason=reason,
+        since=state.snapshot_job if state else None,
+        link=latest["@odata.deltaLink"],
+        authentication_columns_from={"jobId": job.id, "at": iso(job.started_at)},
+    )
 
 
 def _resync_reason(error: GraphError) -> str:
@@ -203,7 +213,7 @@ class ChangesRun:
         self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
         self._id_at = list(job.request.columns).index(ID_COLUMN)
         self._select = graph_select(self._columns)  # what a changed user's item may carry
-        self._source = clients.exports.get_blob_client(f"{self._delta['since']}/users.csv")
+        self._source = clients.exports.get_blob_client(f"{self._delta.since}/users.csv")
         self._counts = Counts()
         self._notices: list[list[str]] = list(plan.notices)
         self._errors: list[list[str]] = []
@@ -244,10 +254,10 @@ class ChangesRun:
         """Reads the changes, then stages the three files; the deltaLink after the changes."""
         if not await self._source.exists():  # before any Graph request
             raise SnapshotUnusable(
-                f"The snapshot this run builds on (run {self._delta['since']}) is gone. Start "
+                f"The snapshot this run builds on (run {self._delta.since}) is gone. Start "
                 "the export again: the series' next run lists the tenant in full."
             )
-        changes = await read_changes(self._clients, self._delta["link"])
+        changes = await read_changes(self._clients, self._delta.link)
         users = list(changes.users.values())
         found = await self._look_up(users)
         self._errors += lookup_rows(found.failures, users)
@@ -306,7 +316,7 @@ class ChangesRun:
         records = _records((await self._source.download_blob()).chunks())
         if await anext(records, None) != header:
             raise SnapshotUnusable(
-                f"The snapshot this run builds on (run {self._delta['since']}) has other columns "
+                f"The snapshot this run builds on (run {self._delta.since}) has other columns "
                 "than this export. Start the export again: the series' next run lists in full."
             )
         keep_auth = failed | self._kept
@@ -458,7 +468,7 @@ class ChangesRun:
             for name, blocks, file_name in zip(names, self._blocks.values(), files, strict=True):
                 await commit(clients.exports.get_blob_client(name), blocks, file_name=file_name)
             try:
-                await clients.series.advance(job, delta_link=link, planned_on=self._delta["since"])
+                await clients.series.advance(job, delta_link=link, planned_on=self._delta.since)
             except JobConflict as moved:
                 job.status = Status.FAILED
                 job.reason = (
@@ -481,7 +491,9 @@ class ChangesRun:
     def _outcome(self, job: Job) -> None:
         counts = self._counts
         assert job.plan is not None and job.plan.delta is not None
-        job.plan.delta.update(added=counts.added, updated=counts.updated, removed=counts.removed)
+        job.plan.delta = replace(
+            job.plan.delta, added=counts.added, updated=counts.updated, removed=counts.removed
+        )
         job.user_count = counts.users
         job.error_count = len(self._errors) + len(self._notices)
         job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED

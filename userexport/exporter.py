@@ -116,9 +116,9 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
     delta = None
     if job.request.delta:
         delta = await plan_delta(clients, job, select=select, notices=checked.notices)
-    if delta is not None and delta["kind"] == "changes":
+    if delta is not None and delta.kind == "changes":
         # One partition reads the changes and rebuilds the snapshot (delta.ChangesRun).
-        previous = await clients.jobs.get(delta["since"])
+        previous = await clients.jobs.get(delta.since)
         plan = Plan([[""]], estimated_total=previous.user_count if previous else None)
         plan.skus, plan.notices, plan.lookups, plan.delta = (
             checked.skus,

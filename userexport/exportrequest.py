@@ -55,26 +55,27 @@ class ExportRequest:
 
     def to_json(self) -> dict[str, Any]:
         """The request as the API shows it and a job records it: its fields in camelCase."""
-        data = {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+        data = {camel_case(f.name): getattr(self, f.name) for f in fields(self)}
         return {**data, "columns": list(self.columns)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         """A recorded request; a field added since the job was recorded takes its default."""
         values = {
-            f.name: data.get(_camel(f.name), None if f.default is MISSING else f.default)
+            f.name: data.get(camel_case(f.name), None if f.default is MISSING else f.default)
             for f in fields(cls)
         }
         return cls(**{**values, "columns": tuple(values["columns"])})
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
+    """A field's JSON name: file_name -> fileName."""
     head, *rest = name.split("_")
     return head + "".join(word.title() for word in rest)
 
 
 # The POST body's fields: ExportRequest's, so a new field is added there (and checked below).
-FIELDS = tuple(_camel(f.name) for f in fields(ExportRequest))
+FIELDS = tuple(camel_case(f.name) for f in fields(ExportRequest))
 
 
 def excerpt(value: Any, limit: int = 40) -> str:

@@ -11,7 +11,6 @@ retried, never taken for a twin's success.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from . import errorsfile
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
@@ -25,7 +24,16 @@ from .errorsfile import (
     methods_missing_everywhere,
     sign_in_stopped_row,
 )
-from .jobs import Job, JobConflict, Partition, PartitionStatus, Status, attempts, utcnow
+from .jobs import (
+    DeltaPlan,
+    Job,
+    JobConflict,
+    Partition,
+    PartitionStatus,
+    Status,
+    attempts,
+    utcnow,
+)
 from .messages import Outcome
 
 log = logging.getLogger(__name__)
@@ -63,10 +71,10 @@ async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
         return Outcome.FINISHED
 
 
-async def _advance_series(clients: Clients, job: Job, delta: dict[str, Any]) -> None:
+async def _advance_series(clients: Clients, job: Job, delta: DeltaPlan) -> None:
     """A delta series' full run, committed: its CSV is the snapshot the next run builds on."""
     try:
-        await clients.series.advance(job, delta_link=delta["link"], planned_on=delta["since"])
+        await clients.series.advance(job, delta_link=delta.link, planned_on=delta.since)
     except JobConflict as moved:
         note = (
             f"Another run of series {job.request.series} committed first ({moved}); this CSV is "

@@ -28,7 +28,7 @@ from azure.core.exceptions import (
 from azure.data.tables.aio import TableClient
 
 from .columns import lookups, resolve
-from .exportrequest import ExportRequest
+from .exportrequest import ExportRequest, camel_case
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,40 @@ class JobStopped(Exception):
     """The job is no longer running (cancelled, or failed elsewhere); its work stopped."""
 
 
+@dataclass(frozen=True)
+class DeltaPlan:
+    """A delta-mode job's run (delta.py, series.py), as the plan step chose it; recorded (and
+    shown, but its deltaLink) as camelCase JSON."""
+
+    kind: str  # "full" (lists the tenant, takes the series over) or "changes"
+    reason: str | None  # why this kind
+    since: str | None  # the run whose snapshot it builds on (a full run: the one it follows)
+    link: str  # the deltaLink a changes run starts from, or a full run takes over
+    authentication_columns_from: dict[str, Any] | None = None  # {"jobId", "at"}
+    # What a changes run found, once it has run
+    added: int | None = None
+    updated: int | None = None
+    removed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Its fields in camelCase; the counts only once known."""
+        counts = ("added", "updated", "removed")
+        return {
+            camel_case(f.name): getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in counts or getattr(self, f.name) is not None
+        }
+
+    def shown(self) -> dict[str, Any]:
+        """What the API shows: everything but the deltaLink, which is a credential of sorts."""
+        return {k: v for k, v in self.to_json().items() if k != "link"}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeltaPlan:
+        names = {camel_case(f.name): f.name for f in fields(cls)}
+        return cls(**{names[k]: v for k, v in data.items() if k in names})
+
+
 @dataclass
 class Plan:
     """How the listing is split: each partition lists the users whose UPN starts with one of
@@ -89,9 +123,7 @@ class Plan:
     estimate: dict[str, Any] | None = None
     # The authentication-method lists read per user (preflight's choice); None: the columns'.
     lookups: list[str] | None = None
-    # A delta-mode job's run (series.py): its kind ("full" or "changes"), why, the deltaLink
-    # it starts from (or takes over, for a full run), the run it follows, and its counts.
-    delta: dict[str, Any] | None = None
+    delta: DeltaPlan | None = None  # a delta-mode job's run (delta.py)
     # How signInActivity is read: "listing" (selected in the listing), "byId" (a plain query
     # by id beside a listing that cannot give it: an advanced query or a member list), or
     # None (no sign-in column, or Graph refused it: a notice says so).
@@ -100,7 +132,15 @@ class Plan:
     @property
     def changes(self) -> bool:
         """A run that reads the series' changes instead of listing the tenant."""
-        return bool(self.delta and self.delta.get("kind") == "changes")
+        return self.delta is not None and self.delta.kind == "changes"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "delta": self.delta.to_json() if self.delta else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        delta = data.get("delta")
+        return cls(**{**data, "delta": DeltaPlan.from_json(delta) if delta else None})
 
 
 class Segment(NamedTuple):
@@ -177,7 +217,7 @@ class _Row:
                 value = orjson.dumps(value).decode()
             elif isinstance(value, StrEnum):
                 value = value.value
-            entity[_camel(f.name)] = value
+            entity[camel_case(f.name)] = value
         return entity
 
     @classmethod
@@ -188,7 +228,7 @@ class _Row:
     def _values(cls, entity: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
         values = dict(known)
         for f in fields(cls):  # type: ignore[arg-type]
-            key = _camel(f.name)
+            key = camel_case(f.name)
             if key in entity and f.name not in values:
                 value = entity[key]
                 if f.name in cls._json_fields:
@@ -270,7 +310,7 @@ class Job(_Row):
         values["status"] = Status(values["status"])
         values["request"] = ExportRequest.from_json(values["request"])
         if values.get("plan") is not None:
-            values["plan"] = Plan(**values["plan"])
+            values["plan"] = Plan.from_json(values["plan"])
         return cls(**values)
 
 
@@ -327,11 +367,6 @@ T = TypeVar("T")
 
 def _partitions_key(job_id: str) -> str:
     return f"parts-{job_id}"
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 def new_job_id(now: datetime) -> str:

@@ -17,7 +17,7 @@ import pytest
 from devtools.stack import LocalStack
 from devtools.tenantsim.changes import TenantWriter
 from userexport.exportrequest import export_request
-from userexport.jobs import Job, JobConflict, Plan, Status, utcnow
+from userexport.jobs import DeltaPlan, Job, JobConflict, Plan, Status, utcnow
 from userexport.series import SeriesStore
 
 from .conftest import Storage, app_settings, download, running_stack, wait_for_export
@@ -273,7 +273,7 @@ async def test_a_series_moves_on_only_from_the_snapshot_its_run_was_planned_on(d
             )
 
             def run(job_id: str) -> Job:  # a changes run of the series, committed
-                plan = Plan([[""]], delta={"kind": "changes"})
+                plan = Plan([[""]], delta=DeltaPlan("changes", None, since=None, link=""))
                 return Job(job_id, Status.RUNNING, "http", utcnow(), request, plan=plan)
 
             async def advance(job_id: str, planned_on: str | None) -> None:

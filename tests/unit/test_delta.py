@@ -4,6 +4,7 @@ delta request may ask for."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -144,3 +145,24 @@ async def test_a_delta_run_is_a_full_one_when_the_series_cannot_build_on_its_sna
 
 async def test_a_delta_run_reads_changes_when_the_series_has_a_fresh_snapshot_of_its_columns():
     assert await _full_reason(_clients(), _job(), _state()) is None
+
+
+def test_a_delta_plan_is_stored_and_shown_as_before():
+    """Plan.delta is typed (DeltaPlan) but keeps the JSON rows already hold: camelCase keys,
+    counts only once a changes run has them; the API shows everything but the deltaLink."""
+    from userexport.jobs import DeltaPlan, Plan
+
+    stored = {
+        "kind": "changes",
+        "reason": "The changes since run j1.",
+        "since": "j1",
+        "link": "https://graph/users/delta?$deltatoken=x",
+        "authenticationColumnsFrom": {"jobId": "j0", "at": "2026-12-01T02:00:00Z"},
+    }
+    plan = Plan.from_json({"partitions": [[""]], "delta": stored})
+    assert plan.changes and plan.delta == DeltaPlan.from_json(stored)
+    assert plan.to_json()["delta"] == stored
+    counted = dataclasses.replace(plan.delta, added=2, updated=1, removed=0)
+    shown = counted.shown()
+    assert "link" not in shown and (shown["added"], shown["updated"], shown["removed"]) == (2, 1, 0)
+    assert Plan.from_json(Plan(partitions=[[""]], delta=counted).to_json()).delta == counted
