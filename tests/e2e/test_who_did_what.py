@@ -254,8 +254,14 @@ def test_http_hygiene(script):
     assert too_large.status_code == 413 and too_large.json()["field"] == "body"
     cross = script.get("/api/exports", headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403 and cross.json()["field"] == "Sec-Fetch-Site"
-    # The page's own requests (same-origin) and non-browsers (no header) pass.
+    # The page's own requests (same-origin) and non-browsers (no header) pass, and so does
+    # opening the page from a link on another site (a navigation: it reads nothing for it).
     assert script.get("/api/exports", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    opened = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert script.get("/api/ui", headers=opened).status_code == 200
+    assert script.get("/api/exports", headers=opened).status_code == 403, "the API is no page"
+    fetched = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}
+    assert script.get("/api/ui", headers=fetched).status_code == 403
     # An empty POST means the defaults and needs no Content-Type.
     empty = script.post("/api/exports", content=b"")
     assert empty.status_code == 202, empty.text

@@ -40,9 +40,15 @@ def _respond(response: api.ApiResponse) -> func.HttpResponse:
     )
 
 
-def _admit(req: func.HttpRequest, clients: Clients) -> Caller | func.HttpResponse:
-    """The request's caller, or the answer that refuses it."""
-    if req.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+def _admit(
+    req: func.HttpRequest, clients: Clients, *, page: bool = False
+) -> Caller | func.HttpResponse:
+    """The request's caller, or the answer that refuses it. The results page (`page`) may be
+    opened from a link on another site (a chat, a mail): a navigation reads nothing for that
+    site, and the page's own calls are same-origin."""
+    cross_site = req.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site"
+    navigation = req.headers.get("Sec-Fetch-Mode", "").strip().lower() == "navigate"
+    if cross_site and not (page and navigation):
         return _respond(
             api.problem(
                 403,
@@ -173,7 +179,7 @@ async def openapi(req: func.HttpRequest) -> func.HttpResponse:
 # (kept in the tab, out of the address bar): a reload without `?code=` must still load it.
 @bp.route(route="ui", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def results_page(req: func.HttpRequest) -> func.HttpResponse:
-    caller = _admit(req, await get_clients())
+    caller = _admit(req, await get_clients(), page=True)
     if isinstance(caller, func.HttpResponse):
         return caller
     return func.HttpResponse(
