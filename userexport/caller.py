@@ -40,10 +40,6 @@ class Caller:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "id": self.id, "name": self.name}
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Caller:
-        return cls(str(data.get("kind") or "anonymous"), data.get("id"), data.get("name"))
-
     @property
     def scope(self) -> str:
         """What an Idempotency-Key belongs to: one caller's key never answers another's."""
