@@ -40,17 +40,22 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# The stack tests mostly wait (on simulated throttling, outages, timers): several run at once,
+# each test file on one worker, as its module-scoped stacks and its order expect.
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: install $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 
 # The fast lane, for every change: lint, unit, tenantsim, infra and in-process Graph tests; no
 # local stack, no browser (tests/conftest.py marks the lanes). `make test` runs every lane.
 check: $(VENV)/.installed $(INFRA_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -m "not stack and not browser and not chaos"
+	$(PY) -m pytest $(PARALLEL) -m "not stack and not browser and not chaos"
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench

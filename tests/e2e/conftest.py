@@ -229,3 +229,34 @@ def expected_csv(
     ordered = [u for p in prefixes for u in users if u["userPrincipalName"].lower().startswith(p)]
     methods = {u["id"]: u.get("authentication") or {} for u in users}
     return encoder.header() + encoder.rows(ordered, methods)
+
+
+ORACLE_BODY = {"columns": list(ORACLE_COLUMNS), "formulaGuard": False}
+
+
+def export(stack: LocalStack, body: dict, *, timeout: float = 180) -> dict:
+    """Starts an export on this stack's API and waits for its final state."""
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        started = client.post("/api/exports", json=body)
+        assert started.status_code == 202, started.text
+        return wait_for_export(client, started.headers["Location"], timeout=timeout)[-1].json()
+
+
+def parse(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def set_faults(stack: LocalStack, faults: dict) -> None:
+    """Sets the simulated tenant's faults at run time (tenantsim's /_sim/faults)."""
+    httpx.post(stack.sim["faults"], json=faults, timeout=10).raise_for_status()
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    assert data.startswith("\ufeff".encode()), "the file starts with a UTF-8 BOM"
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def start(api: httpx.Client, body: dict | None = None) -> httpx.Response:
+    answer = api.post("/api/exports", json=body) if body is not None else api.post("/api/exports")
+    assert answer.status_code == 202, answer.text
+    return answer

@@ -5,8 +5,6 @@ bytes built by an oracle that does not use the app's encoder."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import os
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from userexport.settings import Settings
 from userexport.sweep import MAX_REVIVALS, sweep
 
 from .conftest import (
+    ORACLE_BODY,
     ORACLE_COLUMNS,
     SEED,
     USERS,
@@ -37,24 +36,13 @@ from .conftest import (
     app_settings,
     download,
     emails,
+    export,
     oracle_csv,
+    parse,
     running_stack,
+    set_faults,
     wait_for_export,
 )
-
-ORACLE_BODY = {"columns": list(ORACLE_COLUMNS), "formulaGuard": False}
-
-
-def export(stack: LocalStack, body: dict, *, timeout: float = 180) -> dict:
-    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
-        started = client.post("/api/exports", json=body)
-        assert started.status_code == 202, started.text
-        return wait_for_export(client, started.headers["Location"], timeout=timeout)[-1].json()
-
-
-def parse(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
-
 
 # 1. The files of one job never share a blob.
 
@@ -103,10 +91,6 @@ def fence_oracle() -> bytes:
     return oracle_csv(
         list(iter_users(SimConfig(users=FENCE_USERS, seed=FENCE_SEED))), prefixes=[""]
     )
-
-
-def set_faults(stack: LocalStack, faults: dict) -> None:
-    httpx.post(stack.sim["faults"], json=faults, timeout=10).raise_for_status()
 
 
 async def test_a_stale_invocation_that_wakes_after_a_takeover_changes_nothing(
@@ -238,119 +222,6 @@ def test_a_page_whose_lookups_outlast_the_budget_is_split_across_invocations(tmp
     assert len(rows) == 301
     # The one page was read again by each invocation that went on from mid-page.
     assert stats["requests"]["users"] >= 3, stats["requests"]
-
-
-# 4. Transient faults are waited out; past the cap, the job fails with a reason.
-
-STORM_USERS, STORM_SEED = 3000, 23
-
-
-@pytest.fixture(scope="module")
-def storm_stack(tmp_path_factory) -> Iterator[LocalStack]:
-    with running_stack(
-        tmp_path_factory.mktemp("storm"),
-        users=STORM_USERS,
-        seed=STORM_SEED,
-        sim_args=["--latency-per-user-ms", "0.3"],
-        devhost_args=["--message-lease-seconds", "3"],
-        app_env={
-            "USEREXPORT_TIME_BUDGET_SECONDS": "1",
-            "USEREXPORT_LEASE_GRACE_SECONDS": "1",
-            "USEREXPORT_PARTITIONS": "3",
-        },
-    ) as stack:
-        yield stack
-
-
-async def storm_oracle(stack: LocalStack, job_id: str) -> bytes:
-    storage = Storage(stack)
-    prefixes = await storage.plan_prefixes(job_id)
-    await storage.close()
-    users = list(iter_users(SimConfig(users=STORM_USERS, seed=STORM_SEED)))
-    return oracle_csv(users, prefixes=prefixes)
-
-
-async def test_5xx_storms_and_an_outage_slow_an_export_and_lose_nothing(storm_stack):
-    stack = storm_stack
-    # Every kind of server error Graph gives, and a 12 s outage: far more than five
-    # deliveries of a message at the host's 2 s visibility timeout would survive.
-    set_faults(stack, {**STORM, "outages": [{"start": 0, "end": 12, "target": "all"}]})
-    try:
-        done = export(stack, ORACLE_BODY, timeout=240)
-    finally:
-        httpx.post(f"{stack.sim['faults']}/reset", timeout=10)
-    assert done["status"] == "succeeded", done
-    assert download(stack, done["downloadUrl"]) == await storm_oracle(stack, done["id"])
-    assert await poisoned(stack) == []
-
-
-async def test_an_outage_of_batch_requests_is_waited_out_and_every_lookup_filled(storm_stack):
-    stack = storm_stack
-    # Every $batch fails for 12 s, and some pages and lookups answer 503 throughout.
-    outage = [{"start": 0, "end": 12, "target": "batch"}]
-    set_faults(stack, {"rate503": 0.05, "retryAfter503": 1, "outages": outage})
-    try:
-        done = export(stack, {"columns": ["objectId", "authenticationEmail"]}, timeout=300)
-    finally:
-        httpx.post(f"{stack.sim['faults']}/reset", timeout=10)
-    assert done["status"] == "succeeded", done
-    rows = parse(download(stack, done["downloadUrl"]))
-    assert {r[0]: r[1] for r in rows[1:] if r[1]} == emails(
-        iter_users(SimConfig(users=STORM_USERS, seed=STORM_SEED))
-    )
-    assert len(rows) == STORM_USERS + 1
-    assert await poisoned(stack) == []
-
-
-STORM = {
-    "rate500": 0.04,
-    "rate502": 0.04,
-    "rate503": 0.04,
-    "retryAfter503": 1,
-    "rate504": 0.04,
-    "rateReset": 0.03,
-}
-
-
-async def poisoned(stack: LocalStack) -> list:
-    storage = Storage(stack)
-    messages = await storage.poison.peek_messages(max_messages=32)
-    await storage.close()
-    return messages
-
-
-async def test_an_azurite_restart_mid_export_loses_nothing(storm_stack):
-    stack = storm_stack
-    set_faults(stack, {"slowPages": {"rate": 0.5, "seconds": 1}})
-    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
-        started = client.post("/api/exports", json=ORACLE_BODY)
-        location = started.headers["Location"]
-        while client.get(location).json().get("usersWritten", 0) < 1:
-            time.sleep(0.2)
-        stack.restart_azurite(down_seconds=2)
-        httpx.post(f"{stack.sim['faults']}/reset", timeout=10)
-        done = wait_for_export(client, location, timeout=240)[-1].json()
-    assert done["status"] == "succeeded", done
-    assert download(stack, done["downloadUrl"]) == await storm_oracle(stack, done["id"])
-
-
-def test_an_outage_longer_than_the_cap_fails_the_job_saying_what_to_do(tmp_path_factory):
-    with running_stack(
-        tmp_path_factory.mktemp("cap"),
-        users=300,
-        seed=3,
-        sim_args=["--outage", "0:600"],
-        app_env={
-            "USEREXPORT_TIME_BUDGET_SECONDS": "2",
-            "USEREXPORT_FAILURE_CAP_MINUTES": "0.2",
-        },
-    ) as stack:
-        done = export(stack, ORACLE_BODY, timeout=180)
-    assert done["status"] == "failed"
-    reason = done["reason"]
-    assert "503" in reason and "USEREXPORT_FAILURE_CAP_MINUTES" in reason
-    assert "start the export again" in reason
-    assert "127.0.0.1" not in reason and "Traceback" not in reason
 
 
 # 5. Every job reaches a final state.
