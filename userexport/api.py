@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from . import audit, idempotency
+from . import audit, idempotency, reasons
 from .caller import TIMER, Caller
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
@@ -151,7 +151,7 @@ async def create_export(
     except Exception:
         # A job row whose message never left would look queued forever: say it failed.
         log.exception("Export job %s could not be queued.", job.id)
-        await clients.jobs.fail(job.id, reason="The export could not be queued; start it again.")
+        await clients.jobs.fail(job.id, reason=reasons.QUEUE_FAILED)
         return problem(503, "Export not queued", "The queue could not be reached; try again.")
     audit.record(
         audit.CREATE,
@@ -244,9 +244,7 @@ async def cancel_export(
     """Cancels a queued or running export: 200 when nothing was running (or it was cancelled
     already), 202 when its workers are still stopping, 409 when it finished first."""
     job, cancelled = (
-        await clients.jobs.cancel(
-            job_id, reason="Cancelled by a caller; nothing was committed.", by=caller.to_json()
-        )
+        await clients.jobs.cancel(job_id, reason=reasons.CANCELLED, by=caller.to_json())
         if plausible_job_id(job_id)
         else (None, False)
     )

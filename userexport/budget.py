@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from .errors import OutOfTime
+
 T = TypeVar("T")
-
-
-class OutOfTime(Exception):
-    """The invocation's time budget is spent: checkpoint and continue in a new message."""
 
 
 @dataclass
@@ -46,15 +44,6 @@ class Budget:
     def outlasted(self, cap: timedelta) -> bool:
         """Whether the current run of failures has lasted `cap` (the job should fail)."""
         return self.failing_since is not None and datetime.now(UTC) - self.failing_since >= cap
-
-    def cap_reason(self, cap: timedelta) -> str:
-        """Why a job fails once its failures lasted `cap`: what failed, and what to do."""
-        return (
-            f"{self.last_error or 'Microsoft Graph failed'} on every attempt for "
-            f"{cap.total_seconds() / 60:g} minutes (USEREXPORT_FAILURE_CAP_MINUTES), so "
-            "the export stopped. Check Microsoft Graph's health in the Microsoft 365 admin "
-            "center, then start the export again."
-        )
 
 
 _current: ContextVar[Budget | None] = ContextVar("userexport_budget", default=None)

@@ -20,15 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import Unauthorized
 from .settings import Settings
 
 PRINCIPAL_ID = "x-ms-client-principal-id"
 PRINCIPAL_NAME = "x-ms-client-principal-name"
 KEY_HEADER = "x-functions-key"
-
-
-class Unauthorized(Exception):
-    """The request names no identity the app lets in (401); the message says why."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from . import budget
+from . import budget, reasons
 from .messages import ExportMessage, Outcome
 
 if TYPE_CHECKING:
@@ -34,7 +34,9 @@ async def continue_later(
     if spent.outlasted(cap):
         if before_failing is not None:
             await before_failing()
-        await clients.jobs.fail(message.job_id, reason=spent.cap_reason(cap))
+        await clients.jobs.fail(
+            message.job_id, reason=reasons.failures_outlasted(spent.last_error, cap)
+        )
         return Outcome.FINISHED
     pause = clients.graph.resume_in()
     await save(pause)

@@ -27,20 +27,19 @@ from typing import Any
 
 from azure.storage.blob.aio import BlobClient
 
-from . import budget, errorsfile
+from . import budget, errorsfile, reasons
 from .blobsink import Stream, block_id, commit, stage
 from .clients import Clients
-from .columns import AuthMethods, ColumnContext, graph_select, resolve
+from .columns import AuthMethods
 from .continuation import continue_later
-from .csvfile import CsvEncoder, encode_rows
+from .csvfile import encode_rows
+from .errors import CannotExport, JobConflict, JobStopped, OutOfTime, Resync, SnapshotUnusable
 from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
 from .graph import ID_BATCH, GraphError, LookupResult, api_missing
 from .jobs import (
     DeltaPlan,
     Job,
-    JobConflict,
-    JobStopped,
     Partition,
     Status,
     attempts,
@@ -48,7 +47,7 @@ from .jobs import (
     utcnow,
 )
 from .messages import ExportMessage, Outcome
-from .preflight import CannotExport
+from .resolved import Resolved
 from .series import SeriesState
 
 log = logging.getLogger(__name__)
@@ -65,11 +64,6 @@ MAX_ATTEMPTS = 5
 BLOCK_BYTES = 4 * 1024 * 1024
 
 
-class SnapshotUnusable(Exception):
-    """The snapshot a changes run builds on is gone or is not this export's; the message says
-    what to do."""
-
-
 def expired(error: GraphError) -> bool:
     return error.status == 410 or error.code.lower() in RESYNC_CODES
 
@@ -79,14 +73,6 @@ def select_refused(error: GraphError) -> bool:
     query: for this entity set, $expand/$select is not supported for the following
     properties: signInActivity" (graph-explorer-v4 #3189)."""
     return error.status == 400 and "not supported for the following properties" in error.message
-
-
-class Resync(Exception):
-    """The changes run cannot stand: the job runs as a full run instead; `reason` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 async def plan_delta(
@@ -104,12 +90,12 @@ async def plan_delta(
         except GraphError as error:
             if not (expired(error) or select_refused(error)):
                 raise
-            reason = _resync_reason(error)
+            reason = reasons.delta_link_unusable(error, select_refused=select_refused(error))
             notices.append(["", "", "users/delta", str(error.status or ""), error.code, reason])
     if state is not None and reason is None:
         return DeltaPlan(
             kind="changes",
-            reason=f"The changes since run {state.snapshot_job}.",
+            reason=reasons.changes_since(state.snapshot_job),
             since=state.snapshot_job,
             link=state.delta_link,
             authentication_columns_from={"jobId": state.full_job, "at": iso(state.full_at)},
@@ -122,12 +108,8 @@ async def plan_delta(
             raise
         # A property refused in its $select (select_refused), or no delta at all: "Change
         # enumeration is not supported for requested tenant" in Azure AD B2C.
-        what = "this export's columns" if select_refused(error) else "delta queries"
-        raise CannotExport(
-            f"Graph's /users/delta refused {what} ({error.status} {error.code}: "
-            f"{error.message}). Leave out the columns that read the properties it names "
-            '(docs/columns.md), or use "mode": "full".'
-        ) from None
+        refused = reasons.delta_refused(error, select_refused=select_refused(error))
+        raise CannotExport(refused) from None
     return DeltaPlan(
         kind="full",
         reason=reason,
@@ -137,34 +119,18 @@ async def plan_delta(
     )
 
 
-def _resync_reason(error: GraphError) -> str:
-    """Why a deltaLink Graph gave up on makes the run a full one."""
-    if select_refused(error):
-        return (
-            f"Graph's /users/delta now refuses a property of the series' columns ({error.code}: "
-            f"{error.message}), so this run lists in full."
-        )
-    return (
-        f"Graph no longer accepts the series' deltaLink ({error.status} {error.code}): it is "
-        "older than Graph keeps one (7 days), or Graph reset it, so this run resyncs in full."
-    )
-
-
 async def _full_reason(clients: Clients, job: Job, state: SeriesState | None) -> str | None:
     request, name = job.request, job.request.series
     if state is None:
-        return f"The first delta run of series {name} lists the whole tenant."
+        return reasons.first_delta_run(name)
     if state.columns != list(request.columns) or state.formula_guard != request.formula_guard:
-        return "The columns or formulaGuard differ from the series' snapshot: a full run."
+        return reasons.SNAPSHOT_COLUMNS_DIFFER
     days = clients.settings.delta_full_days
     if utcnow() - state.full_at > timedelta(days=days):
-        return (
-            f"The series' last full run ({state.full_job}) is more than {days:g} days old: a full "
-            "run refreshes every column, the authentication columns too."
-        )
+        return reasons.full_run_due(state.full_job, days)
     snapshot = clients.exports.get_blob_client(f"{state.snapshot_job}/users.csv")
     if not await snapshot.exists():
-        return f"The series' snapshot (run {state.snapshot_job}) is gone: a full run."
+        return reasons.snapshot_gone_full_run(state.snapshot_job)
     return None
 
 
@@ -203,16 +169,16 @@ class Counts:
 
 
 class ChangesRun:
-    def __init__(self, clients: Clients, job: Job, part: Partition) -> None:
+    def __init__(self, clients: Clients, job: Job, part: Partition, resolved: Resolved) -> None:
         self._clients, self._job, self._part = clients, job, part
         plan = job.plan
         assert plan is not None and plan.delta is not None
         self._delta = plan.delta
-        context = ColumnContext(skus=plan.skus or {}, as_of=job.started_at)
-        self._columns = resolve(job.request.columns, context)
-        self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
+        self._resolved = resolved
+        self._columns = resolved.columns
+        self._encoder = resolved.encoder()
         self._id_at = list(job.request.columns).index(ID_COLUMN)
-        self._select = graph_select(self._columns)  # what a changed user's item may carry
+        self._select = resolved.select(sign_in=True)  # what a changed user's item may carry
         self._source = clients.exports.get_blob_client(f"{self._delta.since}/users.csv")
         self._counts = Counts()
         self._notices: list[list[str]] = list(plan.notices)
@@ -234,17 +200,19 @@ class ChangesRun:
             ) as spent:
                 try:
                     link = await self._clients.jobs.while_running(self._job.id, self._write())
-                except budget.OutOfTime:
+                except OutOfTime:
                     return await self._again(spent)
                 except GraphError as error:
                     if not (expired(error) or select_refused(error)):
                         raise
-                    return await self._resync(_resync_reason(error))
+                    return await self._resync(
+                        reasons.delta_link_unusable(error, select_refused=select_refused(error))
+                    )
                 except Resync as resync:
                     return await self._resync(resync.reason)
             return await self._commit(link)
         except SnapshotUnusable as unusable:
-            await self._clients.jobs.fail(self._job.id, reason=str(unusable))
+            await self._clients.jobs.fail(self._job.id, reason=unusable.reason)
             return Outcome.FINISHED
         except (JobConflict, JobStopped) as stopped:
             log.info("Export job %s changes run stops: %s", self._job.id, stopped)
@@ -253,10 +221,7 @@ class ChangesRun:
     async def _write(self) -> str:
         """Reads the changes, then stages the three files; the deltaLink after the changes."""
         if not await self._source.exists():  # before any Graph request
-            raise SnapshotUnusable(
-                f"The snapshot this run builds on (run {self._delta.since}) is gone. Start "
-                "the export again: the series' next run lists the tenant in full."
-            )
+            raise SnapshotUnusable(reasons.snapshot_gone(self._delta.since))
         changes = await read_changes(self._clients, self._delta.link)
         users = list(changes.users.values())
         found = await self._look_up(users)
@@ -271,7 +236,7 @@ class ChangesRun:
         """The authentication methods of the changed users only. Where Graph has no such API
         (authmethods.api_missing), their lookups count as failed (the snapshot's cells stay)
         and one notice says so."""
-        lookups = self._job.lookups
+        lookups = self._resolved.lookups
         found = LookupResult()
         if not lookups:
             return found
@@ -315,10 +280,7 @@ class ChangesRun:
         items = dict(items)
         records = _records((await self._source.download_blob()).chunks())
         if await anext(records, None) != header:
-            raise SnapshotUnusable(
-                f"The snapshot this run builds on (run {self._delta.since}) has other columns "
-                "than this export. Start the export again: the series' next run lists in full."
-            )
+            raise SnapshotUnusable(reasons.snapshot_other_columns(self._delta.since))
         keep_auth = failed | self._kept
         async for record in records:
             user_id = _field(record, self._id_at)
@@ -427,10 +389,7 @@ class ChangesRun:
         if part.attempts >= MAX_ATTEMPTS and not spent.outlasted(clients.settings.failure_cap):
             await clients.jobs.fail(
                 job.id,
-                reason=f"The changes run ran out of time {part.attempts} times: reading the "
-                "changes and rebuilding the snapshot takes longer than one invocation. Set "
-                "USEREXPORT_TIME_BUDGET_SECONDS higher, then start the export again (the series "
-                "has not moved on).",
+                reason=reasons.changes_out_of_time(part.attempts),
             )
             return Outcome.FINISHED
 
@@ -471,10 +430,7 @@ class ChangesRun:
                 await clients.series.advance(job, delta_link=link, planned_on=self._delta.since)
             except JobConflict as moved:
                 job.status = Status.FAILED
-                job.reason = (
-                    f"Another run of series {job.request.series} committed first ({moved}), so "
-                    "this run's files are not the series' latest. Start the export again."
-                )
+                job.reason = reasons.changes_run_overtaken(job.request.series, moved)
             try:
                 await clients.jobs.save(job)
             except JobConflict:

@@ -1,4 +1,4 @@
-"""The errors file: one row per problem, with what to do about it.
+"""The errors file: one row per problem, with what to do about it (its words: reasons.py).
 
 Refused lookups (403) need care: when the app lacks UserAuthenticationMethod.Read.All, Graph
 refuses every one, and the file should say so once, not once per user. But a partition cannot
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import reasons
 from .columns import SIGN_IN_ACTIVITY, Column
 from .graph import EXPIRED_PAGE_TOKEN, NON_PREMIUM, LookupFailure
 from .jobs import Partition
@@ -21,19 +22,6 @@ MESSAGE = ERRORS_HEADER.index("message")
 # Refused lookups, with none allowed, before a partition stops asking: more than one page of
 # users (999, two lookups each), so no single page decides it.
 DENY_AFTER = 2000
-
-_LOOKUP_ADVICE = {
-    403: "Graph refused this lookup: check the UserAuthenticationMethod.Read.All permission and "
-    "any policy that restricts this user.",
-    404: "The user was deleted after it was listed; its row holds what the listing returned.",
-}
-
-DENIED_MESSAGE = (
-    "Graph refused every authentication-method lookup, so the columns "
-    "authenticationAlternativePhoneNumber and authenticationEmail are empty for all users. "
-    "Grant the app's managed identity the Microsoft Graph application permission "
-    "UserAuthenticationMethod.Read.All (admin consent), then export again."
-)
 
 
 def reason(notices: Iterable[Sequence[str]]) -> str | None:
@@ -51,11 +39,7 @@ def lookup_rows(failures: Iterable[LookupFailure], users: list[dict[str, Any]]) 
             f"authentication/{f.lookup}",
             str(f.status),
             f.code,
-            _LOOKUP_ADVICE.get(
-                f.status,
-                f"Graph failed on this lookup ({f.status} {f.code or 'no code'}); the user's "
-                "authentication columns are empty. Export again to retry.",
-            ),
+            reasons.lookup_failed(f.status, f.code),
         ]
         for f in failures
     ]
@@ -77,10 +61,7 @@ def not_looked_up_rows(
             lookups_label(lookups),
             "403",
             code,
-            f"Not looked up: Graph refused the first {DENY_AFTER} authentication-method lookups "
-            "of this part of the export and allowed none, so these were not asked and this "
-            "user's authentication columns are empty. Check the policies that restrict access "
-            "to these users, then export again.",
+            reasons.not_looked_up(DENY_AFTER),
         ]
         for u in users
     ]
@@ -93,9 +74,7 @@ def listing_changed_row() -> list[str]:
         "listing",
         "400",
         EXPIRED_PAGE_TOKEN,
-        "Graph's page token expired, so the listing started again and passed over the users "
-        "already written; the directory changed in between, so users created or deleted during "
-        "the export may be missing or repeated. Export again for an exact snapshot.",
+        reasons.LISTING_CHANGED,
     ]
 
 
@@ -108,7 +87,7 @@ def denied_everywhere(parts: list[Partition]) -> str | None:
 
 
 def denied_row(code: str, lookups: Sequence[str]) -> list[str]:
-    return ["", "", lookups_label(lookups), "403", code, DENIED_MESSAGE]
+    return ["", "", lookups_label(lookups), "403", code, reasons.LOOKUPS_DENIED]
 
 
 def sign_in_columns(columns: Sequence[Column]) -> str:
@@ -125,8 +104,7 @@ def sign_in_missing_rows(users: list[dict[str, Any]], columns: Sequence[Column])
             SIGN_IN_ACTIVITY,
             "404",
             "Request_ResourceNotFound",
-            "Graph no longer lists this user (deleted after it was listed), so its "
-            f"{sign_in_columns(columns)} are empty; its row holds what the listing returned.",
+            reasons.sign_in_missing(sign_in_columns(columns)),
         ]
         for u in users
     ]
@@ -145,11 +123,7 @@ def sign_in_stopped_row(parts: list[Partition], columns: Sequence[Column]) -> li
         SIGN_IN_ACTIVITY,
         "403",
         NON_PREMIUM,
-        "Microsoft Graph stopped serving sign-in activity during the export: after serving it, "
-        "it answered that the tenant has no Microsoft Entra ID P1 or P2 licence to every "
-        f"request for USEREXPORT_STORM_SECONDS, so {sign_in_columns(columns)} are empty for the "
-        f"{users} users read after that. Graph says this now and then in tenants that have "
-        "the licence: export again later to fill them.",
+        reasons.sign_in_stopped(sign_in_columns(columns), users),
     ]
 
 
@@ -159,17 +133,13 @@ def methods_missing_row(
     """The one row saying that this Graph has no authentication-methods API (authmethods):
     learnt before any lookup (`users` None: every user's cells are empty), or while the
     export ran (`users` of them not looked up)."""
-    which = "every user" if users is None else f"the {users} users not looked up before it said so"
     return [
         "",
         "",
         lookups_label(lookups),
         str(status or ""),
         code,
-        "Microsoft Graph has no authentication-methods API here: it is not available in "
-        "Microsoft Graph China operated by 21Vianet (List authentication methods, national "
-        "cloud availability), so authenticationAlternativePhoneNumber and authenticationEmail "
-        f"are empty for {which}.",
+        reasons.methods_missing(users),
     ]
 
 

@@ -11,21 +11,19 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-from . import budget, errorsfile
+from . import budget, errorsfile, reasons
 from .clients import Clients
-from .columns import SIGN_IN_ACTIVITY, Column, graph_expand, graph_select, resolve
 from .continuation import continue_later
 from .delta import ChangesRun, plan_delta
-from .filters import GraphQuery, to_graph_query
+from .errors import CannotExport, JobConflict, JobStopped, OutOfTime
 from .finishing import finish_if_complete
 from .graph import GraphError, page_size
-from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Status, utcnow
+from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .partitionrun import PartitionRun
 from .planning import SECONDS_PER_USER, Pace, estimate, listing_cost, plan_listing
-from .preflight import CannotExport, Preflight, preflight, sign_in_refused
+from .preflight import Preflight, preflight, sign_in_refused
+from .resolved import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ async def run_message(clients: Clients, message: ExportMessage, *, message_id: s
         if error.transient:  # not expected here: waited out below; kept as a safety net
             await _record_error(clients, message.job_id, error)
             raise
-        await clients.jobs.fail(message.job_id, reason=graph_reason(error))
+        await clients.jobs.fail(message.job_id, reason=reasons.graph_refused(error))
         return Outcome.FINISHED
     except Exception as error:
         await _record_error(clients, message.job_id, error)
@@ -69,7 +67,7 @@ async def _plan(clients: Clients, job_id: str) -> Outcome:
         with budget.budget(settings.time_budget_seconds, failing_since=job.failing_since) as spent:
             try:
                 plan = await clients.jobs.while_running(job.id, _make_plan(clients, job, counts))
-            except budget.OutOfTime:
+            except OutOfTime:
                 job.plan_counts = counts
                 return await _plan_later(clients, job, spent)
             except JobStopped:
@@ -102,17 +100,16 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
     its Graph requests. What the checks found is kept on the job (saved with the counts when
     planning continues in a new message), so each is made once."""
     checked = Preflight(**(job.preflight or {}))
+    resolved = Resolved.request(job.request)
     try:
-        await preflight(clients.graph, job.request, checked)
+        await preflight(clients.graph, resolved, checked)
     finally:
         job.preflight = asdict(checked)
     if checked.total is not None:  # the methods check counted the users: one request less
         counts.setdefault("", checked.total)
-    query = to_graph_query(job.request.filter)
-    columns = resolve(job.request.columns)
-    expand = graph_expand(columns)
-    sign_in = sign_in_source(query, columns, checked.notices)
-    select = graph_select(columns, sign_in=sign_in == "listing")
+    query, expand = resolved.query, resolved.expand
+    sign_in = sign_in_source(resolved, checked.notices)
+    select = resolved.select(sign_in=sign_in == "listing")
     delta = None
     if job.request.delta:
         delta = await plan_delta(clients, job, select=select, notices=checked.notices)
@@ -161,15 +158,14 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
     return plan
 
 
-def sign_in_source(
-    query: GraphQuery, columns: tuple[Column, ...], notices: list[list[str]]
-) -> str | None:
+def sign_in_source(resolved: Resolved, notices: list[list[str]]) -> str | None:
     """How the export reads signInActivity (Plan.sign_in): not at all without a sign-in column
     or when Graph refused it; by id beside an advanced query or a member list, which give it
     empty or not at all (msgraph-sdk-powershell #1898, microsoft-graph-docs-contrib #5593);
     else in the listing."""
-    if SIGN_IN_ACTIVITY not in graph_select(columns) or sign_in_refused(notices):
+    if not resolved.reads_sign_in or sign_in_refused(notices):
         return None
+    query = resolved.query
     return "byId" if query.advanced or query.scope is not None else "listing"
 
 
@@ -231,8 +227,8 @@ async def _run_partition(clients: Clients, job_id: str, index: int, message_id: 
         log.info("Job %s partition %d was claimed by another invocation.", job_id, index)
         return Outcome.SKIPPED
     if job.plan.changes:
-        return await ChangesRun(clients, job, part).run()
-    return await PartitionRun(clients, job, part).run()
+        return await ChangesRun(clients, job, part, Resolved.job(job)).run()
+    return await PartitionRun(clients, job, part, Resolved.job(job)).run()
 
 
 async def _record_error(clients: Clients, job_id: str, error: BaseException) -> None:
@@ -241,43 +237,7 @@ async def _record_error(clients: Clients, job_id: str, error: BaseException) -> 
     try:
         job = await clients.jobs.get(job_id)
         if job is not None and not job.status.finished:
-            job.last_error = describe_error(error)
+            job.last_error = reasons.last_error(error)
             await clients.jobs.save(job)
     except Exception:
         log.exception("Could not record the last error of job %s.", job_id)
-
-
-def describe_error(error: BaseException) -> str:
-    """An error as a caller may see it: what failed, no host names, stack or SDK dump."""
-    if isinstance(error, GraphError):
-        return error.summary
-    if isinstance(error, ServiceRequestError | ServiceResponseError):
-        return "Azure Storage could not be reached"
-    if isinstance(error, HttpResponseError):
-        code = getattr(error, "error_code", None) or "no code"
-        return f"Azure Storage answered {error.status_code} {code}"
-    return f"An unexpected {type(error).__name__} (the function's logs have the details)"
-
-
-def graph_reason(error: GraphError) -> str:
-    if error.premium_refused:  # not about User.Read.All: sign-in activity needs P1/P2
-        return (
-            f"Microsoft Graph refused to read sign-in activity ({error.status} {error.code}): "
-            "it says the tenant has no Microsoft Entra ID P1 or P2 licence (or is a B2C "
-            "tenant). Graph also says this now and then in tenants that have one: export "
-            "again later, or leave out the sign-in columns."
-        )
-    if error.status == 403:
-        return (
-            f"Microsoft Graph refused to list users ({error.status} {error.code}). Grant the "
-            "app's managed identity the User.Read.All application permission (admin consent)."
-        )
-    if error.status == 401:
-        return (
-            f"Microsoft Graph did not accept the app's token ({error.status} {error.code}). "
-            "Check the managed identity (AZURE_CLIENT_ID) and the tenant."
-        )
-    return (
-        f"Microsoft Graph rejected the request ({error.status} {error.code}). Check the "
-        "export's filter and columns, then start it again."
-    )

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from . import errorsfile
+from . import errorsfile, reasons
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
 from .clients import Clients
-from .columns import resolve
-from .csvfile import CsvEncoder, encode_rows
+from .csvfile import encode_rows
 from .errorsfile import (
     ERRORS_HEADER,
     denied_everywhere,
@@ -35,6 +34,7 @@ from .jobs import (
     utcnow,
 )
 from .messages import Outcome
+from .resolved import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,7 @@ async def _advance_series(clients: Clients, job: Job, delta: DeltaPlan) -> None:
     try:
         await clients.series.advance(job, delta_link=delta.link, planned_on=delta.since)
     except JobConflict as moved:
-        note = (
-            f"Another run of series {job.request.series} committed first ({moved}); this CSV is "
-            "complete, and the series' next run builds on that other run."
-        )
+        note = reasons.full_run_overtaken(job.request.series, moved)
         job.reason = f"{job.reason} {note}" if job.reason else note
 
 
@@ -89,16 +86,17 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     errors_blob = clients.exports.get_blob_client(job.errors_blob_name)
     denied = denied_everywhere(parts)
     header = block_id(Stream.CSV_HEADER, 0, 0, 0)
-    await stage(users_blob, header, CsvEncoder(resolve(job.request.columns)).header())
+    resolved = Resolved.job(job)
+    await stage(users_blob, header, resolved.encoder().header())
     errors_header = block_id(Stream.ERRORS_HEADER, 0, 0, 0)
     await stage(errors_blob, errors_header, encode_rows(ERRORS_HEADER, [], with_header=True))
     users_blocks, error_blocks = [header], [errors_header]
     notices = list(job.plan.notices) if job.plan else []
     if denied:
-        notices.append(denied_row(denied, job.lookups))
+        notices.append(denied_row(denied, resolved.lookups))
     for once in (
-        sign_in_stopped_row(parts, resolve(job.request.columns)),
-        methods_missing_everywhere(parts, job.lookups),
+        sign_in_stopped_row(parts, resolved.columns),
+        methods_missing_everywhere(parts, resolved.lookups),
     ):
         if once:
             notices.append(once)
@@ -118,11 +116,7 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     job.finished_at = utcnow()
     if max(len(users_blocks), len(error_blocks)) > MAX_BLOCKS:
         job.status = Status.FAILED
-        job.reason = (
-            f"The export needs more than {MAX_BLOCKS} blocks, the most a blob can hold (it wrote "
-            "for days). Export the users in parts with a filter (userPrincipalNamePrefix, say), "
-            "then join the files."
-        )
+        job.reason = reasons.too_many_blocks(MAX_BLOCKS)
         return
     file_name = job.request.file_name
     await commit(users_blob, users_blocks, file_name=file_name)

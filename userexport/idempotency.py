@@ -28,6 +28,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient
 
+from .errors import KeyReused
 from .exportrequest import InvalidRequest
 
 HEADER = "Idempotency-Key"
@@ -36,10 +37,6 @@ LIFETIME = timedelta(hours=24)
 ORPHAN_AFTER = timedelta(seconds=60)  # a key whose job row is still missing after this: taken over
 _WAIT_FOR_JOB = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # seconds: the winner is writing the job row
 _KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
-
-
-class KeyReused(Exception):
-    """The key came with a different body than the first time."""
 
 
 @dataclass(frozen=True)

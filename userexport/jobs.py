@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient
 
-from .columns import lookups, resolve
+from .errors import JobConflict, JobStopped
 from .exportrequest import ExportRequest, camel_case
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ class Status(StrEnum):
         return self in (Status.SUCCEEDED, Status.COMPLETED_WITH_ERRORS)
 
 
-class JobConflict(Exception):
-    """Someone else changed the row since it was read (its ETag moved on)."""
-
-
 ATTEMPTS = 20
 
 
@@ -69,10 +65,6 @@ def attempts(what: str) -> Iterator[int]:
     says what could not be done (`what`)."""
     yield from range(ATTEMPTS)
     raise JobConflict(f"{what}: the row changed on every one of {ATTEMPTS} attempts")
-
-
-class JobStopped(Exception):
-    """The job is no longer running (cancelled, or failed elsewhere); its work stopped."""
 
 
 @dataclass(frozen=True)
@@ -289,13 +281,6 @@ class Job(_Row):
     def has_snapshot(self) -> bool:
         """Whether its users.csv is a download: every full run's, a changes run's on request."""
         return self.plan is None or not self.plan.changes or self.request.snapshot
-
-    @property
-    def lookups(self) -> tuple[str, ...]:
-        """The authentication-method lists read per user: as planned, or as the columns ask."""
-        if self.plan is not None and self.plan.lookups is not None:
-            return tuple(self.plan.lookups)
-        return lookups(resolve(self.request.columns))
 
     @classmethod
     def _keys(cls) -> tuple[str, ...]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from .errors import InvalidMessage
+
 
 @dataclass(frozen=True)
 class ExportMessage:
@@ -23,10 +25,6 @@ class ExportMessage:
         if self.partition is not None:
             body["partition"] = self.partition
         return orjson.dumps(body).decode()
-
-
-class InvalidMessage(ValueError):
-    """The message names no job this app could have written."""
 
 
 def parse(body: bytes | str) -> ExportMessage:

@@ -24,13 +24,14 @@ from dataclasses import asdict, replace
 from datetime import timedelta
 from typing import Any
 
-from . import budget
+from . import budget, reasons
 from .blobsink import Stream, block_id, stage
 from .budget import gather_all
 from .clients import Clients
-from .columns import SIGN_IN_ACTIVITY, ColumnContext, graph_expand, graph_select, resolve
+from .columns import SIGN_IN_ACTIVITY
 from .continuation import continue_later
-from .csvfile import CsvEncoder, encode_rows
+from .csvfile import encode_rows
+from .errors import CannotExport, JobConflict, JobStopped, OutOfTime, TokensOutpaced
 from .errorsfile import (
     DENY_AFTER,
     ERRORS_HEADER,
@@ -39,7 +40,7 @@ from .errorsfile import (
     not_looked_up_rows,
     sign_in_missing_rows,
 )
-from .filters import to_graph_query, with_upn_prefix
+from .filters import with_upn_prefix
 from .finishing import finish_if_complete
 from .graph import (
     ID_BATCH,
@@ -52,9 +53,10 @@ from .graph import (
     UsersListing,
     api_missing,
 )
-from .jobs import Job, JobConflict, JobStopped, Partition, PartitionStatus, Plan, Segment, utcnow
+from .jobs import Job, Partition, PartitionStatus, Segment, utcnow
 from .messages import ExportMessage, Outcome
-from .preflight import CannotExport, limited_members, limited_members_reason
+from .preflight import limited_members, limited_members_reason
+from .resolved import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,6 @@ MAX_RELISTS = 10  # page tokens expiring again and again before a user is writte
 
 
 SIGN_IN_SELECT = ["id", SIGN_IN_ACTIVITY]
-
-
-class _TokensOutpaced(Exception):
-    """Graph's page tokens expire before the next invocation can use them."""
 
 
 # Stage a block once this much CSV is buffered: with 32 partitions at once on an instance,
@@ -80,19 +78,18 @@ MANY_BLOCKS, SLOW_PROGRESS_SECONDS = 1000, 60.0
 
 
 class PartitionRun:
-    def __init__(self, clients: Clients, job: Job, part: Partition) -> None:
+    def __init__(self, clients: Clients, job: Job, part: Partition, resolved: Resolved) -> None:
         self._clients, self._job, self._part = clients, job, part
-        plan = job.plan or Plan([[""]])
-        context = ColumnContext(skus=plan.skus or {}, as_of=job.started_at)
-        self._columns = resolve(job.request.columns, context)
-        self._encoder = CsvEncoder(self._columns, formula_guard=job.request.formula_guard)
+        self._resolved = resolved
+        self._columns = resolved.columns
+        self._encoder = resolved.encoder()
         self._progress = part.checkpoint  # the saved checkpoint plus what the buffers hold
-        self._lookups = () if self._progress.lookups_missing else job.lookups
+        self._lookups = () if self._progress.lookups_missing else resolved.lookups
         # How signInActivity is read (Plan.sign_in), unless Graph stopped serving it.
-        self._sign_in = None if self._progress.sign_in_stopped else plan.sign_in
-        self._select = graph_select(self._columns, sign_in=self._sign_in == "listing")
-        self._expand = graph_expand(self._columns)
-        self._query = to_graph_query(job.request.filter)
+        self._sign_in = None if self._progress.sign_in_stopped else resolved.sign_in
+        self._select = resolved.select(sign_in=self._sign_in == "listing")
+        self._expand = resolved.expand
+        self._query = resolved.query
         self._rows = bytearray()
         self._errors: list[list[str]] = []
         self._held: list[list[str]] = []
@@ -107,10 +104,12 @@ class PartitionRun:
                 try:
                     await self._clients.jobs.while_running(self._job.id, self._write_all())
                     finished = True
-                except budget.OutOfTime:
+                except OutOfTime:
                     finished = False
-                except _TokensOutpaced:
-                    await self._clients.jobs.fail(self._job.id, reason=TOKENS_OUTPACED)
+                except TokensOutpaced:
+                    await self._clients.jobs.fail(
+                        self._job.id, reason=reasons.tokens_outpaced(MAX_RELISTS)
+                    )
                     return Outcome.FINISHED
             # The last error stays while Graph is failing, even through an invocation that
             # only waited; a success clears both.
@@ -181,7 +180,7 @@ class PartitionRun:
             log.warning("Job %s: a page token expired; listing again.", self._job.id)
             self._progress = replace(self._progress, relists=self._progress.relists + 1)
             if self._progress.relists > MAX_RELISTS:
-                raise _TokensOutpaced
+                raise TokensOutpaced
         # Said with the first users written after it, so a page read again cannot say it twice.
         note = [listing_changed_row()] if step.changed else []
         position, users = step.at, step.users
@@ -211,7 +210,7 @@ class PartitionRun:
         )
         listed = self._sign_in == "listing"
         self._sign_in = None
-        self._select = graph_select(self._columns, sign_in=False)
+        self._select = self._resolved.select(sign_in=False)
         position = self._position
         if listed and position.started:
             position = Position(
@@ -403,13 +402,6 @@ class PartitionRun:
                 self._progress.users,
             )
         return outcome
-
-
-TOKENS_OUTPACED = (
-    f"Microsoft Graph's page tokens expired {MAX_RELISTS} times in a row before the export could "
-    "go on from them, so listing again never got further. Set USEREXPORT_TIME_BUDGET_SECONDS "
-    "higher (each invocation then reads more pages while its token is fresh), then export again."
-)
 
 
 def _error_bytes(rows: list[list[str]]) -> bytes:

@@ -18,20 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import reasons
 from .columns import (
     ALL_METHODS,
     EMAIL_METHODS,
     PHONE_METHODS,
     SIGN_IN_ACTIVITY,
     Column,
-    graph_select,
-    lookups,
-    resolve,
 )
+from .errors import CannotExport
 from .errorsfile import methods_missing_row, sign_in_columns
-from .exportrequest import ExportRequest
-from .filters import GraphQuery, Scope, to_graph_query
+from .filters import GraphQuery, Scope
 from .graph import NON_PREMIUM, GraphError, GraphReader, api_missing
+from .resolved import Resolved
 
 # How long the sign-in check retries Graph's "no premium licence" before it believes it: a few
 # answers (backoff of about 1, 2, 4 s), since premium tenants get it now and then (graph/reader.py).
@@ -43,16 +42,6 @@ _SCOPE_PERMISSIONS = {
     "administrativeUnit": "AdministrativeUnit.Read.All",
 }
 _SCOPE_NAMES = {"group": "group", "administrativeUnit": "administrative unit"}
-
-
-class CannotExport(Exception):
-    """Graph will not give what the export needs (the group or administrative unit cannot be
-    listed, its members come without their properties, delta refuses a column): the job
-    fails; `reason` says why and what to do."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass
@@ -73,12 +62,11 @@ def sign_in_refused(notices: list[list[str]]) -> bool:
     return any(row[2] == SIGN_IN_ACTIVITY for row in notices)
 
 
-async def preflight(graph: GraphReader, request: ExportRequest, result: Preflight) -> None:
+async def preflight(graph: GraphReader, resolved: Resolved, result: Preflight) -> None:
     """Makes the checks `result` has not made yet, recording each in it as it is made."""
-    columns = resolve(request.columns)
-    query = to_graph_query(request.filter)
+    columns, query = resolved.columns, resolved.query
     if result.lookups is None:
-        result.lookups = list(lookups(columns))
+        result.lookups = list(resolved.lookups)
     if query.scope is not None and "scope" not in result.done:
         result.requests += 1
         await _check_scope(graph, query.scope)
@@ -88,7 +76,7 @@ async def preflight(graph: GraphReader, request: ExportRequest, result: Prefligh
         if member is not None and not member.get("userPrincipalName"):
             raise CannotExport(limited_members_reason(query.scope))
         result.done.append("scope")
-    if SIGN_IN_ACTIVITY in graph_select(columns) and "signIn" not in result.done:
+    if resolved.reads_sign_in and "signIn" not in result.done:
         await _check_sign_in(graph, query, columns, result)
         result.done.append("signIn")
     licences = any(c.bind is not None and "assignedLicenses" in c.select for c in columns)
@@ -99,7 +87,7 @@ async def preflight(graph: GraphReader, request: ExportRequest, result: Prefligh
         except GraphError as error:
             if error.transient:
                 raise
-            result.notices.append(_notice("subscribedSkus", error, _licences_advice(error)))
+            result.notices.append(_notice("subscribedSkus", error, reasons.licences_unread(error)))
         result.done.append("licences")
     if result.lookups and "methods" not in result.done:
         await _check_methods(graph, query, result)
@@ -114,30 +102,14 @@ async def _check_scope(graph: GraphReader, scope: Scope) -> None:
         if error.transient:
             raise
         if error.status in (400, 404):
-            raise CannotExport(
-                f"{key} names no {name} of this tenant: Microsoft Graph answered "
-                f"{error.status} {error.code} for {scope.id}. Use the {name}'s Object ID "
-                "from the Entra admin center, then export again."
-            ) from None
-        raise CannotExport(
-            f"Microsoft Graph refused to read the {name} {scope.id} ({error.status} "
-            f"{error.code}). Grant the app's managed identity the "
-            f"{_SCOPE_PERMISSIONS[scope.kind]} application permission (admin consent), then "
-            "export again."
-        ) from None
+            raise CannotExport(reasons.scope_not_found(key, name, scope.id, error)) from None
+        permission = _SCOPE_PERMISSIONS[scope.kind]
+        raise CannotExport(reasons.scope_refused(name, scope.id, permission, error)) from None
 
 
 def limited_members_reason(scope: Scope) -> str:
     """Why a member list whose members came with their id alone cannot be exported."""
-    name = _SCOPE_NAMES[scope.kind]
-    return (
-        f"Microsoft Graph listed the members of the {name} {scope.id} with their id alone, "
-        "every other property null: the app may read the member list but not users "
-        '("limited information", Microsoft Graph permissions overview), so their rows would '
-        "be empty. Grant the app's managed identity the User.Read.All application permission "
-        "(admin consent), then export again. A group with hidden membership also needs "
-        "Member.Read.Hidden."
-    )
+    return reasons.limited_members(_SCOPE_NAMES[scope.kind], scope.id)
 
 
 def limited_members(scope: Scope | None, users: list[dict[str, Any]]) -> bool:
@@ -162,17 +134,7 @@ async def _check_sign_in(
         refusal = error
     await _first_user(graph, query, ["id"], result)
     names = sign_in_columns(columns)
-    if refusal.code == NON_PREMIUM:
-        advice = (
-            "Microsoft Graph reads sign-in activity only in tenants with Microsoft Entra ID P1 "
-            f"or P2 (and not in B2C tenants), so {names} are empty for every user."
-        )
-    else:
-        advice = (
-            f"Microsoft Graph refused to read sign-in activity, so {names} are empty for every "
-            "user. Grant the app's managed identity the AuditLog.Read.All application "
-            "permission (admin consent), then export again."
-        )
+    advice = reasons.sign_in_unreadable(names, no_premium=refusal.code == NON_PREMIUM)
     result.notices.append(_notice(SIGN_IN_ACTIVITY, refusal, advice))
 
 
@@ -240,19 +202,6 @@ async def _first_user(
     if count and page.count is not None:
         result.total = page.count
     return page.users[0] if page.users else None
-
-
-def _licences_advice(error: GraphError) -> str:
-    advice = (
-        "Microsoft Graph did not list the tenant's licences, so assignedLicenses holds SKU "
-        "ids instead of names."
-    )
-    if error.status == 403:
-        advice += (
-            " Grant the app's managed identity the LicenseAssignment.Read.All application "
-            "permission (admin consent), then export again."
-        )
-    return advice
 
 
 def _notice(failed: str, error: GraphError, advice: str) -> list[str]:

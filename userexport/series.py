@@ -30,8 +30,9 @@ from azure.core.exceptions import (
 from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import ContainerClient
 
+from .errors import JobConflict
 from .exportrequest import ExportRequest
-from .jobs import Job, JobConflict, JobStore, attempts, utcnow
+from .jobs import Job, JobStore, attempts, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 
+from . import reasons
 from .clients import Clients
+from .errors import JobConflict
 from .finishing import finish_if_complete
-from .jobs import Job, JobConflict, PartitionStatus, Status, utcnow
+from .jobs import Job, PartitionStatus, Status, utcnow
 from .messages import ExportMessage
 
 log = logging.getLogger(__name__)
@@ -47,13 +49,8 @@ async def _revive_if_stalled(clients: Clients, job: Job) -> bool:
     if job.revivals >= MAX_REVIVALS:
         minutes = clients.settings.stall.total_seconds() / 60
         errors = [job.last_error] + [p.last_error for p in parts]
-        last_error = next((e for e in reversed(errors) if e), "none recorded")
-        await clients.jobs.fail(
-            job.id,
-            reason=f"The export made no progress for {minutes:g} minutes, {job.revivals} times "
-            f"in a row (last error: {last_error}). Start it again; if it stops the same way, "
-            "the function's logs say more.",
-        )
+        last_error = next((e for e in reversed(errors) if e), None)
+        await clients.jobs.fail(job.id, reason=reasons.stalled(minutes, job.revivals, last_error))
         return True
     job.revivals, job.revived_at_users = job.revivals + 1, written
     job = await clients.jobs.save(job)

@@ -16,8 +16,9 @@ import pytest
 
 from devtools.stack import LocalStack
 from devtools.tenantsim.changes import TenantWriter
+from userexport.errors import JobConflict
 from userexport.exportrequest import export_request
-from userexport.jobs import DeltaPlan, Job, JobConflict, Plan, Status, utcnow
+from userexport.jobs import DeltaPlan, Job, Plan, Status, utcnow
 from userexport.series import SeriesStore
 
 from .conftest import Storage, app_settings, download, running_stack, wait_for_export

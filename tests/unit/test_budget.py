@@ -2,12 +2,12 @@
 
 from datetime import timedelta
 
-from userexport.budget import Budget
+from userexport import reasons
 
 
 def test_the_cap_is_said_as_set_even_when_not_whole_minutes():
-    spent = Budget(0, last_error="Microsoft Graph answered 503 serviceNotAvailable")
-    assert "for 30 minutes" in spent.cap_reason(timedelta(minutes=30))
-    reason = spent.cap_reason(timedelta(minutes=0.1))
+    last_error = "Microsoft Graph answered 503 serviceNotAvailable"
+    assert "for 30 minutes" in reasons.failures_outlasted(last_error, timedelta(minutes=30))
+    reason = reasons.failures_outlasted(last_error, timedelta(minutes=0.1))
     assert "for 0.1 minutes (USEREXPORT_FAILURE_CAP_MINUTES)" in reason
     assert reason.startswith("Microsoft Graph answered 503")

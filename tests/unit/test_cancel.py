@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from userexport import jobs
+from userexport.errors import JobStopped
 from userexport.exportrequest import ExportRequest
-from userexport.jobs import Job, JobStopped, JobStore, Status
+from userexport.jobs import Job, JobStore, Status
 
 
 class OneJob(JobStore):

@@ -32,7 +32,7 @@ def test_graph_code_imports_no_storage_and_no_export_step():
         for name in imports(path):
             assert not name.startswith(STORAGE_SDKS), (path.name, name)
             if name.startswith("userexport.") and not name.startswith("userexport.graph"):
-                allowed = ("userexport.budget", "userexport.filters")
+                allowed = ("userexport.budget", "userexport.errors", "userexport.filters")
                 assert name.startswith(allowed), (path.name, name)
 
 
@@ -43,3 +43,33 @@ def test_storage_imports_no_graph_type():
                 assert module == "pacestore" and name.startswith("userexport.graph.pace"), (
                     f"{module}.py imports {name}"
                 )
+
+
+def _written_text(node: ast.AST) -> bool:
+    return isinstance(node, ast.JoinedStr) or (
+        isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
+
+
+def test_what_a_caller_reads_about_a_job_is_written_in_reasons_only():
+    """A job's reason and lastError are never spelt out in an export step: reasons.py says them
+    (a step may still join two of its texts)."""
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "reasons.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg in ("reason", "last_error"):
+                assert not _written_text(node.value), (path.name, node.lineno)
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and target.attr in (
+                        "reason",
+                        "last_error",
+                    ):
+                        assert not _written_text(node.value) or (
+                            isinstance(node.value, ast.JoinedStr)
+                            and all(
+                                not isinstance(v, ast.Constant) or not str(v.value).strip()
+                                for v in node.value.values
+                            )
+                        ), (path.name, node.lineno)

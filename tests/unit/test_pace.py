@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from userexport.graph import SharedPace
-from userexport.graph.limiter import BURST, CEILING, AdaptiveLimiter
+from userexport.graph.bucket import BURST
+from userexport.graph.limiter import CEILING, AdaptiveLimiter
 
 from .test_authmethods import FakeClock
 

@@ -17,6 +17,7 @@ from userexport.preflight import (
     preflight,
     sign_in_refused,
 )
+from userexport.resolved import Resolved
 
 GROUP = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -71,7 +72,7 @@ def request(**body: Any):
 
 async def check(graph: FakeGraph, asked: Any) -> Preflight:
     result = Preflight()
-    await preflight(graph, asked, result)  # type: ignore[arg-type]
+    await preflight(graph, Resolved.request(asked), result)  # type: ignore[arg-type]
     return result
 
 
@@ -193,11 +194,11 @@ async def test_a_check_cut_short_goes_on_where_it_stopped():
     result = Preflight()
     asked = request(columns=["lastSignInDateTime", "assignedLicenses"], filter={"group": GROUP})
     with pytest.raises(GraphError):
-        await preflight(graph, asked, result)  # type: ignore[arg-type]
+        await preflight(graph, Resolved.request(asked), result)  # type: ignore[arg-type]
     assert result.done == ["scope"]
     assert graph.calls == ["scope:group", "users:id,userPrincipalName", "users:id,signInActivity"]
     graph.sign_in, graph.calls = None, []
-    await preflight(graph, asked, result)  # type: ignore[arg-type]
+    await preflight(graph, Resolved.request(asked), result)  # type: ignore[arg-type]
     assert graph.calls == ["users:id,signInActivity", "skus"]
     assert result.done == ["scope", "signIn", "licences"] and result.requests == 5
 

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from .. import api, resultspage
-from ..caller import Caller, Unauthorized, identify
+from ..caller import Caller, identify
 from ..clients import Clients, get_clients
+from ..errors import Unauthorized
 from ..idempotency import HEADER as IDEMPOTENCY_KEY
 
 bp = func.Blueprint()

@@ -6,9 +6,11 @@ import logging
 
 import azure.functions as func
 
+from .. import reasons
 from ..clients import get_clients
+from ..errors import InvalidMessage
 from ..exporter import run_message
-from ..messages import ExportMessage, InvalidMessage, parse
+from ..messages import ExportMessage, parse
 from ..settings import JOBS_QUEUE, POISON_QUEUE
 
 bp = func.Blueprint()
@@ -49,10 +51,6 @@ async def export_poison(msg: func.QueueMessage) -> None:
         return
     clients = await get_clients()
     job = await clients.jobs.get(message.job_id)
-    last_error = job.last_error if job and job.last_error else "no error was recorded"
     await clients.jobs.fail(
-        message.job_id,
-        reason="The export failed on every delivery of its queue message and was given up "
-        f"(last error: {last_error}). Start it again; if it fails the same way, the function's "
-        "logs say more.",
+        message.job_id, reason=reasons.poisoned(job.last_error if job else None)
     )

@@ -3,8 +3,9 @@
 - reader.py: GraphReader, users through msgraph-sdk's request adapter as raw JSON pages;
 - listing.py: UsersListing and its Position, a listing a checkpoint can resume;
 - authmethods.py: the authentication methods, in $batches;
-- errors.py: GraphError and what the headers of an answer say;
-- limiter.py: one bucket's adaptive limiter; pace.py: what it shares with other instances.
+- errors.py: GraphError; headers.py: what the headers of an answer say;
+- limiter.py: one bucket's adaptive limiter, made of concurrency.py, bucket.py, pause.py and
+  latency.py; pace.py: what it shares with other instances.
 
 It imports no storage and no export step: the shared pace is kept by whoever gives the limiter
 a PaceBoard (userexport/pacestore.py).
@@ -17,7 +18,8 @@ from .authmethods import (
     LookupsCutShort,
     api_missing,
 )
-from .errors import EXPIRED_PAGE_TOKEN, NON_PREMIUM, GraphError, retry_after_seconds
+from .errors import EXPIRED_PAGE_TOKEN, NON_PREMIUM, GraphError
+from .headers import retry_after_seconds
 from .limiter import AdaptiveLimiter
 from .listing import ListingStep, Position, UsersListing
 from .pace import PaceBoard, SharedPace

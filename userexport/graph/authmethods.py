@@ -24,8 +24,9 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
 from .. import budget
-from .errors import GraphError, retry_after_seconds
-from .limiter import AdaptiveLimiter, about_budget, used_share
+from .errors import GraphError
+from .headers import about_budget, retry_after_seconds, used_share
+from .limiter import AdaptiveLimiter
 from .reader import GraphReader
 
 BATCH_SIZE = 20  # Graph's limit of requests per $batch

@@ -1,15 +1,13 @@
 """Graph's answers that are not users: GraphError (status, code, what Graph said about its
-budget) and the headers read from every answer.
+budget), made from kiota's APIError.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-
 from kiota_abstractions.api_error import APIError
 
-from .limiter import about_budget, used_share
+from ..errors import UserExportError
+from .headers import about_budget, retry_after_seconds, used_share
 
 EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
 # Graph's answer to signInActivity in a tenant without Entra ID P1/P2, which premium tenants
@@ -18,7 +16,7 @@ EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
 NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 
 
-class GraphError(Exception):
+class GraphError(UserExportError):
     """Graph answered with an error after the SDK's retries."""
 
     def __init__(
@@ -37,7 +35,7 @@ class GraphError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.used = used  # x-ms-throttle-limit-percentage of a 429, when Graph sent it
-        self.budget = budget  # a 429 about the resource-unit budget (limiter.about_budget)
+        self.budget = budget  # a 429 about the resource-unit budget (headers.about_budget)
 
     @property
     def transient(self) -> bool:
@@ -75,27 +73,3 @@ class GraphError(Exception):
             used=used_share(headers),
             budget=about_budget(headers),
         )
-
-
-def resource_units(headers: Mapping[str, str] | None) -> int:
-    """x-ms-resource-unit: what the request cost (1 when Graph did not say)."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "x-ms-resource-unit":
-            try:
-                return max(1, int(float(value)))
-            except (TypeError, ValueError):
-                return 1
-    return 1
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds a Retry-After header asks to wait (any casing); None when absent or not a number
-    (an HTTP date is rare from Graph: backing off instead is safe)."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except (TypeError, ValueError):
-                return None
-            return min(max(0.0, seconds), 3600.0) if math.isfinite(seconds) else None
-    return None

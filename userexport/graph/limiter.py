@@ -13,10 +13,12 @@ no refill wasted. A
 concurrency that doubles every round trip until Graph first throttles (a slow start), then
 halves on a throttled answer and grows by one after a run of clean ones.
 
-A throttled answer also pauses every caller until its Retry-After has passed (or, without one,
-an exponential backoff with jitter), so parallel batches do not stampede a spent bucket. Server
-errors pause and halve the same way, but teach no rate: an outage says nothing about a budget.
-Every wait counts against the invocation's time budget (budget.check).
+A throttled answer also pauses every caller (pause.py). Server errors pause and halve the same
+way, but teach no rate: an outage says nothing about a budget.
+
+The parts, each testable alone: concurrency.py (how many at once), bucket.py (the mirror of
+Graph's bucket and what it served), pause.py (the shared pause and backoff), latency.py (per
+user, for estimates). This class steers the pace from Graph's answers and shares it.
 
 With a PaceBoard (pace.py), the limiter shares its bucket with the other instances: before its
 first request and every few seconds while it sends, it publishes its pace, reads the bucket's
@@ -29,22 +31,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from .. import budget
+from .bucket import WINDOW, BucketMirror, ServedLog
+from .concurrency import Concurrency
+from .headers import WARN
+from .latency import Latency
 from .pace import PaceBoard
+from .pause import Pause
 
 log = logging.getLogger(__name__)
 
-_WINDOW = 10.0  # seconds: Graph's buckets refill over 10 s, and rates are measured over it
-WARN = 0.8  # Graph sends x-ms-throttle-limit-percentage past this share of the budget
 STEER_SECONDS = 1.0  # the pace changes at most this often
 SYNC_SECONDS = 5.0  # how often an instance shares its pace while it sends
-BURST = 8.0  # seconds of pace a full bucket allows at once (Graph warns past 80 % of 10 s)
 CEILING = 1.25  # an instance goes at most this far over its share of the learnt rate
 
 
@@ -52,38 +54,6 @@ def _forget(task: asyncio.Future[None]) -> None:
     """A background sync's outcome: its failures are storage's, already logged (pacestore.py)."""
     if not task.cancelled():
         task.exception()
-
-
-def used_share(headers: Mapping[str, object] | None) -> float | None:
-    """x-ms-throttle-limit-percentage (any casing): the share of the budget used, 0.8 to 1.8;
-    None when absent (under 80 %) or not a number."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "x-ms-throttle-limit-percentage":
-            if isinstance(value, set | list | tuple):  # kiota's HeadersCollection keeps sets
-                value = next(iter(value), None)
-            try:
-                used = float(str(value))
-            except ValueError:
-                return None
-            if not math.isfinite(used):
-                return None
-            return used / 100 if used > 5 else used  # a percentage written as 85
-    return None
-
-
-def about_budget(headers: Mapping[str, object] | None) -> bool:
-    """Whether a 429 is about the resource-unit budget, the only throttling a pace can learn
-    from. `x-ms-throttle-information` gives the reason and "can have any value", such as
-    CPULimitExceeded or WriteLimitExceeded, and Graph also throttles on a tenant's data volume
-    (throttling-limits.md): those say nothing about the bucket's rate. Absent, it is assumed
-    to be the budget."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "x-ms-throttle-information":
-            if isinstance(value, set | list | tuple):
-                value = next(iter(value), None)
-            text = str(value or "").strip()
-            return not text or "resourceunit" in text.lower()
-    return True
 
 
 class AdaptiveLimiter:
@@ -101,22 +71,13 @@ class AdaptiveLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.bucket, self._shared = bucket, shared
-        self.limit = initial
-        self._rate: float | None = None  # RU per second; None: not learnt yet
-        # A mirror of Graph's bucket at this instance's pace: a burst is allowed while Graph's
-        # would have room (BURST seconds of pace, 80 % of its 10 s), pacing after that.
-        self._tokens, self._tokens_at = 0.0, clock()
-        self._minimum, self._maximum = minimum, maximum
-        self._base_delay, self._max_delay = base_delay, max_delay
         self._clock, self._sleep = clock, sleep
-        self._in_flight = 0
-        self._clean = 0  # clean answers since the limit last changed
-        self._slow_start = True  # until the first throttled answer, the limit doubles
-        self._throttled_in_a_row = 0
+        self.concurrency = Concurrency(initial=initial, minimum=minimum, maximum=maximum)
+        self.pause = Pause(base_delay=base_delay, max_delay=max_delay, clock=clock, sleep=sleep)
+        self.mirror = BucketMirror(clock)
+        self.served_log = ServedLog(clock)
+        self.latency = Latency()
         self._congested_at = float("-inf")
-        self._resume_at = 0.0
-        self._served: deque[tuple[float, int]] = deque()  # (when, RU) served cleanly
-        self._first_sent: float | None = None
         # The first warning of the current spell (when, share used): what the next one, a
         # second or more later, is compared with.
         self._warning: tuple[float, float] = (float("-inf"), 0.0)
@@ -127,17 +88,33 @@ class AdaptiveLimiter:
         self._sync_at = 0.0
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
-        self.seconds_per_user: float | None = None  # listing pages: latency per user
-        self._latency_fresh = False
         self.last_success = float("-inf")  # when Graph last served a request cleanly
-        self._changed = asyncio.Condition()
+
+    @property
+    def limit(self) -> int:
+        """Requests at once."""
+        return self.concurrency.limit
+
+    @property
+    def rate(self) -> float | None:
+        """The pace, RU per second (None: not learnt yet)."""
+        return self.mirror.rate
+
+    @rate.setter
+    def rate(self, value: float | None) -> None:
+        self.mirror.rate = value
+
+    @property
+    def seconds_per_user(self) -> float | None:
+        """Listing pages: latency per user."""
+        return self.latency.seconds_per_user
 
     async def __aenter__(self) -> AdaptiveLimiter:
         await self._acquire(lambda: 1)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._release()
+        await self.concurrency.give_back()
 
     @asynccontextmanager
     async def slot(self, cost: int) -> AsyncIterator[None]:
@@ -146,7 +123,7 @@ class AdaptiveLimiter:
         try:
             yield
         finally:
-            await self._release()
+            await self.concurrency.give_back()
 
     @asynccontextmanager
     async def batch(self, wanted: int, *, most: int) -> AsyncIterator[int]:
@@ -157,7 +134,7 @@ class AdaptiveLimiter:
         try:
             yield size
         finally:
-            await self._release()
+            await self.concurrency.give_back()
 
     def batch_size(self, most: int) -> int:
         return most if not self.rate else max(1, min(most, int(self.rate * 2)))
@@ -174,53 +151,36 @@ class AdaptiveLimiter:
         if self._synced == 1 and self._syncing is not None and not self._syncing.done():
             await asyncio.shield(self._syncing)
         while True:
-            pause = self._resume_at - self._clock()
-            if pause > 0:
-                budget.check(pause)
-                await self._sleep(pause)
-                continue
-            async with self._changed:
-                if self._in_flight < self.limit and self._resume_at <= self._clock():
-                    self._in_flight += 1
-                    break
-                if self._in_flight >= self.limit:
-                    await self._changed.wait()
+            await self.pause.wait()
+            if await self.concurrency.take(self.pause.over):
+                break
         try:  # a slot taken must be given back, whatever stops the wait (OutOfTime, a cancel)
-            now = self._clock()
-            if self._first_sent is None:
-                self._first_sent = now
+            self.served_log.sent()
             cost = cost_of()
-            if self._rate:
-                self._refill()
-                wait = max(0.0, -self._tokens / self._rate)
-                budget.check(wait)  # before the debit: a turn not taken costs nothing
-                self._tokens -= cost
-                try:
-                    if wait:
-                        await self._sleep(wait)
-                except BaseException:  # cancelled while waiting: nothing was sent
-                    self._tokens += cost
-                    raise
+            wait = self.mirror.wait()
+            budget.check(wait)  # before the debit: a turn not taken costs nothing
+            self.mirror.debit(cost)
+            try:
+                if wait:
+                    await self._sleep(wait)
+            except BaseException:  # cancelled while waiting: nothing was sent
+                self.mirror.debit(-cost)
+                raise
         except BaseException:
-            await self._release()
+            await self.concurrency.give_back()
             raise
         return cost
-
-    async def _release(self) -> None:
-        async with self._changed:
-            self._in_flight -= 1
-            self._changed.notify_all()
 
     async def _sync(self) -> None:
         """Publishes this instance's pace, reads the bucket's, and keeps to its share."""
         assert self._shared is not None
-        await self._shared.publish(self.bucket, rate=self.rate, served=self._served_rate() or 0)
+        await self._shared.publish(self.bucket, rate=self.rate, served=self.served_log.rate() or 0)
         shared = await self._shared.read(self.bucket)
         if shared is None:
             return
         learn: dict[str, float] = {}
-        if self._latency_fresh and self.seconds_per_user:
-            learn["secondsPerUser"], self._latency_fresh = self.seconds_per_user, False
+        if (per_user := self.latency.to_share()) is not None:
+            learn["secondsPerUser"] = per_user
         if self._learnt and self.rate:
             # Everyone slows down at the same warnings: their paces together are the bucket's.
             learn["rate"] = shared.paces  # this instance's pace, as just published, included
@@ -230,7 +190,7 @@ class AdaptiveLimiter:
             if self.rate is None:
                 self.rate = share  # start at the known pace, not with a burst: unless
                 if await self._shared.claim_burst(self.bucket):  # the bucket is full, and ours
-                    self._tokens = BURST * shared.bucket_rate
+                    self.mirror.fill()
             elif not self._warned and self.rate >= CEILING * share:
                 learn["rate"] = shared.bucket_rate * 1.1  # no warnings at the ceiling: more
             self.rate = min(self.rate, CEILING * share)
@@ -253,93 +213,68 @@ class AdaptiveLimiter:
         """Records a throttled answer (429), or with learn_rate=False a server error or a lost
         connection; returns how long every caller now pauses. Answers that arrive while callers
         are already paused were sent before it: they add no step to the backoff, the limit or
-        the pace, or a burst of failures at one moment would escalate like a long outage."""
-        self._clean, self._slow_start = 0, False
-        if self._clock() >= self._resume_at:
-            self._throttled_in_a_row += 1
-            self.limit = max(self._minimum, self.limit // 2)
+        the pace."""
+        if not self.pause.step():
+            self.concurrency.hold()
+        else:
+            self.concurrency.halve()
             if learn_rate:
                 self._warned = True
                 if self.rate is None:
-                    self._learn(self._burst_rate(used if used is not None else 1.0))
+                    self._learn(self.served_log.burst_rate(used if used is not None else 1.0))
                 else:
                     self.rate *= 0.8
                     self._learnt = True
-                self._spent()
-        if retry_after is None:
-            retry_after = self._jittered(self._throttled_in_a_row)
-        self._resume_at = max(self._resume_at, self._clock() + retry_after)
-        return retry_after
+                self.mirror.spent()
+        return self.pause.until(retry_after)
 
     def congested(self) -> None:
-        """A 429 that is not about the budget (CPU, data volume: limiter.about_budget): fewer
+        """A 429 that is not about the budget (CPU, data volume: headers.about_budget): fewer
         requests at once (halved, at most once a STEER_SECONDS, so a burst of such answers is
         one step), nobody paused and no rate learnt; the throttled request waits alone."""
         now = self._clock()
-        self._clean, self._slow_start = 0, False
         if now - self._congested_at >= STEER_SECONDS:
             self._congested_at = now
-            self.limit = max(self._minimum, self.limit // 2)
+            self.concurrency.halve()
+        else:
+            self.concurrency.hold()
 
     async def backoff(self, attempt: int, retry_after: float | None = None) -> None:
-        """Waits before retrying something that failed on its own (a few items of a batch that
-        Graph otherwise served): Retry-After, or exponential backoff with jitter. Unlike
-        throttled(), nobody else pauses."""
-        if retry_after is None:
-            retry_after = self._jittered(attempt)
-        budget.check(retry_after)
-        await self._sleep(retry_after)
-
-    def _jittered(self, attempt: int) -> float:
-        """Exponential backoff for the nth attempt, capped, with "equal jitter" (half fixed,
-        half random) so that callers throttled together do not come back together."""
-        ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        """Waits before retrying something that failed on its own; nobody else pauses."""
+        await self.pause.backoff(attempt, retry_after)
 
     def now(self) -> float:
         return self._clock()
 
     def resume_in(self) -> int:
-        """Whole seconds until paused callers may go on (0 when not paused), at most 600: how
-        long a continuation waits unseen before it tries again."""
-        return math.ceil(min(max(0.0, self._resume_at - self._clock()), 600.0))
+        return self.pause.resume_in()
 
     def served(self, cost: int) -> None:
         """Records requests Graph served (part of a batch, say), for the served rate."""
         if cost:
             self.last_success = self._clock()
-            self._served.append((self._clock(), cost))
-            if self._first_sent is None:
-                self._first_sent = self._clock()
+            self.served_log.add(cost)
 
     def succeeded(self, cost: int = 1, *, used: float | None = None) -> None:
         """Records a clean answer worth `cost` RU, and the budget's share Graph said was used;
         steers the pace and probes the limit upward."""
-        self._throttled_in_a_row = 0
+        self.pause.in_a_row = 0
         self.served(cost)
         self._steer(used)
-        self._clean += 1
-        if self._slow_start:  # a clean answer each: twice the limit per round trip
-            self.limit = min(self._maximum, self.limit + 1)
-        elif self._clean >= self.limit and self.limit < self._maximum:
-            self.limit += 1
-            self._clean = 0
+        self.concurrency.clean()
 
     def listed(self, users: int, seconds: float) -> None:
         """A page of `users` took `seconds` to answer: what the estimate of a listing uses."""
-        if users:
-            per_user = seconds / users
-            old = self.seconds_per_user
-            self.seconds_per_user = per_user if old is None else 0.8 * old + 0.2 * per_user
-            self._latency_fresh = True
+        self.latency.listed(users, seconds)
 
     def _steer(self, used: float | None) -> None:
         now = self._clock()
         if used is not None and used >= WARN:  # the bucket runs low: slow down before a 429
-            self._warned, self._slow_start = True, False
-            self._spent()
+            self._warned = True
+            self.concurrency.warned()
+            self.mirror.spent()
             if self.rate is None:
-                self._learn(self._burst_rate(used))
+                self._learn(self.served_log.burst_rate(used))
                 self._warning = (now, used)
             elif now - self._warning[0] > 5 * STEER_SECONDS:
                 self._warning = (now, used)  # a new spell of warnings: its first reading
@@ -349,7 +284,7 @@ class AdaptiveLimiter:
         self._warning = (float("-inf"), 0.0)
         if self.rate and now - self._steered_at >= STEER_SECONDS:
             self._steered_at = now
-            served = self._served_rate()
+            served = self.served_log.rate()
             if served and served >= 0.8 * self.rate:  # only a pace that is used is probed
                 ceiling = CEILING * self._share if self._share else math.inf
                 self.rate = min(self.rate * 1.05, max(ceiling, self.rate))
@@ -362,8 +297,8 @@ class AdaptiveLimiter:
         since, before = self._warning
         slope = (used - before) / (now - since)
         if slope > 0:
-            served = sum(cost for at, cost in self._served if at > since) / (now - since)
-            target = served / (1 + _WINDOW * slope)
+            served = self.served_log.since(since) / (now - since)
+            target = served / (1 + WINDOW * slope)
             self.rate = max(0.8 * self.rate, min(self.rate, target))
             self._learnt = True
         elif used >= 0.95:  # holding just under the limit: leave some room
@@ -374,48 +309,4 @@ class AdaptiveLimiter:
     def _learn(self, rate: float | None) -> None:
         if rate:
             self.rate, self._learnt = rate, True
-            self._spent()
-
-    @property
-    def rate(self) -> float | None:
-        """The pace, RU per second (None: not learnt yet)."""
-        return self._rate
-
-    @rate.setter
-    def rate(self, value: float | None) -> None:
-        self._refill()  # what the old pace earned is kept
-        self._rate = value
-
-    def _refill(self) -> None:
-        now = self._clock()
-        if self._rate:
-            earned = self._tokens + (now - self._tokens_at) * self._rate
-            self._tokens = min(BURST * self._rate, earned)
-        self._tokens_at = now
-
-    def _spent(self) -> None:
-        """Graph says its bucket has no room left: neither has the mirror."""
-        self._refill()
-        self._tokens = min(self._tokens, 0.0)
-
-    def _burst_rate(self, used: float) -> float | None:
-        """The bucket's refill rate from what this instance was served since it was full: over
-        t seconds it served S = used x 10 x rate + t x rate. Others drawing on it too make
-        this an underestimate, which the probing corrects."""
-        now = self._clock()
-        self._served_rate()  # drops what is older than the window
-        served = sum(cost for _, cost in self._served)
-        if not served or self._first_sent is None:
-            return None
-        elapsed = min(max(now - self._first_sent, 0.0), _WINDOW)
-        return served / (elapsed + _WINDOW * min(max(used, WARN), 1.0))
-
-    def _served_rate(self) -> float | None:
-        """RU per second served cleanly over the last window, once there is one."""
-        now = self._clock()
-        while self._served and self._served[0][0] < now - _WINDOW:
-            self._served.popleft()
-        if not self._served:
-            return None
-        span = max(now - self._served[0][0], 1.0)
-        return sum(cost for _, cost in self._served) / span
+            self.mirror.spent()

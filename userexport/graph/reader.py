@@ -23,8 +23,9 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from .. import budget
 from ..filters import Scope
-from .errors import GraphError, resource_units
-from .limiter import AdaptiveLimiter, used_share
+from .errors import GraphError
+from .headers import resource_units, used_share
+from .limiter import AdaptiveLimiter
 
 PAGE_SIZE = 999  # Graph's maximum $top for users
 SIGN_IN_PAGE_SIZE = 120  # ... and with signInActivity selected (user-list example 11)
