@@ -154,7 +154,7 @@ async def run_pipeline(spec: Spec, sink: Sink, result: Measured) -> None:
         write(encoder.header())
 
         async def loop() -> tuple[int, int]:
-            # As a partition does (partitionrun.py): the next page is fetched, as bytes, while
+            # As a partition does (partition.py): the next page is fetched, as bytes, while
             # this one is encoded and written.
             users = pages = 0
             ahead = asyncio.ensure_future(reader.users_page_bytes(next_link=None, select=select))

@@ -31,6 +31,7 @@ from . import budget, errorsfile, reasons
 from .blobsink import Stream, block_id, commit, stage
 from .clients import Clients
 from .columns import AuthMethods
+from .commit import commit_job
 from .continuation import continue_later
 from .csvfile import encode_rows
 from .errors import CannotExport, JobConflict, JobStopped, OutOfTime, Resync, SnapshotUnusable
@@ -412,14 +413,8 @@ class ChangesRun:
         # Fenced as a partition's checkpoint is: another invocation that claimed this run since
         # (a redelivered message) makes this save fail, and this one stops.
         self._part = await clients.jobs.save(self._part)
-        for _ in attempts(f"finishing job {self._job.id}"):
-            job = await clients.jobs.get(self._job.id)
-            if job is None or job.status is not Status.RUNNING or job.plan is None:
-                return Outcome.SKIPPED
-            marked = await clients.jobs.mark_committing(job)
-            if marked is None:
-                continue
-            job = marked
+
+        async def write(job: Job) -> None:
             self._outcome(job)
             names = (job.blob_name, job.changes_blob_name, job.errors_blob_name)
             request = job.request
@@ -431,10 +426,6 @@ class ChangesRun:
             except JobConflict as moved:
                 job.status = Status.FAILED
                 job.reason = reasons.changes_run_overtaken(job.request.series, moved)
-            try:
-                await clients.jobs.save(job)
-            except JobConflict:
-                continue
             log.info(
                 "Export job %s changes: %d added, %d updated, %d removed.",
                 job.id,
@@ -442,7 +433,8 @@ class ChangesRun:
                 self._counts.updated,
                 self._counts.removed,
             )
-            return Outcome.FINISHED
+
+        return await commit_job(clients, self._job.id, write)
 
     def _outcome(self, job: Job) -> None:
         counts = self._counts

@@ -10,11 +10,10 @@ any lookup of the job succeeded, and replaces them with one row when none did.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import reasons
 from .columns import SIGN_IN_ACTIVITY, Column
-from .graph import EXPIRED_PAGE_TOKEN, NON_PREMIUM, LookupFailure
 from .jobs import Partition
 
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
@@ -24,13 +23,26 @@ MESSAGE = ERRORS_HEADER.index("message")
 DENY_AFTER = 2000
 
 
+class Failure(Protocol):
+    """One user's lookup that failed (graph.LookupFailure, as the errors file reads it)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def lookup(self) -> str: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def code(self) -> str: ...
+
+
 def reason(notices: Iterable[Sequence[str]]) -> str | None:
     """A job's `reason`: the messages of its notices (rows said once for the whole job), each
     saying what is missing from the CSV and what to do about it; None without notices."""
     return " ".join(row[MESSAGE] for row in notices) or None
 
 
-def lookup_rows(failures: Iterable[LookupFailure], users: list[dict[str, Any]]) -> list[list[str]]:
+def lookup_rows(failures: Iterable[Failure], users: list[dict[str, Any]]) -> list[list[str]]:
     names = {u["id"]: u.get("userPrincipalName") or "" for u in users}
     return [
         [
@@ -67,13 +79,14 @@ def not_looked_up_rows(
     ]
 
 
-def listing_changed_row() -> list[str]:
+def listing_changed_row(code: str) -> list[str]:
+    """The listing started again past an expired page token (Graph's `code`)."""
     return [
         "",
         "",
         "listing",
         "400",
-        EXPIRED_PAGE_TOKEN,
+        code,
         reasons.LISTING_CHANGED,
     ]
 
@@ -110,9 +123,11 @@ def sign_in_missing_rows(users: list[dict[str, Any]], columns: Sequence[Column])
     ]
 
 
-def sign_in_stopped_row(parts: list[Partition], columns: Sequence[Column]) -> list[str] | None:
-    """The one row saying that Graph stopped serving signInActivity during the export, if it
-    did: the columns and how many users they are empty for."""
+def sign_in_stopped_row(
+    parts: list[Partition], columns: Sequence[Column], code: str
+) -> list[str] | None:
+    """The one row saying that Graph stopped serving signInActivity during the export (its
+    refusal's `code`), if it did: the columns and how many users they are empty for."""
     stopped = [p.checkpoint for p in parts if p.checkpoint.sign_in_stopped]
     if not stopped:
         return None
@@ -122,7 +137,7 @@ def sign_in_stopped_row(parts: list[Partition], columns: Sequence[Column]) -> li
         "",
         SIGN_IN_ACTIVITY,
         "403",
-        NON_PREMIUM,
+        code,
         reasons.sign_in_stopped(sign_in_columns(columns), users),
     ]
 

@@ -13,8 +13,8 @@ import logging
 
 from . import reasons
 from .clients import Clients
+from .commit import finish_if_complete
 from .errors import JobConflict
-from .finishing import finish_if_complete
 from .jobs import Job, PartitionStatus, Status, utcnow
 from .messages import ExportMessage
 

@@ -124,11 +124,13 @@ def test_missing_or_bad_token_gets_401(http: Any) -> None:
 
 
 def test_expired_token_gets_401(make_http: Any) -> None:
-    with run_in_thread(SimConfig(users=5, token_lifetime=1)) as s:
+    # Lifetimes of a few seconds: on a loaded machine (tests run 4 at once) a second can pass
+    # between the token and its first use.
+    with run_in_thread(SimConfig(users=5, token_lifetime=4)) as s:
         h = make_http(s)
         token = h.token()
         assert h.get("/users", headers={"Authorization": f"Bearer {token}"})[0] == 200
-        time.sleep(2.1)
+        time.sleep(5.1)
         status, _, body = h.get("/users", headers={"Authorization": f"Bearer {token}"})
     assert status == 401
     assert "expired" in body["error"]["message"]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.unit.test_api import FakeClients, FakeQueue, FakeStore
-from userexport import api, exporter, idempotency
+from userexport import api, exporter, idempotency, plan
 from userexport.exportrequest import ExportRequest, InvalidRequest, parse_export_request
 from userexport.jobs import Job, Partition, Plan, Status
 from userexport.messages import ExportMessage, Outcome
@@ -172,7 +172,7 @@ def planned(monkeypatch) -> list[str]:
         made.append(job.id)
         return Plan([["a"], ["b"]], estimated_total=20, estimate=dict(ESTIMATE), notices=[NOTICE])
 
-    monkeypatch.setattr(exporter, "_make_plan", make_plan)
+    monkeypatch.setattr(plan, "_make_plan", make_plan)
     return made
 
 

@@ -73,3 +73,9 @@ def test_what_a_caller_reads_about_a_job_is_written_in_reasons_only():
                                 for v in node.value.values
                             )
                         ), (path.name, node.lineno)
+
+
+def test_the_csv_and_errors_file_code_knows_no_graph():
+    for module in ("csvfile", "errorsfile"):
+        for name in imports(PACKAGE / f"{module}.py"):
+            assert not name.startswith("userexport.graph"), f"{module}.py imports {name}"

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
+from userexport.commit import finish_if_complete
 from userexport.exportrequest import ExportRequest
-from userexport.finishing import finish_if_complete
 from userexport.jobs import (
     Checkpoint,
     Job,

@@ -11,6 +11,7 @@ retried, never taken for a twin's success.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from . import errorsfile, reasons
 from .blobsink import MAX_BLOCKS, Stream, block_id, commit, stage
@@ -23,6 +24,7 @@ from .errorsfile import (
     methods_missing_everywhere,
     sign_in_stopped_row,
 )
+from .graph import NON_PREMIUM
 from .jobs import (
     DeltaPlan,
     Job,
@@ -39,36 +41,59 @@ from .resolved import Resolved
 log = logging.getLogger(__name__)
 
 
-async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
+async def commit_job(
+    clients: Clients,
+    job_id: str,
+    write: Callable[[Job], Awaitable[None]],
+    *,
+    ready: Callable[[Job], Awaitable[Outcome | None]] | None = None,
+) -> Outcome:
+    """The one commit protocol, of the partitions' last finisher and of a changes run: read the
+    job; stop unless it runs (or `ready` says to); mark it committing, so a cancel saved first
+    wins; `write` commits its files and sets its final state; save it. A row moved on by
+    someone else is read again and the whole commit retried (its block lists are the same)."""
     for _ in attempts(f"finishing job {job_id}"):
         job = await clients.jobs.get(job_id)
-        if job is None or job.status.finished:
+        if job is None or job.status is not Status.RUNNING or job.plan is None:
             return Outcome.SKIPPED
-        if job.status is not Status.RUNNING or job.plan is None:
-            return Outcome.SKIPPED
-        parts = await clients.jobs.partitions(job_id)
-        if len(parts) < len(job.plan.partitions) or any(
-            p.status is not PartitionStatus.DONE for p in parts
-        ):
-            return Outcome.PARTITION_DONE
+        if ready is not None and (not_yet := await ready(job)) is not None:
+            return not_yet
         marked = await clients.jobs.mark_committing(job)
         if marked is None:
             continue
-        job = marked
-        await _commit(clients, job, parts)
-        if job.plan.delta and job.status.has_files:
-            await _advance_series(clients, job, job.plan.delta)
+        await write(marked)
         try:
-            await clients.jobs.save(job)
+            await clients.jobs.save(marked)
         except JobConflict:
             continue
         log.info(
-            "Export job %s finished: %d users, %d errors.",
-            job.id,
-            job.user_count or 0,
-            job.error_count or 0,
+            "Export job %s finished (%s): %d users, %d errors.",
+            marked.id,
+            marked.status.value,
+            marked.user_count or 0,
+            marked.error_count or 0,
         )
         return Outcome.FINISHED
+    raise AssertionError("attempts() raises when it runs out")
+
+
+async def finish_if_complete(clients: Clients, job_id: str) -> Outcome:
+    """Commits the job once every partition is done (whichever partition finishes last)."""
+    parts: list[Partition] = []
+
+    async def ready(job: Job) -> Outcome | None:
+        nonlocal parts
+        assert job.plan is not None
+        parts = await clients.jobs.partitions(job_id)
+        waiting = any(p.status is not PartitionStatus.DONE for p in parts)
+        return Outcome.PARTITION_DONE if waiting or len(parts) < len(job.plan.partitions) else None
+
+    async def write(job: Job) -> None:
+        await _commit(clients, job, parts)
+        if job.plan and job.plan.delta and job.status.has_files:
+            await _advance_series(clients, job, job.plan.delta)
+
+    return await commit_job(clients, job_id, write, ready=ready)
 
 
 async def _advance_series(clients: Clients, job: Job, delta: DeltaPlan) -> None:
@@ -95,7 +120,7 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     if denied:
         notices.append(denied_row(denied, resolved.lookups))
     for once in (
-        sign_in_stopped_row(parts, resolved.columns),
+        sign_in_stopped_row(parts, resolved.columns, NON_PREMIUM),
         methods_missing_everywhere(parts, resolved.lookups),
     ):
         if once:

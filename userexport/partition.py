@@ -29,6 +29,7 @@ from .blobsink import Stream, block_id, stage
 from .budget import gather_all
 from .clients import Clients
 from .columns import SIGN_IN_ACTIVITY
+from .commit import finish_if_complete
 from .continuation import continue_later
 from .csvfile import encode_rows
 from .errors import CannotExport, JobConflict, JobStopped, OutOfTime, TokensOutpaced
@@ -41,8 +42,8 @@ from .errorsfile import (
     sign_in_missing_rows,
 )
 from .filters import with_upn_prefix
-from .finishing import finish_if_complete
 from .graph import (
+    EXPIRED_PAGE_TOKEN,
     ID_BATCH,
     GraphError,
     ListingStep,
@@ -182,7 +183,7 @@ class PartitionRun:
             if self._progress.relists > MAX_RELISTS:
                 raise TokensOutpaced
         # Said with the first users written after it, so a page read again cannot say it twice.
-        note = [listing_changed_row()] if step.changed else []
+        note = [listing_changed_row(EXPIRED_PAGE_TOKEN)] if step.changed else []
         position, users = step.at, step.users
         while users:
             chunk = users[:LOOKUP_USERS]
