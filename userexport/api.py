@@ -286,6 +286,11 @@ async def _job_answer(clients: Clients, job: Job, links: Links, caller: Caller) 
                     clients.exports.get_blob_client(blob), now=now, file_name=file_name
                 )
         body["urlsExpireAt"] = iso(now + clients.settings.sas_lifetime)
+        kinds = {"downloadUrl": "csv", "changesUrl": "changes", "errorsUrl": "errors"}
+        facts = job.files or {}
+        handed = {kinds[key]: facts[kinds[key]] for key in files if kinds[key] in facts}
+        if handed:
+            body["files"] = handed
         audit.record(audit.DOWNLOAD_LINKS, job.id, caller, files=sorted(files))
     return ApiResponse(200, body)
 

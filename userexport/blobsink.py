@@ -21,6 +21,8 @@ from azure.storage.blob import (
 )
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
+from .filefacts import FileFacts, Tally
+
 CSV_CONTENT = "text/csv; charset=utf-8"
 
 
@@ -49,8 +51,9 @@ async def stage(blob: BlobClient, block: str, data: bytes) -> None:
     await blob.stage_block(block, data, length=len(data))
 
 
-async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> None:
-    """Makes these blocks, in this order, the blob; until now none of it was visible."""
+async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> FileFacts:
+    """Makes these blocks, in this order, the blob (until now none of it was visible); then
+    reads it back for its facts (filefacts.py) and puts them on its metadata."""
     await blob.commit_block_list(
         [BlobBlock(block) for block in block_ids],
         content_settings=ContentSettings(
@@ -58,6 +61,12 @@ async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> N
             content_disposition=f'attachment; filename="{file_name}"',
         ),
     )
+    tally = Tally()
+    async for chunk in (await blob.download_blob()).chunks():
+        tally.add(chunk)
+    facts = tally.facts()
+    await blob.set_blob_metadata(facts.metadata())
+    return facts
 
 
 class SasMinter:

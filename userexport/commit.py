@@ -144,7 +144,8 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
         job.reason = reasons.too_many_blocks(MAX_BLOCKS)
         return
     file_name = job.request.file_name
-    await commit(users_blob, users_blocks, file_name=file_name)
-    await commit(errors_blob, error_blocks, file_name=job.request.errors_file_name)
+    users = await commit(users_blob, users_blocks, file_name=file_name)
+    errors = await commit(errors_blob, error_blocks, file_name=job.request.errors_file_name)
+    job.files = {"csv": users.to_json(), "errors": errors.to_json()}
     job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
     job.reason = errorsfile.reason(notices)

@@ -63,6 +63,7 @@ LOOKUP_USERS = 100
 # Invocations a changes run may start before it gives up: it keeps nothing between them.
 MAX_ATTEMPTS = 5
 BLOCK_BYTES = 4 * 1024 * 1024
+FILES = ("csv", "changes", "errors")  # Job.files' keys for users.csv, changes.csv, errors.csv
 
 
 def expired(error: GraphError) -> bool:
@@ -419,8 +420,11 @@ class ChangesRun:
             names = (job.blob_name, job.changes_blob_name, job.errors_blob_name)
             request = job.request
             files = (request.file_name, request.changes_file_name, request.errors_file_name)
-            for name, blocks, file_name in zip(names, self._blocks.values(), files, strict=True):
-                await commit(clients.exports.get_blob_client(name), blocks, file_name=file_name)
+            job.files = {}
+            blocks = self._blocks.values()
+            for kind, name, staged, file_name in zip(FILES, names, blocks, files, strict=True):
+                blob = clients.exports.get_blob_client(name)
+                job.files[kind] = (await commit(blob, staged, file_name=file_name)).to_json()
             try:
                 await clients.series.advance(job, delta_link=link, planned_on=self._delta.since)
             except JobConflict as moved:

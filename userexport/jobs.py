@@ -256,9 +256,20 @@ class Job(_Row):
     resync: str | None = None
     caller: dict[str, Any] | None = None  # who started it (caller.Caller as JSON)
     cancelled_by: dict[str, Any] | None = None  # ... and who cancelled it
+    # Each committed file's rows, bytes and sha256 (filefacts.FileFacts), by kind: "csv",
+    # "errors", "changes".
+    files: dict[str, Any] | None = None
     updated_at: datetime | None = None
     etag: str | None = None
-    _json_fields = ("request", "plan", "plan_counts", "preflight", "caller", "cancelled_by")
+    _json_fields = (
+        "request",
+        "plan",
+        "plan_counts",
+        "preflight",
+        "caller",
+        "cancelled_by",
+        "files",
+    )
 
     def __post_init__(self) -> None:
         self.series = self.request.series

@@ -24,6 +24,7 @@ import httpx
 
 from .auth import AppAuth
 from .errors import ApiProblem, CliError, Exit
+from .verify import FileCheck
 
 TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 RETRY_WINDOW_SECONDS = 60.0
@@ -115,9 +116,11 @@ class ApiClient:
         """DELETE /api/exports/{id}: the cancelled job's description (409: ApiProblem)."""
         return self._json(self._send("DELETE", job_path(job_id), ok=(200, 202)))
 
-    def download(self, url: str, path: Path) -> None:
+    def download(self, url: str, path: Path, *, expected: dict[str, Any] | None = None) -> None:
         """Streams a SAS URL to `path`, through a hidden partial file renamed at the end, so a
-        file at `path` is always complete."""
+        file at `path` is always complete; with `expected` (the job's facts of the file), only
+        when its rows, bytes and SHA-256 are those (else nothing is written and the exit is
+        MISMATCH)."""
         host = httpx.URL(url).host
         partial = path.with_name(f".{path.name}.partial")
         try:
@@ -128,9 +131,19 @@ class ApiClient:
                         f"storage ({host}) answered {answer.status_code} "
                         f"{answer.reason_phrase} to the download of {path.name}.",
                     )
+                check = FileCheck()
                 with partial.open("wb") as file:
                     for chunk in answer.iter_bytes():
+                        check.add(chunk)
                         file.write(chunk)
+            wrong = check.mismatch(expected) if expected else None
+            if wrong:
+                raise CliError(
+                    Exit.MISMATCH,
+                    f"{path.name} is not the file the export committed ({wrong}); it was not "
+                    "written. Download it again; if it differs again, the blob was changed "
+                    "after the export.",
+                )
             os.replace(partial, path)
         except httpx.TransportError as error:
             raise CliError(

@@ -61,7 +61,7 @@ def download_files(
         raise CliError(Exit.FAILED, f"export {job.get('id')} is {status}, it has no files{reason}")
     csv_name, errors_name = file_names(job)
     csv_url, changes_url = job.get("downloadUrl"), job.get("changesUrl")
-    targets: dict[str, tuple[object, Path]] = {}
+    targets: dict[str, tuple[object, Path]] = {}  # by kind, as the job's `files` name them
     if isinstance(csv_url, str) or not isinstance(changes_url, str):
         targets["csv"] = (csv_url, folder / csv_name)  # no URL at all: refused below
     if isinstance(changes_url, str):
@@ -80,10 +80,14 @@ def download_files(
     for url, path in targets.values():
         if not isinstance(url, str):
             raise CliError(Exit.UNREACHABLE, f"the app gave no download URL for {path.name}.")
-    for url, path in targets.values():
+    facts = job.get("files") if isinstance(job.get("files"), dict) else {}
+    for kind, (url, path) in targets.items():
+        expected = facts.get(kind)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            client.download(str(url), path)
+            client.download(
+                str(url), path, expected=expected if isinstance(expected, dict) else None
+            )
         except OSError as error:
             raise CliError(
                 Exit.USAGE, f"--out: cannot write {path}: {error.strerror or error}"

@@ -13,6 +13,7 @@ class Exit(IntEnum):
     USAGE = 2  # a bad flag, argument or value (the message names it), an unknown export id
     COMPLETED_WITH_ERRORS = 3  # the export finished, with rows in its errors file
     UNREACHABLE = 4  # the app (or storage) cannot be reached, refused the credentials, or failed
+    MISMATCH = 5  # a downloaded file is not what the export committed (rows, bytes or sha256)
     INTERRUPTED = 130  # Ctrl+C (the export itself goes on)
 
 

@@ -36,8 +36,20 @@ class FakeBlob:
     async def stage_block(self, block: str, data: bytes, **_: Any) -> None:
         self.staged[block] = data
 
+    metadata: dict[str, str] = field(default_factory=dict)
+
     async def commit_block_list(self, blocks: list[Any], **_: Any) -> None:
         self.committed = [b.id for b in blocks]
+
+    async def download_blob(self) -> FakeBlob:
+        return self
+
+    async def chunks(self) -> Any:
+        for block in self.committed or []:
+            yield self.staged.get(block, b"")  # the test stages only the headers
+
+    async def set_blob_metadata(self, metadata: dict[str, str]) -> None:
+        self.metadata = metadata
 
 
 @dataclass
