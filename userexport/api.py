@@ -42,6 +42,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 LIST_PARAMETERS = ("pageSize", "cursor", "code")  # code: the function key, read by the host
 LATEST_PARAMETERS = ("series", "code")
+URL_KEYS = {"csv": "downloadUrl", "changes": "changesUrl", "errors": "errorsUrl"}
+# GET /api/exports/latest/{file}: the file of the series' latest export it redirects to.
+LATEST_FILES = {"users.csv": "csv", "changes.csv": "changes", "errors.csv": "errors"}
 ANONYMOUS = Caller("anonymous")  # a local stack without keys or App Service authentication
 _PAGE_SIZE = re.compile(r"[0-9]{1,3}")
 
@@ -273,26 +276,29 @@ async def _job_answer(clients: Clients, job: Job, links: Links, caller: Caller) 
     if not job.status.finished:
         return ApiResponse(202, body, _polling(clients, body["statusUrl"]))
     if job.status.has_files:
-        now, request = utcnow(), job.request
-        files = {"errorsUrl": (job.errors_blob_name, request.errors_file_name)}
-        if job.has_snapshot:
-            files["downloadUrl"] = (job.blob_name, request.file_name)
-        if job.plan is not None and job.plan.changes:
-            files["changesUrl"] = (job.changes_blob_name, request.changes_file_name)
-        for key in ("downloadUrl", "changesUrl", "errorsUrl"):
-            if key in files:
-                blob, file_name = files[key]
-                body[key] = await clients.sas.read_url(
-                    clients.exports.get_blob_client(blob), now=now, file_name=file_name
-                )
+        now, files = utcnow(), _handed_out(job)
+        for kind, (blob, file_name) in files.items():
+            body[URL_KEYS[kind]] = await clients.sas.read_url(
+                clients.exports.get_blob_client(blob), now=now, file_name=file_name
+            )
         body["urlsExpireAt"] = iso(now + clients.settings.sas_lifetime)
-        kinds = {"downloadUrl": "csv", "changesUrl": "changes", "errorsUrl": "errors"}
-        facts = job.files or {}
-        handed = {kinds[key]: facts[kinds[key]] for key in files if kinds[key] in facts}
-        if handed:
-            body["files"] = handed
-        audit.record(audit.DOWNLOAD_LINKS, job.id, caller, files=sorted(files))
+        facts = {kind: (job.files or {})[kind] for kind in files if kind in (job.files or {})}
+        if facts:
+            body["files"] = facts
+        audit.record(audit.DOWNLOAD_LINKS, job.id, caller, files=sorted(URL_KEYS[k] for k in files))
     return ApiResponse(200, body)
+
+
+def _handed_out(job: Job) -> dict[str, tuple[str, str]]:
+    """The files a finished job hands out, by kind: (blob name, the download's file name)."""
+    request = job.request
+    files = {}
+    if job.has_snapshot:
+        files["csv"] = (job.blob_name, request.file_name)
+    if job.plan is not None and job.plan.changes:
+        files["changes"] = (job.changes_blob_name, request.changes_file_name)
+    files["errors"] = (job.errors_blob_name, request.errors_file_name)
+    return files
 
 
 async def latest_export(
@@ -301,6 +307,58 @@ async def latest_export(
     """The newest export of a series whose files were committed, of the series' definition, as
     GET of its id answers it (its download URLs included): a consumer keeps one URL for "the
     latest file"."""
+    found = await _latest_job(clients, params)
+    if isinstance(found, ApiResponse):
+        return found
+    response = await _job_answer(clients, found, links, caller)
+    response.headers["Content-Location"] = links.status(found.id)
+    return response
+
+
+async def latest_file(
+    clients: Clients,
+    name: str,
+    *,
+    params: dict[str, str],
+    links: Links,
+    caller: Caller = ANONYMOUS,
+) -> ApiResponse:
+    """302 to a fresh read-only SAS URL of a file of the series' latest export: one URL that
+    Excel ("From Web"), Power BI or `curl -L` refresh, always the newest file."""
+    kind = LATEST_FILES.get(name)
+    if kind is None:
+        return problem(
+            404,
+            "No such file",
+            f"{excerpt(name)!r} is not a file an export has; one of {', '.join(LATEST_FILES)}.",
+            field="file",
+        )
+    found = await _latest_job(clients, params)
+    if isinstance(found, ApiResponse):
+        return found
+    files = _handed_out(found)
+    if kind not in files:
+        has = "a changes run without snapshot" if kind == "csv" else "not a changes run"
+        return problem(
+            404,
+            "No such file in the latest export",
+            f"The series' latest export ({found.id}) has no {name}: it is {has}.",
+            field="file",
+        )
+    blob, file_name = files[kind]
+    url = await clients.sas.read_url(
+        clients.exports.get_blob_client(blob), now=utcnow(), file_name=file_name
+    )
+    audit.record(audit.DOWNLOAD_LINKS, found.id, caller, files=[URL_KEYS[kind]])
+    status = links.status(found.id)
+    return ApiResponse(
+        302, {"id": found.id, "statusUrl": status}, {"Location": url, "Content-Location": status}
+    )
+
+
+async def _latest_job(clients: Clients, params: dict[str, str]) -> Job | ApiResponse:
+    """The newest run of a series whose files were committed, of the series' definition; or
+    the problem that says why there is none."""
     unknown = [name for name in params if name not in LATEST_PARAMETERS]
     if unknown:
         shown = excerpt(unknown[0])
@@ -315,9 +373,7 @@ async def latest_export(
     async for job in clients.jobs.series_runs(series, with_files=True):
         if defined is not None and Definition.of(job.request) != defined[0]:
             continue  # a run of an earlier definition
-        response = await _job_answer(clients, job, links, caller)
-        response.headers["Content-Location"] = links.status(job.id)
-        return response
+        return job
     return problem(
         404,
         "No export in this series",

@@ -137,6 +137,24 @@ async def latest_export(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@bp.route(route="exports/latest/{file}", methods=["GET"])
+async def latest_file(req: func.HttpRequest) -> func.HttpResponse:
+    """302 to the named file of a series' newest export (users.csv, changes.csv, errors.csv)."""
+    clients = await get_clients()
+    caller = _admit(req, clients)
+    if isinstance(caller, func.HttpResponse):
+        return caller
+    return _respond(
+        await api.latest_file(
+            clients,
+            req.route_params["file"],
+            params=dict(req.params),
+            links=_links(req),
+            caller=caller,
+        )
+    )
+
+
 @bp.route(route="exports/{id}", methods=["DELETE"])
 async def cancel_export(req: func.HttpRequest) -> func.HttpResponse:
     clients = await get_clients()
