@@ -16,17 +16,9 @@ import httpx
 
 from devtools.stack import ROOT, LocalStack
 
-from .conftest import Storage, wait_for_export
+from .conftest import Storage, export
 
 URL_OF = {"csv": "downloadUrl", "changes": "changesUrl", "errors": "errorsUrl"}
-
-
-def export(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    started = api.post("/api/exports", json=body)
-    assert started.status_code == 202, started.text
-    done = wait_for_export(api, started.headers["Location"], timeout=240)[-1]
-    assert done.status_code == 200, done.text
-    return done.json()
 
 
 def check_files(job: dict[str, Any], storage_http: httpx.Client, kinds: set[str]) -> None:
@@ -48,24 +40,24 @@ def check_files(job: dict[str, Any], storage_http: httpx.Client, kinds: set[str]
         assert on_blob == {name: str(value) for name, value in facts.items()}, kind
 
 
-def test_a_partitioned_exports_files_carry_their_rows_bytes_and_sha256(api, storage_http):
-    job = export(api, {"columns": ["objectId", "displayName", "userPrincipalName"]})
+def test_a_partitioned_exports_files_carry_their_rows_bytes_and_sha256(stack, storage_http):
+    job = export(stack, {"columns": ["objectId", "displayName", "userPrincipalName"]})
     assert job["status"] == "succeeded" and job["partitions"] > 1, job
     check_files(job, storage_http, {"csv", "errors"})
     assert job["files"]["csv"]["rows"] == job["userCount"]
 
 
-def test_a_delta_series_runs_files_carry_theirs(api, storage_http):
+def test_a_delta_series_runs_files_carry_theirs(stack, storage_http):
     body = {
         "series": "verifiable",
         "mode": "delta",
         "snapshot": True,
         "columns": ["objectId", "displayName"],
     }
-    full = export(api, body)
+    full = export(stack, body)
     assert full["status"] == "succeeded" and full["delta"]["kind"] == "full", full
     check_files(full, storage_http, {"csv", "errors"})
-    changes = export(api, body)
+    changes = export(stack, body)
     assert changes["status"] == "succeeded" and changes["delta"]["kind"] == "changes", changes
     check_files(changes, storage_http, {"csv", "changes", "errors"})
     assert changes["files"]["csv"]["sha256"] == full["files"]["csv"]["sha256"], (
@@ -74,9 +66,9 @@ def test_a_delta_series_runs_files_carry_theirs(api, storage_http):
 
 
 async def test_the_cli_refuses_a_file_that_is_not_what_the_export_committed(
-    api, stack: LocalStack, storage: Storage, tmp_path
+    stack: LocalStack, storage: Storage, tmp_path
 ):
-    job = export(api, {"columns": ["objectId", "displayName"], "fileName": "staff.csv"})
+    job = export(stack, {"columns": ["objectId", "displayName"], "fileName": "staff.csv"})
     cli = [sys.executable, "-m", "userexport_cli", "download", job["id"]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("USEREXPORT_")}
     env.update(USEREXPORT_URL=stack.api_url, SSL_CERT_FILE=stack.env["SSL_CERT_FILE"])
