@@ -42,7 +42,7 @@ class Tally:
     def add(self, chunk: bytes) -> None:
         self._hash.update(chunk)
         self._bytes += len(chunk)
-        data, start = self._tail + chunk, 0
+        data, start = (self._tail + chunk if self._tail else chunk), 0
         while (end := data.find(b"\r\n", start)) >= 0:
             self._quotes += data.count(b'"', start, end)
             if self._quotes % 2 == 0:  # balanced: the CRLF ends the record

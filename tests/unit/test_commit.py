@@ -41,12 +41,20 @@ class FakeBlob:
     async def commit_block_list(self, blocks: list[Any], **_: Any) -> None:
         self.committed = [b.id for b in blocks]
 
-    async def download_blob(self) -> FakeBlob:
-        return self
+    def _bytes(self) -> bytes:  # the test stages only the headers
+        return b"".join(self.staged.get(block, b"") for block in self.committed or [])
 
-    async def chunks(self) -> Any:
-        for block in self.committed or []:
-            yield self.staged.get(block, b"")  # the test stages only the headers
+    async def get_blob_properties(self) -> Any:
+        return type("Properties", (), {"size": len(self._bytes())})()
+
+    async def download_blob(self, *, offset: int = 0, length: int | None = None) -> Any:
+        data = self._bytes()[offset : None if length is None else offset + length]
+
+        class Downloaded:
+            async def readall(self) -> bytes:
+                return data
+
+        return Downloaded()
 
     async def set_blob_metadata(self, metadata: dict[str, str]) -> None:
         self.metadata = metadata
