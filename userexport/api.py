@@ -282,7 +282,7 @@ async def _job_answer(clients: Clients, job: Job, links: Links, caller: Caller) 
                 clients.exports.get_blob_client(blob), now=now, file_name=file_name
             )
         body["urlsExpireAt"] = iso(now + clients.settings.sas_lifetime)
-        facts = {kind: (job.files or {})[kind] for kind in files if kind in (job.files or {})}
+        facts = {kind: value for kind, value in (job.files or {}).items() if kind in files}
         if facts:
             body["files"] = facts
         audit.record(audit.DOWNLOAD_LINKS, job.id, caller, files=sorted(URL_KEYS[k] for k in files))
