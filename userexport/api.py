@@ -16,7 +16,6 @@ from .caller import TIMER, Caller
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
 from .exportrequest import (
-    ExportRequest,
     InvalidRequest,
     excerpt,
     export_request,
@@ -34,6 +33,7 @@ from .jobs import (
     utcnow,
 )
 from .messages import ExportMessage
+from .request import ExportRequest
 from .series import NIGHTLY, Definition
 
 log = logging.getLogger(__name__)

@@ -55,6 +55,45 @@ async def stage(blob: BlobClient, block: str, data: bytes) -> None:
     await blob.stage_block(block, data, length=len(data))
 
 
+class BlockStream:
+    """One stream's blocks in one blob, staged in order as its bytes fill `block_bytes`: the
+    partitions and the changes run stage through it, and a commit lists its `ids`. `staged`
+    starts where an earlier invocation's checkpoint left the stream."""
+
+    def __init__(
+        self,
+        blob: BlobClient,
+        stream: Stream,
+        *,
+        partition: int = 0,
+        epoch: int,
+        staged: int = 0,
+        block_bytes: int,
+    ) -> None:
+        self._blob, self._stream, self._partition = blob, stream, partition
+        self._epoch, self._first, self._block_bytes = epoch, staged, block_bytes
+        self._buffer = bytearray()
+        self.ids: list[str] = []
+
+    @property
+    def staged(self) -> int:
+        """The stream's blocks staged so far in this epoch (the checkpoint's count)."""
+        return self._first + len(self.ids)
+
+    async def add(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= self._block_bytes:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Stages what is buffered as the stream's next block."""
+        if self._buffer:
+            block = block_id(self._stream, self._partition, self._epoch, self.staged)
+            await stage(self._blob, block, bytes(self._buffer))
+            self.ids.append(block)
+            self._buffer = bytearray()
+
+
 async def commit(blob: BlobClient, block_ids: list[str], *, file_name: str) -> FileFacts:
     """Makes these blocks, in this order, the blob (until now none of it was visible); then
     reads it back for its facts (filefacts.py) and puts them on its metadata."""

@@ -25,10 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from azure.storage.blob.aio import BlobClient
-
 from . import budget, errorsfile, reasons
-from .blobsink import Stream, block_id, commit, stage
+from .blobsink import BlockStream, Stream, commit
 from .clients import Clients
 from .columns import AuthMethods
 from .commit import commit_job
@@ -188,11 +186,15 @@ class ChangesRun:
         self._kept: set[str] = set()  # users whose authentication cells stay the snapshot's
         self._blocks: dict[str, list[str]] = {"users": [], "changes": [], "errors": []}
 
-    def _staged(self, name: str, file: str) -> _Staged:
+    def _staged(self, name: str, file: str) -> BlockStream:
         # A stream of its own: a Resync's full run stages under other block ids in the same
         # blobs, whatever its partitions' epochs.
         blob = self._clients.exports.get_blob_client(name)
-        return _Staged(blob, Stream.CHANGES_RUN, epoch=self._part.epoch, ids=self._blocks[file])
+        blocks = BlockStream(
+            blob, Stream.CHANGES_RUN, epoch=self._part.epoch, block_bytes=BLOCK_BYTES
+        )
+        self._blocks[file] = blocks.ids
+        return blocks
 
     async def run(self) -> Outcome:
         settings = self._clients.settings
@@ -451,26 +453,6 @@ class ChangesRun:
         job.status = Status.COMPLETED_WITH_ERRORS if job.error_count else Status.SUCCEEDED
         job.reason = errorsfile.reason(self._notices)
         job.finished_at = utcnow()
-
-
-class _Staged:
-    """One file's blocks, staged as they fill, their ids kept in order for the commit."""
-
-    def __init__(self, blob: BlobClient, stream: Stream, *, epoch: int, ids: list[str]) -> None:
-        self._blob, self._stream, self._epoch, self._ids = blob, stream, epoch, ids
-        self._buffer = bytearray()
-
-    async def add(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) >= BLOCK_BYTES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self._buffer:
-            block = block_id(self._stream, 0, self._epoch, len(self._ids))
-            await stage(self._blob, block, bytes(self._buffer))
-            self._ids.append(block)
-            self._buffer = bytearray()
 
 
 async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -1,11 +1,11 @@
-"""The body of POST /api/exports: parsed, validated and given its defaults."""
+"""The body of POST /api/exports: parsed, validated and given its defaults (an ExportRequest,
+request.py)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 import orjson
 
@@ -19,63 +19,12 @@ from .columns import (
 )
 from .errors import InvalidRequest
 from .filters import parse_filter, to_graph_query
+from .request import FIELDS, ExportRequest
 
 MODES = ("full", "delta")
 ID_COLUMN = "objectId"  # what a delta run matches a snapshot's rows by
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,150}\.csv")
 _SERIES = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """What a job was asked for, validated; recorded on the job as camelCase JSON."""
-
-    columns: tuple[str, ...]
-    filter: dict[str, Any] | None
-    file_name: str
-    formula_guard: bool = True
-    # Plan and estimate only: the job ends `estimated`, with no files and no partitions.
-    dry_run: bool = False
-    series: str | None = None  # the named series the export belongs to (latest, retention)
-    mode: str = "full"  # "delta": the changes since the series' last run (delta.py)
-    snapshot: bool = False  # a delta run also hands out the full CSV rebuilt from the changes
-    redefine: bool = False  # this run changes its series' definition on purpose (series.py)
-
-    @property
-    def delta(self) -> bool:
-        return self.mode == "delta"
-
-    @property
-    def errors_file_name(self) -> str:
-        return f"{self.file_name.removesuffix('.csv')}-errors.csv"
-
-    @property
-    def changes_file_name(self) -> str:
-        return f"{self.file_name.removesuffix('.csv')}-changes.csv"
-
-    def to_json(self) -> dict[str, Any]:
-        """The request as the API shows it and a job records it: its fields in camelCase."""
-        data = {camel_case(f.name): getattr(self, f.name) for f in fields(self)}
-        return {**data, "columns": list(self.columns)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
-        """A recorded request; a field added since the job was recorded takes its default."""
-        values = {
-            f.name: data.get(camel_case(f.name), None if f.default is MISSING else f.default)
-            for f in fields(cls)
-        }
-        return cls(**{**values, "columns": tuple(values["columns"])})
-
-
-def camel_case(name: str) -> str:
-    """A field's JSON name: file_name -> fileName."""
-    head, *rest = name.split("_")
-    return head + "".join(word.title() for word in rest)
-
-
-# The POST body's fields: ExportRequest's, so a new field is added there (and checked below).
-FIELDS = tuple(camel_case(f.name) for f in fields(ExportRequest))
 
 
 def excerpt(value: Any, limit: int = 40) -> str:

@@ -28,8 +28,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient
 
-from .errors import KeyReused
-from .exportrequest import InvalidRequest
+from .errors import InvalidRequest, KeyReused
 
 HEADER = "Idempotency-Key"
 PARTITION = "idempotency"

@@ -28,7 +28,7 @@ from azure.core.exceptions import (
 from azure.data.tables.aio import TableClient
 
 from .errors import JobConflict, JobStopped
-from .exportrequest import ExportRequest, camel_case
+from .request import ExportRequest, camel_case
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import budget, reasons
-from .blobsink import Stream, block_id, stage
+from .blobsink import BlockStream, Stream
 from .budget import gather_all
 from .clients import Clients
 from .columns import SIGN_IN_ACTIVITY
@@ -362,10 +362,17 @@ class PartitionRun:
             (Stream.HELD_ROWS, errors_blob, _error_bytes(self._held), "held"),
         )
         for kind, blob, data, count in streams:
-            if data:
-                staged = getattr(current, count)
-                await stage(blob, block_id(kind, part.index, epoch, staged), data)
-                current = current._replace(**{count: staged + 1})
+            blocks = BlockStream(
+                blob,
+                kind,
+                partition=part.index,
+                epoch=epoch,
+                staged=getattr(current, count),
+                block_bytes=BLOCK_BYTES,
+            )
+            await blocks.add(data)
+            await blocks.flush()
+            current = current._replace(**{count: blocks.staged})
         segments[-1] = current
         if current == Segment(epoch):
             segments.pop()

@@ -19,9 +19,9 @@ from .columns import (
     resolve,
 )
 from .csvfile import CsvEncoder
-from .exportrequest import ExportRequest
 from .filters import GraphQuery, to_graph_query
 from .jobs import Job
+from .request import ExportRequest
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import ContainerClient
 
 from .errors import JobConflict
-from .exportrequest import ExportRequest
 from .jobs import Job, JobStore, attempts, utcnow
+from .request import ExportRequest
 
 log = logging.getLogger(__name__)
 

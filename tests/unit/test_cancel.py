@@ -10,8 +10,8 @@ import pytest
 
 from userexport import jobs
 from userexport.errors import JobStopped
-from userexport.exportrequest import ExportRequest
 from userexport.jobs import Job, JobStore, Status
+from userexport.request import ExportRequest
 
 
 class OneJob(JobStore):

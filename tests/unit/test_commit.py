@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 
 from userexport.commit import finish_if_complete
-from userexport.exportrequest import ExportRequest
 from userexport.jobs import (
     Checkpoint,
     Job,
@@ -24,6 +23,7 @@ from userexport.jobs import (
     Status,
 )
 from userexport.messages import Outcome
+from userexport.request import ExportRequest
 
 REQUEST = ExportRequest(("objectId",), None, "x.csv")
 

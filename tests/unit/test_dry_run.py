@@ -13,9 +13,10 @@ import pytest
 
 from tests.unit.test_api import FakeClients, FakeQueue, FakeStore
 from userexport import api, exporter, idempotency, plan
-from userexport.exportrequest import ExportRequest, InvalidRequest, parse_export_request
+from userexport.exportrequest import InvalidRequest, parse_export_request
 from userexport.jobs import Job, Partition, Plan, Status
 from userexport.messages import ExportMessage, Outcome
+from userexport.request import ExportRequest
 
 NOW = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
 ESTIMATE = {

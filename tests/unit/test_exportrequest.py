@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from userexport.columns import DEFAULT_COLUMN_NAMES
-from userexport.exportrequest import ExportRequest, InvalidRequest, parse_export_request
+from userexport.exportrequest import InvalidRequest, parse_export_request
+from userexport.request import ExportRequest
 
 NOW = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
 

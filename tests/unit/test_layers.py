@@ -36,9 +36,11 @@ def test_graph_code_imports_no_storage_and_no_export_step():
                 assert name.startswith(allowed), (path.name, name)
 
 
-def test_storage_imports_no_graph_type():
+def test_storage_imports_no_graph_type_and_no_request_parser():
+    """Storage records typed state (request.py's ExportRequest), never parsing a caller's body."""
     for module in STORAGE:
         for name in imports(PACKAGE / f"{module}.py"):
+            assert not name.startswith("userexport.exportrequest"), f"{module}.py imports {name}"
             if name.startswith("userexport.graph"):
                 assert module == "pacestore" and name.startswith("userexport.graph.pace"), (
                     f"{module}.py imports {name}"
