@@ -109,7 +109,8 @@ class LocalStack:
     identities: tuple[str, ...] = ()
     easy_auth: EasyAuth | None = None
     # Function host processes on the same queues, storage and tenant (instances of one app);
-    # api_url is the first one's. add_devhosts() starts more on a running stack.
+    # api_url is the first one's. add_devhosts() starts more on a running stack. 0: none, the
+    # caller hosts the app in its own process (devtools.devhost.host.hosted; tests/app).
     devhosts: int = 1
     env: dict[str, str] = field(default_factory=dict, init=False)
     api_url: str = field(default="", init=False)
@@ -138,8 +139,8 @@ class LocalStack:
         self.close()
 
     def _start(self) -> None:
-        if self.devhosts < 1:
-            raise StackError(f"devhosts must be at least 1, not {self.devhosts}.")
+        if self.devhosts < 0:
+            raise StackError(f"devhosts must be 0 or more, not {self.devhosts}.")
         if not AZURITE.exists():
             raise StackError(f"Azurite is not installed at {AZURITE}; run `make install` (npm ci).")
         work = self.workdir or Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
@@ -222,7 +223,8 @@ class LocalStack:
             ),
             **self.app_env,
         }
-        self.start_devhost()
+        if self.devhosts:
+            self.start_devhost()
         if self.devhosts > 1:
             self.add_devhosts(self.devhosts - 1)
 

@@ -4,8 +4,9 @@
 - `browser`: Chromium driving the results page (on a stack too);
 - `chaos`: the slice of `make chaos` that runs in the suite.
 
-`make check` runs what is left (unit tests, tenantsim's own tests, the infra checks and the
-in-process Graph tests): the lane to run on every change. `make test` runs every lane.
+`make check` runs what is left (unit tests, tenantsim's own tests, the infra checks, the
+in-process Graph tests, and tests/app: the worker and the API in the test's own process against
+Azurite and the simulated tenant): the lane to run on every change. `make test` runs every lane.
 """
 
 from __future__ import annotations
