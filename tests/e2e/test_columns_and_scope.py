@@ -29,7 +29,7 @@ from devtools.tenantsim import (
 )
 from userexport.columns import PREVIEW_COLUMN_NAMES
 
-from .conftest import download, running_stack, wait_for_export
+from .conftest import download, run_export, running_stack
 
 USERS = 700
 SEED = 12
@@ -53,12 +53,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.api_url, timeout=60) as client:
         yield client
-
-
-def export(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    started = api.post("/api/exports", json=body)
-    assert started.status_code == 202, started.text
-    return wait_for_export(api, started.headers["Location"], timeout=180)[-1].json()
 
 
 def read_csv(stack: LocalStack, url: str) -> list[dict[str, str]]:
@@ -149,7 +143,7 @@ def test_sign_in_licence_and_preview_columns_come_back_value_for_value(
         "employeeOrgData.division",
     ]
     before = stats(stack)
-    job = export(api, {"columns": columns, "formulaGuard": False})
+    job = run_export(api, {"columns": columns, "formulaGuard": False})
     after = stats(stack)
 
     assert job["status"] == "succeeded", job
@@ -183,7 +177,7 @@ def test_a_tenant_without_premium_gives_empty_sign_in_columns_and_says_why_once(
     faults = stack.sim["faults"]
     assert httpx.post(faults, json={"premium": False}).status_code == 200
     try:
-        job = export(api, {"columns": ["userPrincipalName", *SIGN_IN], "fileName": "np.csv"})
+        job = run_export(api, {"columns": ["userPrincipalName", *SIGN_IN], "fileName": "np.csv"})
     finally:
         httpx.post(faults, json={"premium": True})
 
@@ -225,7 +219,7 @@ def test_a_nested_group_exports_each_transitive_user_member_once(
     members = [u for u in members if all(u.get(k) == v for k, v in extra.items())]
     assert 0 < len(members) < USERS
     columns = ["objectId", "userPrincipalName", "displayName", "department"]
-    job = export(
+    job = run_export(
         api, {"columns": columns, "filter": {"group": group["id"], **extra}, "formulaGuard": False}
     )
 
@@ -248,7 +242,7 @@ def test_an_administrative_unit_exports_its_user_members_only(stack: LocalStack,
     members = members_of(CONFIG, unit["id"], transitive=False)
     direct = {m["id"] for m in unit["members"] if m["@odata.type"] == "#microsoft.graph.user"}
     assert {u["id"] for u in members} == direct
-    job = export(api, {"columns": ["objectId"], "filter": {"administrativeUnit": unit["id"]}})
+    job = run_export(api, {"columns": ["objectId"], "filter": {"administrativeUnit": unit["id"]}})
 
     assert job["status"] == "succeeded", job
     rows = read_csv(stack, job["downloadUrl"])
@@ -260,7 +254,7 @@ def test_the_manager_column_with_a_group_lists_sequentially_and_says_why(
 ):
     group = _nested_group()
     users = {u["id"]: u for u in iter_users(CONFIG)}
-    job = export(api, {"columns": ["objectId", "manager"], "filter": {"group": group["id"]}})
+    job = run_export(api, {"columns": ["objectId", "manager"], "filter": {"group": group["id"]}})
 
     assert job["status"] == "succeeded", job
     assert job["partitions"] == 1
@@ -278,7 +272,7 @@ def test_a_scope_that_does_not_exist_fails_the_job_with_a_clear_reason(
     stack: LocalStack, api: httpx.Client, key: str
 ):
     missing = "0f3b5d4e-1a2b-4c3d-8e9f-001122334455"
-    job = export(api, {"filter": {key: missing}})
+    job = run_export(api, {"filter": {key: missing}})
 
     assert job["status"] == "failed"
     assert f"filter.{key}" in job["reason"] and missing in job["reason"]
@@ -321,7 +315,7 @@ def test_a_limit_of_five_requests_per_ten_seconds_is_waited_out_and_loses_nothin
         ) as tight,
         httpx.Client(base_url=tight.api_url, timeout=60) as client,
     ):
-        job = export(client, {"columns": columns})
+        job = run_export(client, {"columns": columns})
         rows = read_csv(tight, job["downloadUrl"])
         throttled = stats(tight)["throttled"]
 
@@ -346,7 +340,7 @@ def test_the_narrow_phone_and_email_grants_still_fill_both_columns(
         ) as narrow,
         httpx.Client(base_url=narrow.api_url, timeout=60) as client,
     ):
-        job = export(client, {"columns": columns})
+        job = run_export(client, {"columns": columns})
         rows = read_csv(narrow, job["downloadUrl"])
         requests = stats(narrow)["requests"]
 
@@ -380,7 +374,7 @@ def test_a_plan_step_slower_than_the_time_budget_checks_each_thing_once_and_fini
         ) as slow,
         httpx.Client(base_url=slow.api_url, timeout=60) as client,
     ):
-        job = export(client, {"columns": columns, "filter": {"group": group["id"]}})
+        job = run_export(client, {"columns": columns, "filter": {"group": group["id"]}})
         rows = read_csv(slow, job["downloadUrl"])
         requests = stats(slow)["requests"]
 

@@ -17,6 +17,7 @@ from devtools.tenantsim import SimConfig, dump_tenant, iter_users
 from userexport.columns import DEFAULT_COLUMN_NAMES
 
 from .conftest import Storage, emails, running_stack, wait_for_export
+from .conftest import export as export_job
 
 USERS = 600
 FORCED = {3: 403, 4: 404, 5: 500}  # user index -> status of its authentication lookups
@@ -53,10 +54,7 @@ def content_stack(tmp_path_factory, tenant_file) -> Iterator[LocalStack]:
 
 def export(stack: LocalStack, body: dict | None = None) -> tuple[dict, list[dict], list[dict]]:
     """Runs an export over HTTP; the finished job, the CSV rows and the error rows as dicts."""
-    with httpx.Client(base_url=stack.api_url, timeout=60) as api:
-        started = api.post("/api/exports", json=body or {})
-        assert started.status_code == 202, started.text
-        done = wait_for_export(api, started.headers["Location"])[-1].json()
+    done = export_job(stack, body)
     trust = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
     with httpx.Client(timeout=60, verify=trust) as storage:
         files = [storage.get(done[key]).content for key in ("downloadUrl", "errorsUrl")]

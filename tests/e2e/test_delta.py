@@ -21,7 +21,7 @@ from userexport.exportrequest import export_request
 from userexport.jobs import DeltaPlan, Job, Plan, Status, utcnow
 from userexport.series import SeriesStore
 
-from .conftest import Storage, app_settings, download, running_stack, wait_for_export
+from .conftest import Storage, app_settings, download, run_export, running_stack
 
 USERS = 120
 SERIES = "hr-feed"
@@ -55,11 +55,7 @@ def tenant(delta_stack: LocalStack) -> Iterator[TenantWriter]:
 
 
 def export(api: httpx.Client, **body: Any) -> dict[str, Any]:
-    started = api.post("/api/exports", json=body)
-    assert started.status_code == 202, started.text
-    final = wait_for_export(api, started.headers["Location"])[-1]
-    assert final.status_code == 200, final.text
-    return final.json()
+    return run_export(api, body)
 
 
 def rows(data: bytes) -> list[list[str]]:

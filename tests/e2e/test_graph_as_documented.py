@@ -20,7 +20,15 @@ import pytest
 from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users, members_of, tenant_groups
 
-from .conftest import Storage, app_settings, download, expected_csv, running_stack, wait_for_export
+from .conftest import (
+    Storage,
+    app_settings,
+    download,
+    expected_csv,
+    run_export,
+    running_stack,
+    wait_for_export,
+)
 
 USERS = 600
 SEED = 19
@@ -68,14 +76,6 @@ def sim_stats(stack: LocalStack) -> dict[str, Any]:
     return httpx.get(stack.sim["stats"]).json()
 
 
-def export(api: httpx.Client, body: dict[str, Any], *, timeout: float = 180) -> dict[str, Any]:
-    started = api.post("/api/exports", json=body)
-    assert started.status_code == 202, started.text
-    final = wait_for_export(api, started.headers["Location"], timeout=timeout)[-1]
-    assert final.status_code == 200, final.text
-    return final.json()
-
-
 def table(stack: LocalStack, url: str) -> list[dict[str, str]]:
     text = download(stack, url).decode("utf-8-sig")
     return list(csv.DictReader(io.StringIO(text, newline="")))
@@ -119,7 +119,7 @@ def test_a_wrong_no_premium_403_now_and_then_is_retried_and_every_cell_is_right(
     signInActivity "occasionally" (microsoft-graph-docs-contrib #3033, microsoft-graph-docs
     #14118): a fifth of the answers here."""
     with switched(graph, signInFlaky403=0.2):
-        job = export(api, {"columns": SIGN_IN, "formulaGuard": False})
+        job = run_export(api, {"columns": SIGN_IN, "formulaGuard": False})
     assert job["status"] == "succeeded", job
     assert "reason" not in job
     assert table(graph, job["errorsUrl"]) == []
@@ -135,7 +135,7 @@ def test_a_no_premium_403_that_lasts_mid_export_empties_the_rest_and_says_so(gra
     flake lasting): the export finishes; the users read before keep their sign-in cells, those
     after have them empty, and `reason` and one errors-file row say so."""
     with switched(graph, signInRefusedAfter=3):
-        job = export(api, {"columns": SIGN_IN, "formulaGuard": False})
+        job = run_export(api, {"columns": SIGN_IN, "formulaGuard": False})
     assert job["status"] == "completedWithErrors", job
     reason = job["reason"]
     assert "stopped serving sign-in activity" in reason and "User.Read.All" not in reason
@@ -164,7 +164,9 @@ def test_sign_in_activity_beside_an_advanced_query_is_read_by_id(graph, api):
     filter.domain is one (endsWith)."""
     domain = "fabrikam.com"
     with switched(graph, signInEmptyInAdvancedQueries=True):
-        job = export(api, {"columns": SIGN_IN, "filter": {"domain": domain}, "formulaGuard": False})
+        job = run_export(
+            api, {"columns": SIGN_IN, "filter": {"domain": domain}, "formulaGuard": False}
+        )
         emptied = sim_stats(graph)["faults"].get("signInEmptied", 0)
     assert job["status"] == "succeeded", job
     expected = [u for u in iter_users(CONFIG) if u["userPrincipalName"].endswith("@" + domain)]
@@ -181,7 +183,7 @@ def test_sign_in_activity_of_a_groups_members_is_read_by_id(graph, api):
     """signInActivity is not documented on member lists (microsoft-graph-docs-contrib #5593)."""
     group = next(g for g in tenant_groups(CONFIG) if g["displayName"] == "Engineering")
     with switched(graph, signInEmptyInMemberLists=True):
-        job = export(
+        job = run_export(
             api, {"columns": SIGN_IN, "filter": {"group": group["id"]}, "formulaGuard": False}
         )
     assert job["status"] == "succeeded", job
@@ -198,7 +200,7 @@ def test_pages_with_expand_are_asked_for_100_users(graph, api):
     for 100, so Graph never has to cap a page, and the estimate counts pages of 100."""
     with switched(graph, expandPageCap=100):
         before = sim_stats(graph)
-        job = export(api, {"columns": ["objectId", "userPrincipalName", "manager"]})
+        job = run_export(api, {"columns": ["objectId", "userPrincipalName", "manager"]})
         after = sim_stats(graph)
     assert job["status"] == "succeeded", job
     assert job["estimate"]["pageSize"] == 100
@@ -217,7 +219,7 @@ def test_a_b2c_tenant_without_count_is_one_listing_with_a_note(graph, api):
     """ "The $count and $search parameters are currently not available in Azure AD B2C
     tenants" (List users); nor are advanced queries."""
     with switched(graph, b2c=True):
-        job = export(api, {})
+        job = run_export(api, {})
     assert job["status"] == "succeeded", job
     assert "B2C" in job["planNote"] and "$count" in job["planNote"]
     assert job["estimate"]["counted"] is False and "durationSeconds" not in job["estimate"]
@@ -231,7 +233,7 @@ def test_a_graph_without_the_authentication_methods_api_is_one_notice(graph, api
     21Vianet (authentication-list-methods.md): one notice, not a row per user."""
     with switched(graph, authenticationMethodsApi=False):
         before = sim_stats(graph)["faults"].get("noAuthenticationApi", 0)
-        job = export(api, {"formulaGuard": False})
+        job = run_export(api, {"formulaGuard": False})
         refused = sim_stats(graph)["faults"].get("noAuthenticationApi", 0) - before
     assert job["status"] == "completedWithErrors", job
     assert "21Vianet" in job["reason"] and "authenticationEmail" in job["reason"]
@@ -288,7 +290,7 @@ async def test_429s_for_cpu_are_waited_out_and_teach_no_pace(graph, api):
     """x-ms-throttle-information: CPULimitExceeded (throttling-limits.md) is not the budget:
     the export waits it out, and the shared pace learns no rate from it."""
     with switched(graph, rate429Cpu=0.05, retryAfter429Cpu=1, targets=["users", "auth"]):
-        job = export(api, {"columns": ["objectId", "userPrincipalName", "authenticationEmail"]})
+        job = run_export(api, {"columns": ["objectId", "userPrincipalName", "authenticationEmail"]})
         cpu = sim_stats(graph)["faults"].get("429cpu", 0)
     assert job["status"] == "succeeded", job
     assert table(graph, job["errorsUrl"]) == [] and cpu > 0
@@ -312,7 +314,7 @@ def test_a_batch_answered_424_is_retried(graph, api):
     """424 Failed Dependency on a $batch (throttling.md before 2023, json-batching.md for its
     items): transient, never a failed job or an errors-file row."""
     with switched(graph, rate424=0.3):
-        job = export(api, {"columns": ["objectId", "authenticationEmail"]})
+        job = run_export(api, {"columns": ["objectId", "authenticationEmail"]})
         failed = sim_stats(graph)["faults"].get("424", 0)
     assert job["status"] == "succeeded", job
     assert failed > 0 and table(graph, job["errorsUrl"]) == []
@@ -334,7 +336,7 @@ def test_a_groups_members_cost_what_graph_documents(graph, api):
     group = next(g for g in tenant_groups(CONFIG) if g["displayName"] == "All Staff")
     with switched(graph, memberListCosts=True):
         before = sim_stats(graph)["resourceUnits"]
-        job = export(
+        job = run_export(
             api, {"columns": ["objectId", "userPrincipalName"], "filter": {"group": group["id"]}}
         )
         charged = sim_stats(graph)["resourceUnits"] - before
@@ -350,7 +352,7 @@ def test_days_since_last_sign_in_counts_successful_sign_ins_only(graph, api):
     """lastSignInDateTime counts failed attempts; lastSuccessfulSignInDateTime exists since
     December 2023, not backfilled (signInActivity resource): here Graph has none before June."""
     with switched(graph, successfulSignInsSince="2026-06-01"):
-        job = export(api, {"columns": SIGN_IN, "formulaGuard": False})
+        job = run_export(api, {"columns": SIGN_IN, "formulaGuard": False})
     assert job["status"] == "succeeded", job
     started = started_at(job)
     rows = {r["objectId"]: r for r in table(graph, job["downloadUrl"])}
@@ -388,7 +390,7 @@ def test_members_listed_with_their_id_alone_fail_the_job_naming_the_permission(
         httpx.Client(base_url=stack.api_url, timeout=60) as client,
     ):
         group = tenant_groups(SimConfig(users=120, seed=SEED))[0]
-        job = export(client, {"filter": {"group": group["id"]}})
+        job = run_export(client, {"filter": {"group": group["id"]}})
         assert job["status"] == "failed", job
         assert "User.Read.All" in job["reason"] and group["id"] in job["reason"]
         assert "downloadUrl" not in job
@@ -486,7 +488,7 @@ def writer(delta: LocalStack) -> Iterator[Any]:
 def run(api: httpx.Client, series: str) -> dict[str, Any]:
     """A run of a delta series with its snapshot (a series keeps the definition it began with)."""
     body = {"series": series, "mode": "delta", "columns": DELTA_COLUMNS, "snapshot": True}
-    return export(api, body)
+    return run_export(api, body)
 
 
 def test_delta_items_with_only_the_changed_properties_keep_the_other_cells(
@@ -513,7 +515,7 @@ def test_delta_items_with_only_the_changed_properties_keep_the_other_cells(
     assert first["delta"]["kind"] == "full" and second["delta"]["kind"] == "changes", second
     assert (second["delta"]["added"], second["delta"]["updated"]) == (1, 2), second["delta"]
     assert trimmed > 0, "Graph's items left properties out"
-    fresh = export(delta_api, {"columns": DELTA_COLUMNS})
+    fresh = run_export(delta_api, {"columns": DELTA_COLUMNS})
     assert download(delta, second["downloadUrl"]) == download(delta, fresh["downloadUrl"])
     changes = table(delta, second["changesUrl"])
     row = next(r for r in changes if r["objectId"] == retitled)
@@ -565,9 +567,9 @@ def test_a_property_delta_refuses_fails_the_series_naming_it(delta, delta_api):
     """A property refused in a delta $select: 400 "$expand/$select is not supported for the
     following properties" (graph-explorer-v4 #3189)."""
     columns = ["objectId", "userPrincipalName", "department"]
-    export(delta_api, {"series": "refused", "mode": "delta", "columns": columns})
+    run_export(delta_api, {"series": "refused", "mode": "delta", "columns": columns})
     with switched(delta, deltaRefusedProperties=["department"]):
-        job = export(delta_api, {"series": "refused", "mode": "delta", "columns": columns})
+        job = run_export(delta_api, {"series": "refused", "mode": "delta", "columns": columns})
     assert job["status"] == "failed", job
     assert "department" in job["reason"] and '"mode": "full"' in job["reason"]
 

@@ -22,11 +22,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from devtools.stack import ROOT, LocalStack
 
-from .conftest import download, running_stack, wait_for_export
+from .conftest import download, running_stack
+from .conftest import export as export_job
 
 USERS = 3000
 SEED = 13
@@ -51,12 +50,7 @@ def one_at_a_time_host_json(folder: Path) -> Path:
 
 def export(stack: LocalStack) -> tuple[dict[str, Any], bytes]:
     """The default export (25 columns) through the HTTP API: the final job and its CSV."""
-    with httpx.Client(base_url=stack.api_url, timeout=60) as api:
-        started = api.post("/api/exports", json={})
-        assert started.status_code == 202, started.text
-        final = wait_for_export(api, started.headers["Location"], timeout=90)[-1]
-    job = final.json()
-    assert final.status_code == 200, job
+    job = export_job(stack, timeout=90)
     assert job["status"] == "succeeded", job
     assert job["userCount"] == USERS and job["errorCount"] == 0, job
     return job, download(stack, job["downloadUrl"])

@@ -12,7 +12,7 @@ import pytest
 
 from devtools.stack import LocalStack
 
-from .conftest import Storage, app_settings, running_stack, wait_for_export
+from .conftest import Storage, app_settings, export, running_stack
 
 # The app's own defaults, not the always-split settings the other e2e tests use.
 APP_DEFAULTS = {"USEREXPORT_SMALL_TENANT_USERS": "1000", "USEREXPORT_PARTITION_SECONDS": "10"}
@@ -24,12 +24,8 @@ def sim_stats(stack: LocalStack) -> dict[str, Any]:
     return httpx.get(stack.sim["stats"], timeout=30).json()
 
 
-def export(stack: LocalStack, body: dict[str, Any]) -> dict[str, Any]:
-    with httpx.Client(verify=stack.env["SSL_CERT_FILE"], timeout=60) as api:
-        started = api.post(f"{stack.api_url}/api/exports", json=body)
-        assert started.status_code == 202, started.text
-        answers = wait_for_export(api, started.headers["Location"], timeout=240)
-    done = answers[-1].json()
+def succeeded(stack: LocalStack, body: dict[str, Any]) -> dict[str, Any]:
+    done = export(stack, body, timeout=240)
     assert done["status"] == "succeeded", done
     return done
 
@@ -42,7 +38,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 def test_a_tenant_of_1000_users_costs_a_count_a_page_and_its_lookups(small):
     before = sim_stats(small)["requests"]
-    done = export(small, {})  # the 25 columns: one methods lookup per user
+    done = succeeded(small, {})  # the 25 columns: one methods lookup per user
     after = sim_stats(small)["requests"]
     spent = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     assert done["userCount"] == 1000 and done["partitions"] == 1
@@ -80,7 +76,7 @@ async def test_the_pace_learnt_from_graph_is_shared_and_the_next_export_starts_a
     Graph's headers (before its 429s pile up), writes it to the table, and the next export's
     estimate goes by it."""
     before = sim_stats(tight)
-    first = export(tight, {"columns": ["userPrincipalName", *BOTH]})
+    first = succeeded(tight, {"columns": ["userPrincipalName", *BOTH]})
     after = sim_stats(tight)
     assert first["estimate"]["paceSource"] == "default"
     throttled = after["throttled"] - before["throttled"]
@@ -92,7 +88,7 @@ async def test_the_pace_learnt_from_graph_is_shared_and_the_next_export_starts_a
     assert 0.5 * AUTH_BUDGET / 10 <= learnt <= 1.25 * AUTH_BUDGET / 10, rows
     assert [k for k in rows if k.startswith("instance-")], "the instance published its pace"
 
-    second = export(tight, {"columns": ["userPrincipalName", *BOTH]})
+    second = succeeded(tight, {"columns": ["userPrincipalName", *BOTH]})
     assert second["estimate"]["paceSource"] == "learned"
     # 600 lookups at the learnt rate after a full bucket's 10 s: the estimate says so.
     assert second["estimate"]["durationSeconds"] >= (600 - 10 * learnt) / learnt

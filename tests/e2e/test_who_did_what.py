@@ -26,7 +26,7 @@ import pytest
 
 from devtools.stack import EasyAuth, LocalStack
 
-from .conftest import running_stack, wait_for_export
+from .conftest import finished, run_export, running_stack
 
 USERS = 60
 FUNCTION_KEY = "fk-" + secrets.token_urlsafe(24)  # one script's key
@@ -77,17 +77,6 @@ def other(keyed: LocalStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def finished(client: httpx.Client, started: httpx.Response) -> dict[str, Any]:
-    assert started.status_code == 202, started.text
-    final = wait_for_export(client, started.headers["Location"])[-1]
-    assert final.status_code == 200, final.text
-    return final.json()
-
-
-def export(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    return finished(client, client.post("/api/exports", json=body))
-
-
 def audit_lines(stack: LocalStack) -> list[dict[str, Any]]:
     lines = []
     for log in stack.devhost_logs:
@@ -109,7 +98,7 @@ def fire_nightly(stack: LocalStack) -> None:
 
 
 def test_a_series_keeps_its_definition_and_latest_its_file(script, other):
-    real = export(script, REAL)
+    real = run_export(script, REAL)
     taken = other.post("/api/exports", json=TAKEOVER)
     assert taken.status_code == 409, taken.text
     assert taken.headers["Content-Type"].startswith("application/problem+json")
@@ -129,14 +118,14 @@ def test_a_series_keeps_its_definition_and_latest_its_file(script, other):
     latest = script.get("/api/exports/latest", params={"series": SERIES})
     assert latest.status_code == 200 and latest.json()["id"] == real["id"]
     # The series' own definition goes on, from any caller; the same columns in JSON order too.
-    again = export(other, dict(reversed(REAL.items())))
+    again = run_export(other, dict(reversed(REAL.items())))
     assert script.get("/api/exports/latest", params={"series": SERIES}).json()["id"] == again["id"]
 
 
 def test_redefining_a_series_is_on_purpose_and_keeps_the_old_runs_apart(script):
     name = "redefined"
-    old = export(script, {**REAL, "series": name})
-    redefined = export(script, {**TAKEOVER, "series": name, "redefine": True})
+    old = run_export(script, {**REAL, "series": name})
+    redefined = run_export(script, {**TAKEOVER, "series": name, "redefine": True})
     assert redefined["status"] == "succeeded" and redefined["redefine"] is True
     latest = script.get("/api/exports/latest", params={"series": name}).json()
     assert latest["id"] == redefined["id"], "latest follows the new definition"
@@ -171,7 +160,7 @@ def test_the_nightly_series_is_written_by_the_timer_only(keyed, script, other):
 
 def test_retention_keeps_the_real_runs_under_twenty_foreign_ones(keyed, script, other):
     name = "payroll"
-    real = [export(script, {**REAL, "series": name})["id"] for _ in range(KEEP)]
+    real = [run_export(script, {**REAL, "series": name})["id"] for _ in range(KEEP)]
     answers = [
         other.post("/api/exports", json={**TAKEOVER, "series": name}).status_code for _ in range(20)
     ]
