@@ -133,6 +133,16 @@ param authAudience string = ''
 @description('With enableAppServiceAuth: comma-separated object ids (principal ids) of the managed identities allowed to call the API (allowedPrincipals.identities; App Service allows 500 characters in all, about 13 ids).')
 param allowedCallerIdentities string = ''
 
+// Empty by default: no action group and no alert rules (infra/app/alerts.bicep, docs/deploy.md
+// "Alerts").
+@description('An e-mail address for alerts: an export failed, the nightly series has had no successful run for nightlyStaleHours, a stalled export was revived. Empty: no alerts are deployed.')
+param alertEmail string = ''
+
+@minValue(1)
+@maxValue(48)
+@description('With alertEmail: hours without a successful nightly run before the stale alert fires.')
+param nightlyStaleHours int = 26
+
 @minValue(1)
 @description('Days after which exported CSV and error files are deleted by the lifecycle rule.')
 param exportRetentionDays int = 30
@@ -243,6 +253,20 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: 'appi-userexport-${resourceToken}'
     location: location
     tags: tags
+  }
+}
+
+module alerts 'app/alerts.bicep' = if (!empty(alertEmail)) {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupName: 'ag-userexport-${resourceToken}'
+    ruleSuffix: resourceToken
+    alertEmail: alertEmail
+    nightlyStaleHours: nightlyStaleHours
   }
 }
 

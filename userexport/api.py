@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from . import audit, idempotency, reasons
+from . import audit, idempotency, reasons, telemetry
 from .caller import TIMER, Caller
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
@@ -156,6 +156,7 @@ async def create_export(
         log.exception("Export job %s could not be queued.", job.id)
         await clients.jobs.fail(job.id, reason=reasons.QUEUE_FAILED)
         return problem(503, "Export not queued", "The queue could not be reached; try again.")
+    telemetry.created(job)
     audit.record(
         audit.CREATE,
         job.id,

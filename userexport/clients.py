@@ -24,6 +24,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 from msgraph import GraphServiceClient
 
+from . import telemetry
 from .blobsink import SasMinter
 from .graph import AdaptiveLimiter, AuthMethodsReader, GraphReader
 from .idempotency import IdempotencyStore
@@ -141,7 +142,7 @@ def build_clients(settings: Settings) -> Clients:
         settings=settings,
         exports=blobs.get_container_client(EXPORTS_CONTAINER),
         sas=SasMinter(blobs, lifetime=settings.sas_lifetime),
-        jobs=JobStore(tables.get_table_client(JOBS_TABLE)),
+        jobs=JobStore(tables.get_table_client(JOBS_TABLE), on_finished=telemetry.finished),
         idempotency=IdempotencyStore(tables.get_table_client(JOBS_TABLE)),
         queue=queue(JOBS_QUEUE),
         poison_queue=queue(POISON_QUEUE),

@@ -35,7 +35,7 @@ from .csvfile import encode_rows
 from .errors import CannotExport, JobConflict, JobStopped, OutOfTime, Resync, SnapshotUnusable
 from .errorsfile import ERRORS_HEADER, lookup_rows, methods_missing_row
 from .exportrequest import ID_COLUMN
-from .graph import ID_BATCH, GraphError, LookupResult, api_missing
+from .graph import ID_BATCH, GraphError, LookupResult, api_missing, meter
 from .jobs import (
     DeltaPlan,
     Job,
@@ -415,6 +415,8 @@ class ChangesRun:
         clients = self._clients
         # Fenced as a partition's checkpoint is: another invocation that claimed this run since
         # (a redelivered message) makes this save fail, and this one stops.
+        checkpoint = self._part.checkpoint
+        self._part.checkpoint = replace(checkpoint, graph=meter.saved(checkpoint.graph))
         self._part = await clients.jobs.save(self._part)
 
         async def write(job: Job) -> None:

@@ -15,7 +15,7 @@ from .clients import Clients
 from .commit import finish_if_complete
 from .delta import ChangesRun
 from .errors import CannotExport, JobConflict
-from .graph import GraphError
+from .graph import GraphError, metered
 from .jobs import PartitionStatus, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .partition import PartitionRun
@@ -30,22 +30,23 @@ async def run_message(clients: Clients, message: ExportMessage, *, message_id: s
     failures never escape (they are waited out within the budget, then continued); Graph's
     refusals fail the job with what to do; anything else is noted on the job and raised, so
     the host delivers the message again."""
-    try:
-        if message.partition is None:
-            return await plan_job(clients, message.job_id)
-        return await _run_partition(clients, message.job_id, message.partition, message_id)
-    except CannotExport as error:
-        await clients.jobs.fail(message.job_id, reason=error.reason)
-        return Outcome.FINISHED
-    except GraphError as error:
-        if error.transient:  # not expected here: waited out below; kept as a safety net
+    with metered():  # what this invocation asks of Graph: each step saves it on its row
+        try:
+            if message.partition is None:
+                return await plan_job(clients, message.job_id)
+            return await _run_partition(clients, message.job_id, message.partition, message_id)
+        except CannotExport as error:
+            await clients.jobs.fail(message.job_id, reason=error.reason)
+            return Outcome.FINISHED
+        except GraphError as error:
+            if error.transient:  # not expected here: waited out below; kept as a safety net
+                await _record_error(clients, message.job_id, error)
+                raise
+            await clients.jobs.fail(message.job_id, reason=reasons.graph_refused(error))
+            return Outcome.FINISHED
+        except Exception as error:
             await _record_error(clients, message.job_id, error)
             raise
-        await clients.jobs.fail(message.job_id, reason=reasons.graph_refused(error))
-        return Outcome.FINISHED
-    except Exception as error:
-        await _record_error(clients, message.job_id, error)
-        raise
 
 
 async def _run_partition(clients: Clients, job_id: str, index: int, message_id: str) -> Outcome:

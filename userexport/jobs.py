@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -174,6 +174,9 @@ class Checkpoint:
     # api_missing): no more lookups; the users written since are counted, said once.
     lookups_missing: str | None = None
     users_not_looked_up: int = 0
+    # What its invocations asked of Graph, as graph.GraphUsage records it: requests, 429s and
+    # resource units (the job's telemetry sums them).
+    graph: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "segments": [list(segment) for segment in self.segments]}
@@ -194,12 +197,13 @@ class _Row:
 
     etag: str | None
     _json_fields: tuple[str, ...] = ()
+    _not_stored: tuple[str, ...] = ()
 
     def _properties(self) -> dict[str, Any]:
         entity: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if f.name in ("etag", *self._keys()) or value is None:
+            if f.name in ("etag", *self._keys(), *self._not_stored) or value is None:
                 continue
             if f.name in self._json_fields:
                 if hasattr(value, "to_json"):
@@ -259,8 +263,12 @@ class Job(_Row):
     # Each committed file's rows, bytes and sha256 (filefacts.FileFacts), by kind: "csv",
     # "errors", "changes".
     files: dict[str, Any] | None = None
+    graph: dict[str, int] | None = None  # what its plan step asked of Graph (Checkpoint.graph)
     updated_at: datetime | None = None
     etag: str | None = None
+    # Whether it was finished when read or last saved: the save that finishes it tells the
+    # store's observer once (JobStore(on_finished=...): the job's telemetry).
+    was_finished: bool = field(default=False, repr=False, compare=False)
     _json_fields = (
         "request",
         "plan",
@@ -269,10 +277,13 @@ class Job(_Row):
         "caller",
         "cancelled_by",
         "files",
+        "graph",
     )
+    _not_stored = ("was_finished",)
 
     def __post_init__(self) -> None:
         self.series = self.request.series
+        self.was_finished = self.was_finished or self.status.finished
 
     # The files' blob names are fixed, whatever the request's fileName (that name reaches the
     # caller's browser through Content-Disposition): the two files can never share a blob.
@@ -401,9 +412,14 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+# Told once of each job, by the save that finished it (its status, counts and rows as saved).
+JobFinished = Callable[["JobStore", "Job"], Awaitable[None]]
+
+
 class JobStore:
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, *, on_finished: JobFinished | None = None) -> None:
         self._table = table
+        self._on_finished = on_finished
 
     async def create(self, job: Job) -> Job:
         await self._table.create_entity(job.to_entity())
@@ -429,6 +445,13 @@ class JobStore:
         except (ResourceModifiedError, ResourceNotFoundError) as error:
             raise JobConflict(getattr(row, "id", None) or getattr(row, "job_id", "")) from error
         row.etag = metadata.get("etag")
+        if isinstance(row, Job) and row.status.finished and not row.was_finished:
+            row.was_finished = True  # the ETag makes this save the one that finished it
+            if self._on_finished is not None:
+                try:
+                    await self._on_finished(self, row)
+                except Exception:  # telemetry never fails a job
+                    log.exception("Telemetry of job %s failed.", row.id)
         return row
 
     async def fail(self, job_id: str, *, reason: str) -> None:

@@ -53,6 +53,7 @@ from .graph import (
     RawPage,
     UsersListing,
     api_missing,
+    meter,
 )
 from .jobs import Job, Partition, PartitionStatus, Segment, utcnow
 from .messages import ExportMessage, Outcome
@@ -376,7 +377,9 @@ class PartitionRun:
         segments[-1] = current
         if current == Segment(epoch):
             segments.pop()
-        part.checkpoint = replace(self._progress, segments=segments)
+        part.checkpoint = replace(
+            self._progress, segments=segments, graph=meter.saved(self._progress.graph)
+        )
         part.lease_until = utcnow() + self._clients.settings.lease_seconds
         if done:
             part.status = PartitionStatus.DONE

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from . import budget, errorsfile
+from . import budget, errorsfile, telemetry
 from .clients import Clients
 from .continuation import continue_later
 from .delta import plan_delta
 from .errors import JobConflict, JobStopped, OutOfTime
-from .graph import page_size
+from .graph import meter, page_size
 from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .planning import SECONDS_PER_USER, Pace, estimate, listing_cost, plan_listing
@@ -47,6 +47,7 @@ async def plan_job(clients: Clients, job_id: str) -> Outcome:
             except JobStopped:
                 return Outcome.SKIPPED
         job.plan, job.plan_counts, job.preflight, job.failing_since = plan, None, None, None
+        job.graph = meter.saved(job.graph)
         if job.request.dry_run:  # ends with its plan and estimate: no partitions, no files
             job.status, job.finished_at = Status.ESTIMATED, utcnow()
             job.reason = errorsfile.reason(plan.notices)
@@ -66,6 +67,7 @@ async def plan_job(clients: Clients, job_id: str) -> Outcome:
         if part.status is not PartitionStatus.DONE:
             await clients.queue.send_message(ExportMessage(job.id, part.index).encode())
     log.info("Export job %s planned: %d partition(s).", job.id, len(job.plan.partitions))
+    telemetry.planned(job)
     return Outcome.PLANNED
 
 
@@ -162,6 +164,7 @@ async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outco
 
     async def save(_pause: float) -> None:
         job.failing_since, job.last_error = spent.failing_since, spent.last_error
+        job.graph = meter.saved(job.graph)
         await _save_or_reload(clients, job)
 
     return await continue_later(clients, ExportMessage(job.id), spent, save=save)

@@ -274,8 +274,13 @@ class Pace:
     def budget_seconds(self, users: int, units: int, lookups: int) -> float:
         """How long Graph's budgets take to serve this many RU and lookups: a bucket starts
         full, 10 s of its rate, then serves its rate."""
+        return max(*self.budget_waits(users, units, lookups), 0.0)
+
+    def budget_waits(self, users: int, units: int, lookups: int) -> tuple[float, float]:
+        """The seconds the app's whole budget and the authentication-methods budget each take
+        to serve this many RU and lookups (either may be negative: served from the start)."""
         main, auth = self.main_rate(users), self.auth(users)
-        return max((units + lookups - 10 * main) / main, (lookups - 10 * auth) / auth, 0.0)
+        return (units + lookups - 10 * main) / main, (lookups - 10 * auth) / auth
 
     def partitions_for(self, total: int, *, cost: ListingCost, seconds: float) -> int:
         """How many partitions the work of `total` users needs, `seconds` each (0: no end);
@@ -340,10 +345,16 @@ def estimate(
     ]
     work = max(max(per_partition), sum(per_partition) / pace.concurrency)
     cpu = CPU_NOT_OVERLAPPED * total * CPU_SECONDS_PER_USER
-    budget = pace.budget_seconds(total, listing_units, lookup_requests)
+    waits = pace.budget_waits(total, listing_units, lookup_requests)
+    budget = max(*waits, 0.0)
     seconds = planning_seconds + OVERHEAD_SECONDS + max(work, budget) + cpu
+    if work >= budget:
+        binding = "work"
+    else:
+        binding = "graphBudget" if waits[0] >= waits[1] else "authenticationBudget"
     return out | {
         "counted": True,
         "durationSeconds": round(seconds, 1),
         "paceSource": "learned" if pace.learnt else "default",
+        "bindingLimit": binding,
     }

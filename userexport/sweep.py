@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from . import reasons
+from . import reasons, telemetry
 from .clients import Clients
 from .commit import finish_if_complete
 from .errors import JobConflict
@@ -55,6 +55,7 @@ async def _revive_if_stalled(clients: Clients, job: Job) -> bool:
     job.revivals, job.revived_at_users = job.revivals + 1, written
     job = await clients.jobs.save(job)
     log.warning("Export job %s stalled; queued again (revival %d).", job.id, job.revivals)
+    telemetry.revived(job)
     # A plan some of whose partition rows are missing (a delta Resync stopped between deleting
     # the old rows and queueing its plan step): the plan step's replay adds them.
     if job.status is Status.QUEUED or job.plan is None or len(parts) < len(job.plan.partitions):

@@ -272,3 +272,16 @@ def start(api: httpx.Client, body: dict | None = None) -> httpx.Response:
     answer = api.post("/api/exports", json=body) if body is not None else api.post("/api/exports")
     assert answer.status_code == 202, answer.text
     return answer
+
+
+def job_events(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
+    """A job's telemetry events (userexport/telemetry.py), from every devhost's log, in order."""
+    found = []
+    for log in stack.devhost_logs:
+        for line in log.read_text(errors="replace").splitlines():
+            _, marker, entry = line.partition(" event ")
+            if marker and entry.startswith("{"):
+                event = orjson.loads(entry)
+                if event["jobId"] == job_id:
+                    found.append(event)
+    return found

@@ -37,6 +37,7 @@ from .conftest import (
     download,
     emails,
     export,
+    job_events,
     oracle_csv,
     parse,
     running_stack,
@@ -248,6 +249,8 @@ async def test_a_job_whose_message_was_lost_is_moved_on_by_the_sweep(slow_stack,
         stack.start_devhost()
     assert done["status"] == "succeeded", done
     assert download(stack, done["downloadUrl"]) == fence_oracle
+    told = [(e["event"], e["status"]) for e in job_events(stack, job_id)]
+    assert ("exportRevived", "queued") in told and told[-1] == ("exportFinished", "succeeded")
 
 
 async def test_a_job_that_never_moves_is_failed_by_the_sweep_with_a_reason(slow_stack):

@@ -1797,3 +1797,105 @@ def test_funcignore_uploads_only_what_runs_in_azure() -> None:
     assert sources and not left_out, f"azd would leave out app code: {left_out}"
     uploaded = _packaged_from_list(LOCAL_ONLY_PATHS, rules)
     assert not uploaded, f"azd would upload local files; add to .funcignore: {uploaded}"
+
+
+def _event_keys() -> set[str]:
+    """The keys of telemetry.py's events, read from an event it writes."""
+    import logging
+
+    from userexport import telemetry
+    from userexport.jobs import Job, Status, utcnow
+    from userexport.request import ExportRequest
+
+    job = Job(
+        id="0" * 32,
+        status=Status.FAILED,
+        trigger="timer",
+        created_at=utcnow(),
+        request=ExportRequest(columns=("objectId",), filter=None, file_name="x.csv"),
+    )
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    keep, level = Keep(), telemetry.log.level
+    telemetry.log.addHandler(keep)
+    telemetry.log.setLevel(logging.INFO)
+    try:
+        telemetry.emit(telemetry.FINISHED, job)
+        telemetry.revived(job)
+    finally:
+        telemetry.log.removeHandler(keep)
+        telemetry.log.setLevel(level)
+    return {key for line in lines for key in json.loads(line.removeprefix("event "))}
+
+
+def test_alerts_are_deployed_only_with_an_address_and_read_the_apps_events(trees: dict) -> None:
+    from userexport import telemetry
+
+    main = _tree(trees, "main.bicep")
+    param = main["parameters"]["alertEmail"]
+    assert param["type"] == "string" and param["default"] == "", "no address, no alerts"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["alertEmail"]["value"] == "${USEREXPORT_ALERT_EMAIL=}"
+    assert parameters["nightlyStaleHours"]["value"] == "${USEREXPORT_NIGHTLY_STALE_HOURS=26}"
+    module = main["modules"]["alerts"]
+    assert module["detail"]["path"] == "app/alerts.bicep"
+    assert module["config"]["condition"] == {
+        "operator": {
+            "type": "not",
+            "operands": {
+                "bool_value": {
+                    "function": {"type": "empty", "parameters": {"item_to_test": "alertEmail"}}
+                }
+            },
+        }
+    }
+    params = _body(module)["params"]
+    assert params["alertEmail"] == "alertEmail"
+    assert _module_output(params["applicationInsightsId"]) == (
+        "monitoring",
+        "applicationInsightsId",
+    )
+    alerts = _tree(trees, "app/alerts.bicep")
+    (group,) = [r for r in alerts["resources"].values() if r["type"].endswith("/actionGroups")]
+    receivers = _body(group)["properties"]["emailReceivers"]
+    assert [r["emailAddress"] for r in receivers] == ["alertEmail"]
+    rules = {
+        name: _body(r)["properties"]
+        for name, r in alerts["resources"].items()
+        if r["type"] == "Microsoft.Insights/scheduledQueryRules"
+    }
+    assert set(rules) == {"exportFailed", "nightlyStale", "exportRevived"}
+    events = alerts["variables"]["events"]["value"]
+    assert events.startswith('traces | where message startswith "event "')
+    keys = _event_keys()
+    for name, rule in rules.items():
+        assert rule["scopes"] == ["applicationInsightsId"], name
+        assert rule["actions"]["actionGroups"] == [
+            {
+                "operator": {
+                    "type": "property_accessor",
+                    "operands": {"operand_1": "actionGroup", "operand_2": "id"},
+                }
+            }
+        ], name
+        (criterion,) = rule["criteria"]["allOf"]
+        query = criterion["query"]
+        assert query.startswith("${events} | "), name
+        used = set(re.findall(r"\be\.(\w+)", query))
+        assert used and used <= keys, (name, used - keys)
+    failed = rules["exportFailed"]["criteria"]["allOf"][0]
+    assert f'"{telemetry.FINISHED}"' in failed["query"] and '"failed"' in failed["query"]
+    assert (failed["operator"], failed["threshold"]) == ("GreaterThan", 0)
+    stale = rules["nightlyStale"]
+    stale_query = stale["criteria"]["allOf"][0]
+    assert (
+        '"timer"' in stale_query["query"] and "ago(${nightlyStaleHours}h)" in stale_query["query"]
+    )
+    assert (stale_query["operator"], stale_query["threshold"]) == ("LessThan", 1)
+    assert stale["windowSize"] == "P2D", "a log alert looks back at most two days"
+    revived = rules["exportRevived"]["criteria"]["allOf"][0]
+    assert f'"{telemetry.REVIVED}"' in revived["query"]

@@ -133,7 +133,8 @@ def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
     counts = {"": 1250, "a": 1000, "b": 250, "c": 0}
     lookups = ListingCost(page_size=999, page_units=1, lookups=1)
     got = estimate(plan, counts, cost=lookups, preflight_requests=1)
-    assert {k: v for k, v in got.items() if k not in ("durationSeconds", "paceSource")} == {
+    shown = {k: v for k, v in got.items() if k not in ("durationSeconds", "paceSource")}
+    assert {k: v for k, v in shown.items() if k != "bindingLimit"} == {
         "planningRequests": 5,
         "listingRequests": 2 + 1 + 1,
         "pageSize": 999,
@@ -284,3 +285,19 @@ async def test_a_split_prefix_a_run_holds_whole_is_listed_whole():
     listed = [p for run in plan.partitions for p in run]
     assert any(f and "'ma')" in f for f in graph.filters), "m was counted by its second character"
     assert "m" in listed and "ma" not in listed, "m's children all in one run: m listed whole"
+
+
+def test_the_estimate_says_which_limit_binds():
+    plan = Plan(SEQUENTIAL, estimated_total=100_000)
+    cost = ListingCost(page_size=999, page_units=1, lookups=1)
+    counts = {"": 100_000}
+
+    def binding(pace: Pace) -> str:
+        return estimate(plan, counts, cost=cost, preflight_requests=0, pace=pace)["bindingLimit"]
+
+    # A generous budget: the instance's own work is what takes the time.
+    assert binding(Pace(listing_rate=1e9, auth_rate=1e9)) == "work"
+    # Lookups at the authentication-methods limit throttling.md documents (5 per 10 s).
+    assert binding(Pace(listing_rate=1e9, auth_rate=0.5)) == "authenticationBudget"
+    # Every request, lookups included, under a small budget for the whole app.
+    assert binding(Pace(listing_rate=5, auth_rate=1e9)) == "graphBudget"

@@ -4,6 +4,7 @@
 - listing.py: UsersListing and its Position, a listing a checkpoint can resume;
 - authmethods.py: the authentication methods, in $batches;
 - errors.py: GraphError; headers.py: what the headers of an answer say;
+- meter.py: what a task asked of Graph (requests, 429s, resource units), for a job's telemetry;
 - limiter.py: one bucket's adaptive limiter, made of concurrency.py, bucket.py, pause.py and
   latency.py; pace.py: what it shares with other instances.
 
@@ -22,6 +23,7 @@ from .errors import EXPIRED_PAGE_TOKEN, NON_PREMIUM, GraphError
 from .headers import retry_after_seconds
 from .limiter import AdaptiveLimiter
 from .listing import ListingStep, Position, UsersListing
+from .meter import GraphUsage, metered
 from .pace import PaceBoard, SharedPace
 from .reader import ID_BATCH, GraphReader, RawPage, UsersPage, page_size
 
@@ -33,6 +35,7 @@ __all__ = [
     "AuthMethodsReader",
     "GraphError",
     "GraphReader",
+    "GraphUsage",
     "ListingStep",
     "LookupFailure",
     "LookupResult",
@@ -44,6 +47,7 @@ __all__ = [
     "UsersListing",
     "UsersPage",
     "api_missing",
+    "metered",
     "page_size",
     "retry_after_seconds",
 ]

@@ -24,6 +24,7 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 
 from .. import budget
+from . import meter
 from .errors import GraphError
 from .headers import about_budget, retry_after_seconds, used_share
 from .limiter import AdaptiveLimiter
@@ -220,6 +221,7 @@ class AuthMethodsReader:
                     wait = retry_after_seconds(answer.get("headers"))
                     retry_after = max(retry_after or 0.0, wait or 0.0) or None
                     result.throttled += status == THROTTLED
+                    meter.count(throttled=int(status == THROTTLED))
                     learn |= status == THROTTLED and about_budget(answer.get("headers"))
                     statuses.add(status)
                 else:
@@ -229,6 +231,7 @@ class AuthMethodsReader:
             # throttling, or a batch that failed whole while Graph served nothing else (an
             # outage), pauses everyone; items failing while others are served wait on their own.
             served = len(sending) - len(retry)
+            meter.count(resource_units=served)  # a lookup costs 1 (throttling-limits.md)
             outage = bool(retry) and not served and self._limiter.last_success < sent_at
             for item, _ in retry:
                 first_failed.setdefault(item, sent_at)

@@ -23,6 +23,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from .. import budget
 from ..filters import Scope
+from . import meter
 from .errors import GraphError
 from .headers import resource_units, used_share
 from .limiter import AdaptiveLimiter
@@ -246,7 +247,9 @@ class GraphReader:
             if failure is None:
                 if limiter is self.sign_in_limiter:
                     self._premium_refused = None
-                limiter.succeeded(resource_units(headers), used=used_share(headers))
+                units = resource_units(headers)
+                limiter.succeeded(units, used=used_share(headers))
+                meter.count(resource_units=units)
                 budget.succeeded()
                 return body
             if failure.premium_refused and limiter is self.sign_in_limiter:
@@ -306,12 +309,15 @@ class GraphReader:
         `raw`, its bytes). `headers` receives the answer's throttling headers (x-ms-*)."""
         inspect = HeadersInspectionHandlerOption(inspect_request_headers=False)
         info.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False), inspect])
+        meter.count(requests=1)
         try:
             body = await self._client.request_adapter.send_primitive_async(
                 info, "bytes", _ERROR_MAP
             )
         except APIError as error:
-            raise GraphError.from_api_error(error) from error
+            failure = GraphError.from_api_error(error)
+            meter.count(throttled=int(failure.status == 429))
+            raise failure from error
         except httpx.TransportError as error:  # reset, refused, timed out
             raise GraphError(None, type(error).__name__, "no answer") from error
         if headers is not None:
