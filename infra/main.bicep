@@ -114,6 +114,18 @@ param failureCapMinutes int = 30
 @description('USEREXPORT_STALL_MINUTES: how long a job may show no progress before the sweep queues it again from its checkpoints.')
 param stallMinutes int = 15
 
+@minValue(1)
+@description('USEREXPORT_MAX_RUNNING_EXPORTS: exports running at once; the rest wait queued, in order (small exports and the nightly run do not wait). Every export of the tenant shares one Graph budget: more at once is not faster.')
+param maxRunningExports int = 3
+
+@minValue(1)
+@description('USEREXPORT_MAX_QUEUED_EXPORTS: queued exports past which POST /api/exports answers 429 with Retry-After (the nightly run is never refused).')
+param maxQueuedExports int = 100
+
+@minValue(1)
+@description('USEREXPORT_ADMISSION_SECONDS: how often a queued export asks again for its turn.')
+param admissionSeconds int = 30
+
 @description('USEREXPORT_GRAPH_BASE_URL: Microsoft Graph endpoint. The app asks for its Graph token for <scheme>://<host>/.default of this URL, so a national cloud\'s Graph works (e.g. https://graph.microsoft.us/v1.0, https://dod-graph.microsoft.us/v1.0, https://microsoftgraph.chinacloudapi.cn/v1.0); grantGraphPermissions then must stay false (docs/deploy.md, "National clouds").')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
@@ -335,6 +347,9 @@ module api 'app/api.bicep' = {
     leaseGraceSeconds: leaseGraceSeconds
     failureCapMinutes: failureCapMinutes
     stallMinutes: stallMinutes
+    maxRunningExports: maxRunningExports
+    maxQueuedExports: maxQueuedExports
+    admissionSeconds: admissionSeconds
     graphBaseUrl: checkedGraphBaseUrl
     anonymousHttpRoutes: appServiceAuth
     // The app's own copy of the allow-list App Service authentication enforces (app/auth.bicep).

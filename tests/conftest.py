@@ -18,6 +18,15 @@ import pytest
 from _pytest.nodeid import NodeId  # pytest 9's structured node id (pinned in requirements-dev)
 
 HERE = Path(__file__).parent
+
+# Stacks whose tests are not about admission.py give it room: more exports at once than any of
+# them starts, a backlog none fills, a waiting export asking again every second.
+# tests/e2e/test_admission.py sets its own.
+ROOMY_ADMISSION = {
+    "USEREXPORT_MAX_RUNNING_EXPORTS": "8",
+    "USEREXPORT_MAX_QUEUED_EXPORTS": "1000",
+    "USEREXPORT_ADMISSION_SECONDS": "1",
+}
 LANES = {"e2e": ("stack",), "cli": ("stack",), "ui": ("stack", "browser")}
 
 

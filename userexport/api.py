@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from . import audit, idempotency, reasons, telemetry
+from . import admission, audit, idempotency, reasons, telemetry
 from .caller import TIMER, Caller
 from .clients import Clients
 from .columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PRESETS
@@ -35,6 +35,7 @@ from .jobs import (
 from .messages import ExportMessage
 from .request import ExportRequest
 from .series import NIGHTLY, Definition
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,20 @@ def problem(status: int, title: str, detail: str, *, field: str | None = None) -
     return ApiResponse(status, body)
 
 
+def _backlog_full(settings: Settings) -> ApiResponse:
+    """429: the backlog is full; the nightly run is never refused (admission.py)."""
+    wait = max(1, round(settings.admission_seconds))
+    refused = problem(
+        429,
+        "Too many exports queued",
+        f"{settings.max_queued_exports} exports are queued already "
+        "(USEREXPORT_MAX_QUEUED_EXPORTS); they run a few at a time, sharing the tenant's Graph "
+        f"budget. Try again in {wait} seconds (Retry-After), or cancel exports you no longer "
+        "need.",
+    )
+    return ApiResponse(429, refused.body, headers={"Retry-After": str(wait)})
+
+
 async def create_export(
     clients: Clients,
     *,
@@ -119,6 +134,8 @@ async def create_export(
         refused = await _check_series(clients, request, caller)
         if refused is not None:
             return refused
+    if trigger != TIMER.kind and await admission.backlog_full(clients):
+        return _backlog_full(clients.settings)
     job_id = new_job_id(now)
     if key is not None:
         try:
@@ -464,6 +481,8 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
             body["estimate"] = job.plan.estimate
         if job.plan.delta:
             body["delta"] = job.plan.delta.shown()
+    if job.status is Status.QUEUED:
+        body["queuePosition"] = await admission.queue_position(clients, job)
     failing = [(job.failing_since, job.last_error)]
     if job.status is Status.RUNNING and job.plan is not None:
         parts = await clients.jobs.partitions(job.id)

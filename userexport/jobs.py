@@ -33,6 +33,7 @@ from .request import ExportRequest, camel_case
 log = logging.getLogger(__name__)
 
 PARTITION = "job"
+_RUNNING_SET = ("admission", "running")  # the one row of admission.py's running exports
 JOB_POLL_SECONDS = 2.0  # how often running work looks whether its job was cancelled
 # Row keys sort newest first: Table Storage lists in ascending RowKey order.
 _MAX_MS = 10**13 - 1
@@ -579,6 +580,42 @@ class JobStore:
         """Deletes a job's partition rows, then its row (retention)."""
         await self.delete_partitions(job_id)
         await self._table.delete_entity(PARTITION, job_id)
+
+    async def queued(self) -> list[Job]:
+        """Every queued job, oldest first: the backlog admission.py orders and limits."""
+        entities = self._table.query_entities(
+            "PartitionKey eq @pk and status eq @status",
+            parameters={"pk": PARTITION, "status": Status.QUEUED.value},
+        )
+        jobs = [Job.from_entity(entity) async for entity in entities]
+        return sorted(jobs, key=lambda job: job.created_at)
+
+    async def running_set(self) -> tuple[list[str], str | None]:
+        """The ids of the exports admission.py let run, and the row's ETag (None: no row)."""
+        try:
+            entity = await self._table.get_entity(*_RUNNING_SET)
+        except ResourceNotFoundError:
+            return [], None
+        return orjson.loads(entity["jobIds"]), entity.metadata.get("etag")
+
+    async def save_running_set(self, job_ids: list[str], etag: str | None) -> bool:
+        """Replaces the running set if nobody changed it since it was read (created, when
+        `etag` is None); False when another writer did first."""
+        entity = {
+            "PartitionKey": _RUNNING_SET[0],
+            "RowKey": _RUNNING_SET[1],
+            "jobIds": orjson.dumps(job_ids).decode(),
+        }
+        try:
+            if etag is None:
+                await self._table.create_entity(entity)
+            else:
+                await self._table.update_entity(
+                    entity, mode="replace", etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
 
     async def list(self, *, page_size: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """One page of jobs, newest first, and the cursor of the next page (None at the end).

@@ -47,4 +47,5 @@ class Outcome(StrEnum):
     PARTITION_DONE = "partitionDone"  # this partition is written; others are still running
     FINISHED = "finished"  # the job reached a final state in this invocation
     CONTINUED = "continued"  # the time budget ran out; a new message carries on
+    WAITING = "waiting"  # planned, it waits queued for a place (admission.py); it asks again
     SKIPPED = "skipped"  # nothing to do: unknown, already done, or another invocation has it

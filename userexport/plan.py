@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from . import budget, errorsfile, telemetry
+from . import admission, budget, errorsfile, telemetry
 from .clients import Clients
 from .continuation import continue_later
 from .delta import plan_delta
@@ -30,7 +30,12 @@ async def plan_job(clients: Clients, job_id: str) -> Outcome:
     if job is None or job.status.finished:
         log.info("Export job %s is unknown or finished; plan message dropped.", job_id)
         return Outcome.SKIPPED
-    if job.status is Status.QUEUED:
+    if job.status is Status.QUEUED and job.plan is not None:  # planned, waiting for a place
+        if not await admission.admit(clients, job):
+            return await _wait_turn(clients, job)
+        job.status = Status.RUNNING
+        job = await _save_or_reload(clients, job)
+    elif job.status is Status.QUEUED:
         job.status, job.started_at = Status.RUNNING, utcnow()
         job = await _save_or_reload(clients, job)
     if job.status is not Status.RUNNING:  # cancelled meanwhile
@@ -57,6 +62,9 @@ async def plan_job(clients: Clients, job_id: str) -> Outcome:
             return Outcome.FINISHED
         if job.status is not Status.RUNNING:  # cancelled while counting: no partitions
             return Outcome.SKIPPED
+        if not await admission.admit(clients, job):
+            job.status = Status.QUEUED  # planned; its partitions wait for a place
+            return await _wait_turn(clients, job)
         if job.plan is None:
             raise RuntimeError(f"job {job_id} has no plan after planning")
     # Replayed (a crash, a duplicate), this only adds what is missing and re-queues what is
@@ -168,6 +176,20 @@ async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outco
         await _save_or_reload(clients, job)
 
     return await continue_later(clients, ExportMessage(job.id), spent, save=save)
+
+
+async def _wait_turn(clients: Clients, job: Job) -> Outcome:
+    """Saves the job as queued (its row moving on, so the sweep sees it alive) and asks again
+    in a new plan message, USEREXPORT_ADMISSION_SECONDS later."""
+    job = await _save_or_reload(clients, job)
+    if job.status is not Status.QUEUED:  # cancelled meanwhile
+        return Outcome.SKIPPED
+    wait = clients.settings.admission_seconds
+    await clients.queue.send_message(
+        ExportMessage(job.id).encode(), visibility_timeout=max(1, round(wait))
+    )
+    log.info("Export job %s waits for a place; asks again in %.0f s.", job.id, wait)
+    return Outcome.WAITING
 
 
 async def _save_or_reload(clients: Clients, job: Job) -> Job:

@@ -51,6 +51,9 @@ APP_SETTINGS: dict[str, str | None] = {
     "USEREXPORT_SERIES_KEEP": "14",
     "USEREXPORT_DELTA_FULL_DAYS": "7",
     "USEREXPORT_STORM_SECONDS": "120",
+    "USEREXPORT_MAX_RUNNING_EXPORTS": "3",
+    "USEREXPORT_MAX_QUEUED_EXPORTS": "100",
+    "USEREXPORT_ADMISSION_SECONDS": "30",
     # The object ids App Service authentication lets in (its allowedPrincipals), which the app
     # checks again on every request at the anonymous level (functions/caller.py).
     "USEREXPORT_ALLOWED_CALLERS": None,
@@ -112,6 +115,11 @@ class Settings:
     # How long a failure that Graph's storms could explain (a lookup failing while others are
     # served, a "no premium licence" 403 in a premium tenant) is retried before it is believed.
     storm_seconds: float = 120.0
+    # Admission (admission.py): exports running at once beyond the small ones and the timer's;
+    # queued exports past which POST answers 429; how often a queued export asks again.
+    max_running_exports: int = 3
+    max_queued_exports: int = 100
+    admission_seconds: float = 30.0
     # The identities let in at the anonymous level (App Service authentication in front).
     allowed_callers: frozenset[str] = frozenset()
     # App Service authentication is on (WEBSITE_AUTH_ENABLED): its principal headers are its.
@@ -185,6 +193,9 @@ class Settings:
             series_keep=int(positive("USEREXPORT_SERIES_KEEP")),
             delta_full_days=float(positive("USEREXPORT_DELTA_FULL_DAYS", kind=float)),
             storm_seconds=float(positive("USEREXPORT_STORM_SECONDS", kind=float)),
+            max_running_exports=int(positive("USEREXPORT_MAX_RUNNING_EXPORTS")),
+            max_queued_exports=int(positive("USEREXPORT_MAX_QUEUED_EXPORTS")),
+            admission_seconds=float(positive("USEREXPORT_ADMISSION_SECONDS", kind=float)),
             allowed_callers=allowed,
             platform_auth=env.get(PLATFORM_AUTH_ENABLED, "").strip().lower() == "true",
         )

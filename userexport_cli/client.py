@@ -192,6 +192,13 @@ class ApiClient:
     def _refusal(self, answer: httpx.Response) -> Exception:
         status, reason = answer.status_code, answer.reason_phrase
         problem = self._problem(answer)
+        if status == 429 and answer.request.method == "POST":
+            wait = retry_after(answer)
+            later = f"in {wait:.0f} s" if wait else "later"
+            detail = (problem or {}).get("detail") or "too many exports are queued."
+            return CliError(
+                Exit.BUSY, f"the app started nothing: {detail} Run the command again {later}."
+            )
         if status in (401, 403):
             return CliError(
                 Exit.UNREACHABLE,

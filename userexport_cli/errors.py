@@ -14,6 +14,7 @@ class Exit(IntEnum):
     COMPLETED_WITH_ERRORS = 3  # the export finished, with rows in its errors file
     UNREACHABLE = 4  # the app (or storage) cannot be reached, refused the credentials, or failed
     MISMATCH = 5  # a downloaded file is not what the export committed (rows, bytes or sha256)
+    BUSY = 6  # the app has too many exports queued (429): nothing was started; try again later
     INTERRUPTED = 130  # Ctrl+C (the export itself goes on)
 
 

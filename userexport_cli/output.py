@@ -164,6 +164,7 @@ def describe(job: dict[str, Any]) -> list[str]:
     rows = [
         ("id", job.get("id")),
         ("status", job.get("status")),
+        ("place in the queue", job.get("queuePosition")),
         ("trigger", job.get("trigger")),
         ("started by", caller_text(job.get("caller"))),
         ("cancelled by", caller_text(job.get("cancelledBy"))),

@@ -60,7 +60,8 @@ def details(job: dict[str, Any], rate: float | None, now: datetime | None = None
     partitions done; "planning" before the count."""
     status = job.get("status")
     if status == "queued":
-        return []
+        place = job.get("queuePosition")
+        return [f"place {place} in the queue"] if isinstance(place, int) else []
     written, total = _written(job), job.get("estimatedTotal")
     if status == "estimated":  # a dry run: nothing written, the count is the answer
         return [f"about {total:,} users" if isinstance(total, int) else "planned"]
@@ -86,7 +87,7 @@ def bar_line(job: dict[str, Any], rate: float | None, now: datetime | None = Non
     parts = details(job, rate, now)
     status = job.get("status")
     if status == "queued":
-        parts = ["queued, waiting for a worker"]
+        parts = ["queued, waiting for a worker", *parts]
     elif status != "running":
         parts.append(str(status))
     return f"{bar(fraction_of(job))} {'  '.join(parts)}"

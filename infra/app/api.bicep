@@ -38,6 +38,9 @@ param statusRetryAfterSeconds int
 param leaseGraceSeconds int
 param failureCapMinutes int
 param stallMinutes int
+param maxRunningExports int
+param maxQueuedExports int
+param admissionSeconds int
 param graphBaseUrl string
 @description('App Service authentication stands in front (app/auth.bicep): the HTTP routes take no function key.')
 param anonymousHttpRoutes bool = false
@@ -208,6 +211,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'USEREXPORT_STALL_MINUTES'
           value: string(stallMinutes)
+        }
+        {
+          name: 'USEREXPORT_MAX_RUNNING_EXPORTS'
+          value: string(maxRunningExports)
+        }
+        {
+          name: 'USEREXPORT_MAX_QUEUED_EXPORTS'
+          value: string(maxQueuedExports)
+        }
+        {
+          name: 'USEREXPORT_ADMISSION_SECONDS'
+          value: string(admissionSeconds)
         }
         // Telemetry with an Entra token (Application Insights has local auth disabled).
         {

@@ -23,6 +23,7 @@ import pytest
 
 from devtools.stack import ROOT, LocalStack
 from devtools.tenantsim import SimConfig, dump_tenant
+from tests.conftest import ROOMY_ADMISSION
 
 USERS = 1200
 SEED = 23
@@ -130,6 +131,7 @@ def cli_stack(tmp_path_factory, tenant_ids) -> Iterator[LocalStack]:
         workdir=tmp_path_factory.mktemp("cli-stack"),
         tenant_file=tenant_ids[0],
         sim_args=["--latency-per-user-ms", "1"],
+        app_env=ROOMY_ADMISSION,
     ) as stack:
         yield stack
 

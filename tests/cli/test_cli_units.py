@@ -342,6 +342,26 @@ def test_a_post_is_sent_once():
     assert len(seen) == 1 and seen[0].headers["Idempotency-Key"] == "abc"
 
 
+def test_a_full_backlog_is_exit_6_saying_when_to_try_again():
+    detail = "100 exports are queued already (USEREXPORT_MAX_QUEUED_EXPORTS); ..."
+    answer = httpx.Response(
+        429, json={"status": 429, "detail": detail}, headers={**PROBLEM, "Retry-After": "30"}
+    )
+    seen: list[httpx.Request] = []
+    with client_answering(answer, seen=seen) as client, pytest.raises(CliError) as raised:
+        client.start({}, idempotency_key=None)
+    assert raised.value.code == Exit.BUSY and len(seen) == 1, "nothing was started, once"
+    assert "USEREXPORT_MAX_QUEUED_EXPORTS" in raised.value.message
+    assert "in 30 s" in raised.value.message
+
+
+def test_a_queued_export_shows_its_place():
+    queued = {"id": "j", "status": "queued", "queuePosition": 3}
+    assert "place 3 in the queue" in bar_line(queued, None)
+    assert plain_line(queued, None) == "j queued: place 3 in the queue"
+    assert any(re.fullmatch(r"place in the queue:\s+3", line) for line in describe(queued))
+
+
 def test_answers_that_mean_a_wrong_url_are_exit_4():
     for answer in (httpx.Response(404, text="<html>"), httpx.Response(200, text="<html>")):
         with client_answering(answer) as client, pytest.raises(CliError) as raised:

@@ -23,6 +23,7 @@ from azure.storage.queue.aio import QueueClient
 
 from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users
+from tests.conftest import ROOMY_ADMISSION
 from userexport.columns import DEFAULT_COLUMN_NAMES, resolve
 from userexport.csvfile import CsvEncoder
 from userexport.messages import ExportMessage
@@ -39,6 +40,7 @@ SPLIT_EVERY_LISTING = {
     "USEREXPORT_PARTITIONS": "8",
     "USEREXPORT_SMALL_TENANT_USERS": "0",
     "USEREXPORT_PARTITION_SECONDS": "0",
+    **ROOMY_ADMISSION,  # with no small tenant, every export needs a place (admission.py)
 }
 
 

@@ -280,6 +280,9 @@ SETTING_PARAMETERS = {
     "USEREXPORT_LEASE_GRACE_SECONDS": "leaseGraceSeconds",
     "USEREXPORT_FAILURE_CAP_MINUTES": "failureCapMinutes",
     "USEREXPORT_STALL_MINUTES": "stallMinutes",
+    "USEREXPORT_MAX_RUNNING_EXPORTS": "maxRunningExports",
+    "USEREXPORT_MAX_QUEUED_EXPORTS": "maxQueuedExports",
+    "USEREXPORT_ADMISSION_SECONDS": "admissionSeconds",
     "USEREXPORT_GRAPH_BASE_URL": "graphBaseUrl",
 }
 

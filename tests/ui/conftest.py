@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from devtools.stack import LocalStack
+from tests.conftest import ROOMY_ADMISSION
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,7 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> I
             "USEREXPORT_PARTITIONS": "1",
             "USEREXPORT_TIME_BUDGET_SECONDS": "5",
             "USEREXPORT_FAILURE_CAP_MINUTES": "0.1",
+            **ROOMY_ADMISSION,
         },
     ) as stack:
         yield stack

@@ -607,3 +607,46 @@ def test_a_delta_series_shows_its_run_its_changes_file_and_its_latest(ui, api, u
     expect(page.get_by_role("heading", name="No export of series never-ran yet")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("never-ran")
     ui.console_errors.clear()  # the browser logs the 404 itself
+
+
+def test_a_full_backlog_and_a_place_in_the_queue_are_said_in_words(ui, api):
+    """What the app answers a busy tenant (admission.py), faked inside the page: the POST's 429
+    and a queued export's place."""
+    job_id = start_export(api, {"filter": NOBODY})
+    queued = {**wait_until(api, job_id, finished), "status": "queued", "queuePosition": 2}
+    for key in ("finishedAt", "userCount", "errorCount", "downloadUrl", "errorsUrl", "files"):
+        queued.pop(key, None)
+    page = ui.open()
+    page.route(
+        re.compile(r"/api/exports\?"),
+        lambda route: route.fulfill(json={"value": [queued]}),
+    )
+    page.route(re.compile(rf"/api/exports/{job_id}$"), lambda route: route.fulfill(json=queued))
+    page.get_by_role("button", name="Refresh").click()
+    expect(row(page, job_id)).to_contain_text("Waiting to start · place 2 in the queue")
+    page.goto(ui.url(f"/exports/{job_id}"))
+    expect(page.locator("#job-details")).to_contain_text("Place in the queue")
+    expect(page.locator("#job-progress")).to_contain_text("place 2 in the queue")
+    screenshot(page, "queued-place")
+
+    detail = "3 exports are queued already (USEREXPORT_MAX_QUEUED_EXPORTS). Try again in 30 s."
+    page.route(
+        re.compile(r"/api/exports$"),
+        lambda route: (
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "30"},
+                content_type="application/problem+json",
+                body=f'{{"title": "Too many exports queued", "status": 429, "detail": "{detail}"}}',
+            )
+            if route.request.method == "POST"
+            else route.fallback()
+        ),
+    )
+    page.goto(ui.url("/new"))
+    page.get_by_role("button", name="Start export").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Too many exports are queued: nothing was started.")
+    expect(alert).to_contain_text("Try again in 30 s")
+    screenshot(page, "backlog-full")
+    ui.console_errors.clear()  # the browser logs the refused request itself

@@ -24,6 +24,7 @@ class FakeStore(JobStore):
 
     def __init__(self) -> None:
         self.rows: dict[str, Job] = {}
+        self.running: list[str] = []
 
     async def create(self, job: Job) -> Job:
         self.rows[job.id] = job
@@ -38,6 +39,17 @@ class FakeStore(JobStore):
 
     async def partitions(self, job_id: str) -> list:
         return []
+
+    async def queued(self) -> list[Job]:
+        queued = [job for job in self.rows.values() if job.status is Status.QUEUED]
+        return sorted(queued, key=lambda job: job.created_at)
+
+    async def running_set(self) -> tuple[list[str], str | None]:
+        return list(self.running), str(len(self.running))
+
+    async def save_running_set(self, job_ids: list[str], etag: str | None) -> bool:
+        self.running = list(job_ids)
+        return True
 
     async def list(self, *, page_size: int, cursor: str | None) -> tuple[list[Job], str | None]:
         if cursor:

@@ -97,6 +97,9 @@
       return "Access denied (403): your account or key may not use this app." +
         (detail ? " " + detail : "");
     }
+    if (status === 429) {
+      return "Too many exports are queued: nothing was started." + (detail ? " " + detail : "");
+    }
     if (status >= 500) {
       return `The function app answered ${status}${title ? " (" + title + ")" : ""}; ` +
         "try again in a moment." + (detail ? " " + detail : "");
@@ -389,7 +392,10 @@
   }
 
   function progressCell(job) {
-    if (job.status === "queued") return el("span", { className: "progress-text", text: "Waiting to start" });
+    if (job.status === "queued") {
+      const place = typeof job.queuePosition === "number" ? ` · place ${count(job.queuePosition)} in the queue` : "";
+      return el("span", { className: "progress-text", text: `Waiting to start${place}` });
+    }
     if (job.status === "estimated") {
       const took = expectedDuration(job.estimate);
       return el("span", { className: "progress-text", text: took ? `Would take ${took}` : "Estimate only" });
@@ -813,6 +819,9 @@
     replaceKeepingFocus($("job-details"), [
       ...detail("Export ID", el("code", { text: job.id })),
       ...detail("Status", statusWords(job.status)),
+      ...detail("Place in the queue", job.status === "queued" && typeof job.queuePosition === "number"
+        ? `${count(job.queuePosition)}: large exports run a few at a time, in order`
+        : null),
       ...detail("Trigger", TRIGGER_WORDS[job.trigger] || job.trigger),
       ...detail("Started by", callerDetail(job.caller)),
       ...detail("Cancelled by", callerDetail(job.cancelledBy)),
@@ -999,7 +1008,9 @@
     if (!show) return;
     const { written, total, percent, eta } = progressFigures(job);
     const left = job.status === "queued"
-      ? "Waiting for a worker to start it."
+      ? (typeof job.queuePosition === "number"
+        ? `Waiting for its turn: place ${count(job.queuePosition)} in the queue.`
+        : "Waiting for a worker to start it.")
       : percent !== null
         ? `${percent}% of about ${count(total)} users`
         : "Counting the users…";
