@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -59,7 +60,9 @@ def test_a_file_name_like_the_errors_files_never_shares_its_blob(stack, file_nam
         u["id"] for u in iter_users(SimConfig(users=USERS, seed=SEED))
     )
     assert errors[0][:2] == ["objectId", "userPrincipalName"] and len(errors) == 1
-    with httpx.Client(verify=stack.env["SSL_CERT_FILE"]) as client:
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    ) as client:
         disposition = client.get(done["downloadUrl"]).headers["content-disposition"]
     assert f'filename="{file_name}"' in disposition
 
