@@ -7,7 +7,7 @@ import csv
 import io
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +287,16 @@ def job_events(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
                 if event["jobId"] == job_id:
                     found.append(event)
     return found
+
+
+def wait_until(
+    api: httpx.Client, job_id: str, done: Callable[[dict], bool], timeout: float = 90
+) -> dict:
+    """Polls the export until `done` says it got where the test wants it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(f"/api/exports/{job_id}").json()
+        if done(body):
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"export {job_id} never reached the state wanted: {body}")

@@ -5,9 +5,7 @@ nor kept waiting, and a one-user export finishes while the large ones are still 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from devtools.stack import LocalStack
 from devtools.tenantsim import SimConfig, iter_users
 
-from .conftest import running_stack, start, wait_for_export
+from .conftest import running_stack, start, wait_for_export, wait_until
 
 USERS, SEED = 3000, 23
 LARGE = {"columns": ["objectId", "displayName"], "formulaGuard": False}
@@ -40,24 +38,14 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield stack
 
 
-def until(api: httpx.Client, job_id: str, check: Any, *, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/exports/{job_id}").json()
-        if check(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never got there: {job}")
-
-
 def test_large_exports_queue_in_order_and_a_small_one_is_not_held_behind_them(busy):
     one = next(iter_users(SimConfig(users=USERS, seed=SEED)))["userPrincipalName"]
     with httpx.Client(base_url=busy.api_url, timeout=60) as api:
         first = start(api, LARGE).json()["id"]
-        until(api, first, lambda j: j["status"] == "running" and "partitions" in j)
+        wait_until(api, first, lambda j: j["status"] == "running" and "partitions" in j)
         waiting = [start(api, LARGE).json()["id"] for _ in range(2)]
         places = [
-            until(api, job_id, lambda j: j["status"] == "queued" and "partitions" in j)
+            wait_until(api, job_id, lambda j: j["status"] == "queued" and "partitions" in j)
             for job_id in waiting
         ]
         # Planned, waiting for the one place, in the order they came.
@@ -71,13 +59,13 @@ def test_large_exports_queue_in_order_and_a_small_one_is_not_held_behind_them(bu
         # The nightly run is never refused, and does not wait for a place.
         assert api.post("/admin/functions/nightly_export", json={}).is_success
         timer = next(j for j in api.get("/api/exports").json()["value"] if j["trigger"] == "timer")
-        until(api, timer["id"], lambda j: j["status"] != "queued" and "partitions" in j)
+        wait_until(api, timer["id"], lambda j: j["status"] != "queued" and "partitions" in j)
         assert api.get(f"/api/exports/{waiting[1]}").json()["status"] == "queued", (
             "the timer's run went ahead of the waiting exports"
         )
 
         # A one-user export, posted once the backlog has room again.
-        until(api, waiting[0], lambda j: j["status"] != "queued", timeout=120)
+        wait_until(api, waiting[0], lambda j: j["status"] != "queued", timeout=120)
         small = start(api, {**LARGE, "filter": {"userPrincipalNamePrefix": one}})
         done = wait_for_export(api, small.headers["Location"], timeout=60)[-1].json()
         assert done["status"] == "succeeded" and done["userCount"] == 1, done

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,13 +261,3 @@ def start_export(api: httpx.Client, body: dict[str, Any] | None = None) -> str:
     answer = api.post("/api/exports", json=body or {})
     assert answer.status_code == 202, answer.text
     return answer.json()["id"]
-
-
-def wait_until(api: httpx.Client, job_id: str, done: Callable[[dict], bool], timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(f"/api/exports/{job_id}").json()
-        if done(body):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"export {job_id} never reached the state wanted: {body}")

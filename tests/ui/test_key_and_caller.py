@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from .conftest import KEY, KEY_STORE, MASTER_KEY, start_export, wait_until
+from tests.e2e.conftest import wait_until
+
+from .conftest import KEY, KEY_STORE, MASTER_KEY, start_export
 
 try:
     from playwright.sync_api import expect

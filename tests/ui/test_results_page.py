@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from devtools.stack import LocalStack
+from tests.e2e.conftest import wait_until
 from userexport.columns import CATALOGUE, DEFAULT_COLUMN_NAMES, PREVIEW_COLUMN_NAMES
 
-from .conftest import KEY, USERS, screenshot, start_export, wait_until
+from .conftest import KEY, USERS, screenshot, start_export
 
 try:
     from playwright.sync_api import expect
