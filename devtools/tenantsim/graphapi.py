@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
+from . import registration
 from .config import SimConfig
 from .delta import (
     CHANGES,
@@ -302,7 +303,7 @@ class GraphApi:
         crid = headers.get("client-request-id")
         segments = [unquote(s) for s in raw_path.strip("/").split("/")] if raw_path else []
         head = segments[0].lower() if segments else ""
-        if head not in ("users", "subscribedskus", "groups", "directory"):
+        if head not in ("users", "subscribedskus", "groups", "directory", "reports"):
             name = segments[0] if segments else ""
             self.stats.requests["other"] += 1
             return error_answer(
@@ -366,6 +367,10 @@ class GraphApi:
             return None
         if head == "subscribedskus":
             return await self._subscribed_skus(query, roles, crid) if n == 1 else None
+        if head == "reports":
+            if tuple(lows) != registration.PATH:
+                return None
+            return await self._registration_details(path, query, roles, crid)
         if head == "directory" and n == 3 and lows[1] == "deleteditems":
             if lows[2] not in _USER_CASTS:
                 return None
@@ -1374,6 +1379,71 @@ class GraphApi:
             "value": [_project_object(sku, names) if names else sku for sku in skus],
         }
         return self._finish(ok_answer(body), cost)
+
+    async def _registration_details(
+        self, path: str, query: Query, roles: frozenset[str], crid: str | None
+    ) -> Answer:
+        """The registration report (registration.py): AuditLog.Read.All and a premium tenant;
+        charged to the identity and access reports bucket, as authentication methods reads."""
+        endpoint = "userRegistrationDetails"
+        if registration.REPORT_ROLE not in roles:
+            self.stats.requests[endpoint] += 1
+            self.stats.forbidden += 1
+            return error_answer(
+                403,
+                "Authentication_MSGraphPermissionMissing",
+                "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
+                crid,
+            )
+        settings = self.faults.settings
+        if not settings.premium or settings.b2c:
+            self.stats.requests[endpoint] += 1
+            return self._no_premium(crid, "registrationRefused")
+        for name in query.options:
+            if name.startswith("$") and name not in ("$filter", "$skiptoken"):
+                self.stats.requests[endpoint] += 1
+                return error_answer(
+                    400, "BadRequest", f"Query option '{name}' is not supported.", crid
+                )
+        try:
+            wanted = registration.upn_filter(query.options.get("$filter"))
+        except ValueError:
+            self.stats.requests[endpoint] += 1
+            return error_answer(400, "BadRequest", "Invalid filter clause", crid)
+        token = query.options.get("$skiptoken")
+        start = PageToken.decode(token).position if token else 0
+        gated = self._gate(endpoint, 1, "auth", crid)
+        if gated is not None:
+            return gated
+        # A page covers PAGE_SIZE users of the listing; the disabled ones among them are left
+        # out, so a page may hold fewer rows (paging.md: a page's size is Graph's choice).
+        stop = start + registration.PAGE_SIZE
+        if wanted is None:
+            total = len(self.tenant)
+            page: Iterable[int] = self.tenant.listing(start, min(stop, total))
+        else:
+            literal, prefix = wanted
+            matches = await self._upn_prefix(literal.replace("'", "''")) if literal else array("I")
+            if not prefix:
+                exact = literal.lower()
+                user = self.tenant.lite
+                matches = array(
+                    "I", (i for i in matches if user(i)["userPrincipalName"].lower() == exact)
+                )
+            total, page = len(matches), matches[start:stop]
+        rows = [row for i in page if (row := registration.details(self.tenant.user(i)))]
+        await self._latency(len(rows))
+        body: dict[str, Any] = {
+            "@odata.context": f"{GRAPH_METADATA}#reports/authenticationMethods/{endpoint}",
+            "value": rows,
+        }
+        if stop < total:
+            rest = query.without("$skiptoken")
+            sep = "&" if rest else ""
+            body["@odata.nextLink"] = (
+                f"{self.base_url}/{path}?{rest}{sep}$skiptoken={self._next_token(stop)}"
+            )
+        return self._finish(ok_answer(body), 1, auth=True)
 
     def _forced(self, status: int, key: str, crid: str | None) -> Answer:
         if status == 404:
