@@ -115,7 +115,7 @@ param failureCapMinutes int = 30
 param stallMinutes int = 15
 
 @minValue(1)
-@description('USEREXPORT_MAX_RUNNING_EXPORTS: exports running at once; the rest wait queued, in order (small exports and the nightly run do not wait). Every export of the tenant shares one Graph budget: more at once is not faster.')
+@description('USEREXPORT_MAX_RUNNING_EXPORTS: exports running at once; the rest wait queued, in order (small exports, changes runs and the nightly run do not wait). Every export of the tenant shares one Graph budget: more at once is not faster.')
 param maxRunningExports int = 3
 
 @minValue(1)

@@ -6,8 +6,8 @@ next one. So:
 
 - planning goes first: each job's plan step (its checks and counts, seconds) runs as soon as
   its message arrives;
-- a small export (at most USEREXPORT_SMALL_TENANT_USERS users: one sequence, a page or two)
-  and the nightly timer's run start at once;
+- a small export (at most USEREXPORT_SMALL_TENANT_USERS users: one sequence, a page or two),
+  a delta series' changes run (only what changed) and the nightly timer's run start at once;
 - any other starts while fewer than USEREXPORT_MAX_RUNNING_EXPORTS run, in the order the jobs
   were created; the rest wait `queued` with their place shown (`queuePosition`), their plan
   message asking again every USEREXPORT_ADMISSION_SECONDS;
@@ -30,9 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def goes_first(job: Job, *, small_users: int) -> bool:
-    """Whether the job starts without waiting for a place: the timer's run, or a small one."""
-    total = job.plan.estimated_total if job.plan else None
-    return job.trigger == TIMER.kind or (total is not None and total <= small_users)
+    """Whether the job starts without waiting for a place: the timer's run, a small one, or a
+    delta series' changes run (it reads only what changed: a few requests)."""
+    plan = job.plan
+    total = plan.estimated_total if plan else None
+    small = (total is not None and total <= small_users) or bool(plan and plan.changes)
+    return job.trigger == TIMER.kind or small
 
 
 async def admit(clients: Clients, job: Job) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from userexport import admission
-from userexport.jobs import Job, Plan, Status, utcnow
+from userexport.jobs import DeltaPlan, Job, Plan, Status, utcnow
 from userexport.request import ExportRequest
 from userexport.settings import Settings
 
@@ -58,13 +58,17 @@ async def test_the_older_waiting_export_goes_first():
     assert not await admission.admit(c, newer)
 
 
-async def test_small_exports_and_the_timers_run_never_wait():
+async def test_small_exports_changes_runs_and_the_timers_run_never_wait():
     c = clients(max_running_exports="1", small_tenant_users="1000")
     large = job(c, 1)
     assert await admission.admit(c, large)
     large.status = Status.RUNNING
     waiting = job(c, 2)
     assert await admission.admit(c, job(c, 3, users=1)), "one user: no place needed"
+    changes = job(c, 5)
+    assert changes.plan is not None
+    changes.plan.delta = DeltaPlan("changes", None, "1-a", "https://link")
+    assert await admission.admit(c, changes), "a changes run reads only what changed"
     assert await admission.admit(c, job(c, 4, trigger="timer")), "past the limit"
     assert len(c.jobs.running) == 2, "the timer's run holds a place"
     assert not await admission.admit(c, waiting)
