@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from .licences import product_name
+
 # Authentication-method lookups a column can need (Graph paths under /users/{id}/authentication).
 PHONE_METHODS = "phoneMethods"
 EMAIL_METHODS = "emailMethods"
@@ -178,6 +180,19 @@ def _licence_names(context: ColumnContext) -> Value:
     return value
 
 
+def _product_names(context: ColumnContext) -> Value:
+    """Product names as the admin center shows them (Microsoft 365 E3;Microsoft 365 E5), from
+    Microsoft's published table (licences.py); a SKU the table lacks keeps its part number,
+    else its id."""
+    skus = context.skus
+
+    def value(user: User, _auth: AuthData) -> Any:
+        ids = (str(lic.get("skuId")) for lic in user.get("assignedLicenses") or [])
+        return ";".join(product_name(sku) or skus.get(sku, sku) for sku in ids)
+
+    return value
+
+
 def _nested(prop: str, key: str) -> Value:
     return lambda user, _auth: (user.get(prop) or {}).get(key)
 
@@ -245,6 +260,13 @@ CATALOGUE["assignedLicenses"] = Column(
     permission="User.Read.All, LicenseAssignment.Read.All",
 )
 CATALOGUE["assignedLicenseIds"] = Column("assignedLicenseIds", ("assignedLicenses",), _licence_ids)
+CATALOGUE["assignedLicenseNames"] = Column(
+    "assignedLicenseNames",
+    ("assignedLicenses",),
+    _licence_ids,
+    bind=_product_names,
+    permission="User.Read.All, LicenseAssignment.Read.All",
+)
 CATALOGUE.update({c.name: c for c in (_extension_attribute(n) for n in range(1, 16))})
 for _key in ("division", "costCenter"):
     CATALOGUE[f"employeeOrgData.{_key}"] = Column(

@@ -146,7 +146,8 @@ def sign_in_unreadable(columns: str, *, no_premium: bool) -> str:
 def licences_unread(error: GraphError) -> str:
     advice = (
         "Microsoft Graph did not list the tenant's licences, so assignedLicenses holds SKU "
-        "ids instead of names."
+        "ids instead of names (assignedLicenseNames: for SKUs newer than its product-name "
+        "table)."
     )
     if error.status == 403:
         advice += (

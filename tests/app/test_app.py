@@ -156,3 +156,28 @@ async def test_graphs_transient_503s_and_a_users_404_leave_every_other_cell_exac
         methods = (emails[user_id].get("authentication") or {}).get("emailMethods") or []
         expected = methods[0]["emailAddress"] if methods and user_id != victim else ""
         assert email == expected, user_id
+
+
+# Microsoft's published product names of the simulated tenant's SKUs (licensing-service-plan-
+# reference.md): the three /subscribedSkus lists and the retired one users still hold.
+PRODUCTS = {
+    "06ebc4ee-1bb5-47dd-8120-11324bc54e06": "Microsoft 365 E5",
+    "05e9a617-0261-4cee-bb44-138d3ef5d965": "Microsoft 365 E3",
+    "f30db892-07e9-47e9-837c-80727f46fd3d": "Microsoft Power Automate Free",
+    "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46": "Microsoft 365 Business Premium",
+}
+
+
+async def test_licences_by_the_product_names_the_admin_center_shows(local, app):
+    columns = ["objectId", "assignedLicenseIds", "assignedLicenseNames"]
+    job = await export(app, {"columns": columns, "formulaGuard": False})
+    assert job["status"] == "succeeded", job
+    rows = records(fetch(local, job["downloadUrl"]))[1:]
+    users = {u["id"]: u for u in iter_users(SimConfig(users=USERS, seed=SEED))}
+    named = 0
+    for user_id, ids, names in rows:
+        skus = [str(lic["skuId"]) for lic in users[user_id].get("assignedLicenses") or []]
+        assert ids == ";".join(skus)
+        assert names == ";".join(PRODUCTS[sku] for sku in skus), user_id
+        named += bool(skus)
+    assert named > USERS // 3 and any("Business Premium" in row[2] for row in rows)
