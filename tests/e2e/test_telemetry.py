@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from devtools.stack import LocalStack
+from userexport.jobs import JOB_POLL_SECONDS
 
 from .conftest import USERS, finished, job_events, run_export
 
@@ -23,7 +24,22 @@ def graph_requests(stats: dict[str, Any]) -> int:
     return sum(n for endpoint, n in stats["requests"].items() if endpoint != "identity")
 
 
+def quiet(api: httpx.Client, *, timeout: float = 120) -> None:
+    """Waits until no export on this (shared) stack is queued or running: the simulator's
+    counters then move for the next export alone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = api.get("/api/exports", params={"pageSize": 100}).json()["value"]
+        if all(job["status"] not in ("queued", "running") for job in jobs):
+            # A cancelled export's work stops within the job poll (2 s) of its status.
+            time.sleep(JOB_POLL_SECONDS + 1)
+            return
+        time.sleep(0.5)
+    raise AssertionError("exports of earlier tests are still going")
+
+
 def test_a_succeeded_export_tells_its_life_with_its_graph_usage(stack, api):
+    quiet(api)
     before = served(stack)
     job = run_export(api, {"columns": ["objectId", "displayName", "authenticationEmail"]})
     after = served(stack)

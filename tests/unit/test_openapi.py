@@ -104,6 +104,9 @@ def test_statuses_match_the_code():
 
 def test_column_names_are_the_catalogue_in_order():
     assert SCHEMAS["ColumnName"]["enum"] == list(CATALOGUE)
+    listed = SPEC["paths"]["/api/columns"]["get"]["responses"]["200"]["content"]
+    value = listed["application/json"]["schema"]["properties"]["value"]
+    assert value["minItems"] == value["maxItems"] == len(CATALOGUE), "GET /api/columns lists all"
 
 
 def test_file_name_and_idempotency_key_patterns_are_the_codes():
