@@ -451,13 +451,19 @@ async def list_exports(clients: Clients, *, params: dict[str, str], links: Links
         return problem(
             400, "Invalid query", "cursor is not one this API handed out.", field="cursor"
         )
-    body: dict[str, Any] = {"value": [await _describe(clients, job, links) for job in jobs]}
+    # The queued jobs' places from one query of the backlog, not one per job of the page.
+    queued = await clients.jobs.queued() if any(j.status is Status.QUEUED for j in jobs) else []
+    places = {job.id: place for place, job in enumerate(queued, start=1)}
+    value = [await _describe(clients, job, links, places=places) for job in jobs]
+    body: dict[str, Any] = {"value": value}
     if cursor:
         body["nextLink"] = links.page(raw_size, cursor)
     return ApiResponse(200, body)
 
 
-async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
+async def _describe(
+    clients: Clients, job: Job, links: Links, *, places: dict[str, int] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": job.id,
         "status": job.status.value,
@@ -482,7 +488,8 @@ async def _describe(clients: Clients, job: Job, links: Links) -> dict[str, Any]:
         if job.plan.delta:
             body["delta"] = job.plan.delta.shown()
     if job.status is Status.QUEUED:
-        body["queuePosition"] = await admission.queue_position(clients, job)
+        place = (places or {}).get(job.id)
+        body["queuePosition"] = place or await admission.queue_position(clients, job)
     failing = [(job.failing_since, job.last_error)]
     if job.status is Status.RUNNING and job.plan is not None:
         parts = await clients.jobs.partitions(job.id)

@@ -12,11 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from devtools.stack import ROOT, LocalStack
 from devtools.tenantsim import SimConfig, dump_tenant, iter_users
@@ -97,6 +98,20 @@ def fence_oracle() -> bytes:
     )
 
 
+async def claimed(storage: Storage, job_id: str, *, timeout: float = 60) -> datetime:
+    """When the lease of the invocation that claimed partition 0 runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            row = await storage.table.get_entity(f"parts-{job_id}", "0000")
+        except ResourceNotFoundError:
+            row = {}
+        if row.get("leaseOwner") and row.get("leaseUntil"):
+            return row["leaseUntil"]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"partition 0 of job {job_id} was never claimed")
+
+
 async def test_a_stale_invocation_that_wakes_after_a_takeover_changes_nothing(
     slow_stack, fence_oracle
 ):
@@ -106,12 +121,17 @@ async def test_a_stale_invocation_that_wakes_after_a_takeover_changes_nothing(
     with httpx.Client(base_url=stack.api_url, timeout=60) as client:
         started = client.post("/api/exports", json=ORACLE_BODY)
         job_id = started.json()["id"]
-        await asyncio.sleep(5)
-        # A second delivery of the partition's message takes it over and writes on; the first
-        # invocation wakes while it does, with a page to stage and a checkpoint to save.
+        # Once the first invocation holds the partition (and sleeps on its first page) and its
+        # lease has run out, a second delivery of the partition's message takes it over and
+        # writes on; the first invocation wakes while it does, with a page to stage and a
+        # checkpoint to save. (A second delivery within the lease would only be skipped.)
         storage = Storage(stack)
-        await storage.send_job_message(job_id, partition=0)
-        await storage.close()
+        try:
+            lease_until = await claimed(storage, job_id)
+            await asyncio.sleep(max(0.0, (lease_until - datetime.now(UTC)).total_seconds()) + 0.2)
+            await storage.send_job_message(job_id, partition=0)
+        finally:
+            await storage.close()
         done = wait_for_export(client, started.headers["Location"], timeout=180)[-1].json()
     assert done["status"] == "succeeded", done
     assert download(stack, done["downloadUrl"]) == fence_oracle

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from userexport import admission
+from userexport import admission, api
 from userexport.jobs import DeltaPlan, Job, Plan, Status, utcnow
 from userexport.request import ExportRequest
 from userexport.settings import Settings
@@ -82,3 +82,12 @@ async def test_the_backlog_counts_queued_exports_and_each_has_its_place():
     jobs[1].status = Status.RUNNING
     assert not await admission.backlog_full(c)
     assert await admission.queue_position(c, jobs[0]) == 2
+
+
+async def test_the_list_shows_each_queued_exports_place():
+    c = clients()
+    for n in (2, 3, 1):
+        job(c, n)
+    listed = await api.list_exports(c, params={}, links=api.Links("https://app"))  # type: ignore[arg-type]
+    places = {j["id"]: j["queuePosition"] for j in listed.body["value"]}
+    assert places == {f"{n:032d}": n for n in (1, 2, 3)}
