@@ -169,28 +169,22 @@ def _licence_ids(user: User, _auth: AuthData) -> Any:
     return ";".join(str(lic.get("skuId")) for lic in user.get("assignedLicenses") or [])
 
 
-def _licence_names(context: ColumnContext) -> Value:
-    """SKU part numbers (ENTERPRISEPACK;EMS); a SKU the tenant no longer lists keeps its id."""
-    skus = context.skus
+def _licence_names(
+    named: Callable[[str], str | None] = lambda _sku: None,
+) -> Callable[[ColumnContext], Value]:
+    """Each assigned SKU by name, joined with `;`: `named`'s (product names, licences.py), else
+    the tenant's part number (ENTERPRISEPACK, from /subscribedSkus), else its id."""
 
-    def value(user: User, _auth: AuthData) -> Any:
-        ids = (str(lic.get("skuId")) for lic in user.get("assignedLicenses") or [])
-        return ";".join(skus.get(sku, sku) for sku in ids)
+    def bind(context: ColumnContext) -> Value:
+        skus = context.skus
 
-    return value
+        def value(user: User, _auth: AuthData) -> Any:
+            ids = (str(lic.get("skuId")) for lic in user.get("assignedLicenses") or [])
+            return ";".join(named(sku) or skus.get(sku, sku) for sku in ids)
 
+        return value
 
-def _product_names(context: ColumnContext) -> Value:
-    """Product names as the admin center shows them (Microsoft 365 E3;Microsoft 365 E5), from
-    Microsoft's published table (licences.py); a SKU the table lacks keeps its part number,
-    else its id."""
-    skus = context.skus
-
-    def value(user: User, _auth: AuthData) -> Any:
-        ids = (str(lic.get("skuId")) for lic in user.get("assignedLicenses") or [])
-        return ";".join(product_name(sku) or skus.get(sku, sku) for sku in ids)
-
-    return value
+    return bind
 
 
 def _nested(prop: str, key: str) -> Value:
@@ -256,7 +250,7 @@ CATALOGUE["assignedLicenses"] = Column(
     "assignedLicenses",
     ("assignedLicenses",),
     _licence_ids,
-    bind=_licence_names,
+    bind=_licence_names(),
     permission="User.Read.All, LicenseAssignment.Read.All",
 )
 CATALOGUE["assignedLicenseIds"] = Column("assignedLicenseIds", ("assignedLicenses",), _licence_ids)
@@ -264,7 +258,7 @@ CATALOGUE["assignedLicenseNames"] = Column(
     "assignedLicenseNames",
     ("assignedLicenses",),
     _licence_ids,
-    bind=_product_names,
+    bind=_licence_names(product_name),
     permission="User.Read.All, LicenseAssignment.Read.All",
 )
 CATALOGUE.update({c.name: c for c in (_extension_attribute(n) for n in range(1, 16))})

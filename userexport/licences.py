@@ -11,21 +11,22 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data" / "licence_names.json"
 
 
 @cache
-def _products() -> dict[str, str]:
-    data = json.loads(DATA.read_text(encoding="utf-8"))
-    return {sku: product["name"] for sku, product in data["products"].items()}
+def _table() -> dict[str, Any]:
+    return json.loads(DATA.read_text(encoding="utf-8"))
 
 
 def product_name(sku_id: str) -> str | None:
     """The product name Microsoft publishes for this SKU id; None for one the table lacks."""
-    return _products().get(sku_id.lower())
+    product = _table()["products"].get(sku_id.lower())
+    return product["name"] if product else None
 
 
 def as_of() -> str:
     """The date of the table the names come from (YYYY-MM-DD)."""
-    return str(json.loads(DATA.read_text(encoding="utf-8"))["asOf"])
+    return str(_table()["asOf"])

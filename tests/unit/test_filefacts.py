@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from userexport.csvfile import encode_rows
 from userexport.filefacts import Tally
+from userexport_cli.verify import FileCheck
 
 cells = st.text(alphabet=st.sampled_from(["a", ",", '"', "\r", "\n", "é", " "]), max_size=6)
 
@@ -20,14 +21,17 @@ cells = st.text(alphabet=st.sampled_from(["a", ",", '"', "\r", "\n", "é", " "])
 )
 def test_facts_are_the_files_own_whatever_the_chunks(rows, cuts):
     data = encode_rows(["a", "b"], rows, with_header=True)
-    tally = Tally()
+    tally, check = Tally(), FileCheck()
     edges = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     for start, end in itertools.pairwise(edges):
         tally.add(data[start:end])
+        check.add(data[start:end])
     facts = tally.facts()
     assert facts.rows == len(rows), "records after the header, a quoted CRLF inside one"
     assert facts.bytes == len(data)
     assert facts.sha256 == hashlib.sha256(data).hexdigest()
+    # The CLI, installed without the app, keeps its own copy of the count: the two agree.
+    assert check.facts() == facts.to_json() and check.mismatch(facts.to_json()) is None
 
 
 def test_an_empty_file_and_a_header_alone_have_no_rows():

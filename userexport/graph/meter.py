@@ -66,18 +66,17 @@ def count(*, requests: int = 0, throttled: int = 0, resource_units: int = 0) -> 
         usage.resource_units += resource_units
 
 
-def saved(recorded: dict[str, int] | None) -> dict[str, int]:
-    """What a row records once this task's usage since its last save is added to it; the meter
-    starts again from zero, so a usage is saved once."""
-    usage = _meter.get()
-    if usage is None:
-        return GraphUsage.from_json(recorded).to_json()
-    taken = GraphUsage(usage.requests, usage.throttled, usage.resource_units)
-    usage.requests = usage.throttled = usage.resource_units = 0
-    return (GraphUsage.from_json(recorded) + taken).to_json()
-
-
 def pending() -> GraphUsage:
     """This task's usage not saved on a row yet (a job failed mid-step tells it this way)."""
     usage = _meter.get() or GraphUsage()
     return GraphUsage(usage.requests, usage.throttled, usage.resource_units)
+
+
+def saved(recorded: dict[str, int] | None) -> dict[str, int]:
+    """What a row records once this task's usage since its last save is added to it; the meter
+    starts again from zero, so a usage is saved once."""
+    taken = pending()
+    usage = _meter.get()
+    if usage is not None:
+        usage.requests = usage.throttled = usage.resource_units = 0
+    return (GraphUsage.from_json(recorded) + taken).to_json()
