@@ -503,6 +503,8 @@ async def _describe(
             body["failingSince"], body["lastError"] = iso(since), error
         elif job.last_error:
             body["lastError"] = job.last_error
+    if job.report_time:
+        body["registrationReportTime"] = job.report_time
     if job.cancelled_by:
         body["cancelledBy"] = job.cancelled_by
     if job.reason:

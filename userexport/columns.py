@@ -21,6 +21,8 @@ _METHOD_TYPES = {
     EMAIL_METHODS: "#microsoft.graph.emailAuthenticationMethod",
 }
 SIGN_IN_ACTIVITY = "signInActivity"
+# A user's row of the registration report (graph/registration.py), kept with its lookups.
+REGISTRATION = "registrationDetails"
 # Graph's value for a kind of sign-in that never happened (user-list example 11).
 _NEVER = "0001-01-01T00:00:00Z"
 
@@ -52,6 +54,7 @@ class Column:
     prop: str | None = None  # set when the value is just this user property (the fast path)
     bind: Callable[[ColumnContext], Value] | None = None  # the value, given the job's context
     permission: str = "User.Read.All"  # the Graph application permission it needs
+    report: bool = False  # read from the registration report (REGISTRATION), not the listing
 
 
 def _prop(name: str) -> Value:
@@ -282,6 +285,37 @@ CATALOGUE["manager"] = Column(
     expand="manager($select=id,userPrincipalName)",
 )
 
+
+def _registration(key: str) -> Column:
+    """A property of the user's registration report row (userregistrationdetails.md, v1.0).
+    The report leaves disabled users out: the listing's accountEnabled tells them apart from
+    users the report has not caught up with yet (partition.py)."""
+
+    def value(_user: User, auth: AuthData) -> Any:
+        rows = auth.get(REGISTRATION) or [{}]
+        found = rows[0].get(key)
+        return ";".join(found) if isinstance(found, list) else found
+
+    return Column(key, ("accountEnabled",), value, permission="AuditLog.Read.All", report=True)
+
+
+# userRegistrationDetails' v1.0 properties (the report's lastUpdatedDateTime: when its row
+# was last refreshed; the report is not live).
+REGISTRATION_COLUMN_NAMES: tuple[str, ...] = (
+    "isMfaRegistered",
+    "isMfaCapable",
+    "isSsprRegistered",
+    "isSsprCapable",
+    "isPasswordlessCapable",
+    "methodsRegistered",
+    "userPreferredMethodForSecondaryAuthentication",
+    "systemPreferredAuthenticationMethods",
+    "isSystemPreferredAuthenticationMethodEnabled",
+    "isAdmin",
+    "lastUpdatedDateTime",
+)
+CATALOGUE.update({name: _registration(name) for name in REGISTRATION_COLUMN_NAMES})
+
 DEFAULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in ADMIN_CENTER_COLUMNS)
 # The attributes the admin center's "Download users (Preview)" adds to the list view's columns.
 PREVIEW_COLUMN_NAMES: tuple[str, ...] = (
@@ -314,9 +348,19 @@ PREVIEW_COLUMN_NAMES: tuple[str, ...] = (
     "preferredLanguage",
     "proxyAddresses",
 )
+# Who the user is, then how they registered for MFA and self-service password reset.
+MFA_COLUMN_NAMES: tuple[str, ...] = (
+    "userPrincipalName",
+    "displayName",
+    "objectId",
+    "accountEnabled",
+    "userType",
+    *REGISTRATION_COLUMN_NAMES,
+)
 PRESETS: dict[str, tuple[str, ...]] = {
     "adminCenter": DEFAULT_COLUMN_NAMES,
     "preview": PREVIEW_COLUMN_NAMES,
+    "mfa": MFA_COLUMN_NAMES,
     "all": tuple(CATALOGUE),
 }
 
@@ -354,6 +398,11 @@ def lookups(columns: tuple[Column, ...]) -> tuple[str, ...]:
     whole methods list when they need both phones and emails, one request instead of two."""
     needed = tuple(dict.fromkeys(c.lookup for c in columns if c.lookup))
     return (ALL_METHODS,) if len(needed) > 1 else needed
+
+
+def reads_report(columns: tuple[Column, ...]) -> bool:
+    """Whether these columns read the registration report."""
+    return any(c.report for c in columns)
 
 
 def cell(value: Any) -> str:

@@ -22,6 +22,7 @@ from .errorsfile import (
     denied_everywhere,
     denied_row,
     methods_missing_everywhere,
+    report_once_rows,
     sign_in_stopped_row,
 )
 from .graph import NON_PREMIUM
@@ -125,6 +126,10 @@ async def _commit(clients: Clients, job: Job, parts: list[Partition]) -> None:
     ):
         if once:
             notices.append(once)
+    notices += report_once_rows(parts, resolved.columns, fewer_lookups=resolved.fewer_lookups)
+    job.report_time = min(
+        (p.checkpoint.report_time for p in parts if p.checkpoint.report_time), default=None
+    )
     if notices:
         error_blocks.append(block_id(Stream.NOTICES, 0, 0, 0))
         await stage(errors_blob, error_blocks[-1], encode_rows([], notices, with_header=False))

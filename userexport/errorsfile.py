@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from . import reasons
-from .columns import SIGN_IN_ACTIVITY, Column
+from .columns import REGISTRATION, SIGN_IN_ACTIVITY, Column
 from .jobs import Partition
 
 ERRORS_HEADER = ["objectId", "userPrincipalName", "failed", "httpStatus", "errorCode", "message"]
@@ -166,3 +166,45 @@ def methods_missing_everywhere(parts: list[Partition], lookups: Sequence[str]) -
     status, _, code = (missing[0].lookups_missing or "").partition(" ")
     users = sum(c.users_not_looked_up for c in missing)
     return methods_missing_row(int(status) if status.isdigit() else None, code, lookups, users)
+
+
+def report_columns(columns: Sequence[Column]) -> str:
+    """The names of the columns read from the registration report, for a message."""
+    return ", ".join(c.name for c in columns if c.report)
+
+
+def report_refused_row(
+    columns: Sequence[Column], status: int | None, code: str, *, fewer_lookups: bool
+) -> list[str]:
+    """The one row saying Graph refused the registration report (before or during the export)."""
+    advice = reasons.report_refused(report_columns(columns), fewer_lookups=fewer_lookups)
+    return ["", "", REGISTRATION, str(status or ""), code, advice]
+
+
+def report_no_row_rows(users: list[dict[str, Any]], report_time: str | None) -> list[list[str]]:
+    """Rows for enabled users the registration report has no row for yet."""
+    advice = reasons.report_no_row(report_time)
+    return [
+        [u["id"], u.get("userPrincipalName") or "", REGISTRATION, "", "notInReport", advice]
+        for u in users
+    ]
+
+
+def report_once_rows(
+    parts: list[Partition], columns: Sequence[Column], *, fewer_lookups: bool
+) -> list[list[str]]:
+    """The rows a job's partitions count rather than write per user: disabled users (the report
+    leaves them out) and a refusal learnt while they ran."""
+    rows = []
+    disabled = sum(p.checkpoint.users_disabled for p in parts)
+    if disabled:
+        advice = reasons.report_disabled(report_columns(columns), disabled)
+        rows.append(["", "", REGISTRATION, "", "disabledUsers", advice])
+    refused = next(
+        (p.checkpoint.report_refused for p in parts if p.checkpoint.report_refused), None
+    )
+    if refused:
+        status, _, code = refused.partition(" ")
+        known = int(status) if status.isdigit() else None
+        rows.append(report_refused_row(columns, known, code, fewer_lookups=fewer_lookups))
+    return rows

@@ -98,6 +98,13 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
             'snapshot is for "mode": "delta" (a delta run then also writes the full CSV); a '
             "full export's CSV is a full snapshot already.",
         )
+    fewer_lookups = _boolean(data.get("fewerLookups", False), "fewerLookups")
+    if fewer_lookups and mode == "delta":
+        raise InvalidRequest(
+            "fewerLookups",
+            "fewerLookups is for full exports: a delta run reads only what changed. Leave it "
+            'out, or use "mode": "full".',
+        )
     redefine = _boolean(data.get("redefine", False), "redefine")
     if redefine and series is None:
         raise InvalidRequest(
@@ -114,6 +121,7 @@ def export_request(data: dict[str, Any], *, now: datetime) -> ExportRequest:
         mode=mode,
         snapshot=snapshot,
         redefine=redefine,
+        fewer_lookups=fewer_lookups,
     )
 
 
@@ -163,6 +171,13 @@ def _check_delta(
                 "columns" if preset else f"columns[{index}]",
                 f"Graph's /users/delta cannot give the {name} column (it allows neither $expand "
                 'nor signInActivity). Leave it out, or use "mode": "full".',
+            )
+        if column.report:
+            raise InvalidRequest(
+                "columns" if preset else f"columns[{index}]",
+                f"A delta run cannot give the {name} column: it comes from the registration "
+                "report, which /users/delta does not track. Leave it out, or use "
+                '"mode": "full".',
             )
     if ID_COLUMN not in columns:
         raise InvalidRequest(

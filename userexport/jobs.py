@@ -121,6 +121,9 @@ class Plan:
     # by id beside a listing that cannot give it: an advanced query or a member list), or
     # None (no sign-in column, or Graph refused it: a notice says so).
     sign_in: str | None = None
+    # Whether the partitions read the registration report: None (no column or fewerLookups
+    # needs it), True, or False (Graph refused it: a notice says so).
+    report: bool | None = None
 
     @property
     def changes(self) -> bool:
@@ -175,6 +178,12 @@ class Checkpoint:
     # api_missing): no more lookups; the users written since are counted, said once.
     lookups_missing: str | None = None
     users_not_looked_up: int = 0
+    # The registration report (graph/registration.py): its oldest row's time, the users it
+    # has no row for because they are disabled (said once), and Graph's refusal of it while
+    # the partition ran ("<status> <code>": no more read; its columns empty, said once).
+    report_time: str | None = None
+    users_disabled: int = 0
+    report_refused: str | None = None
     # What its invocations asked of Graph, as graph.GraphUsage records it: requests, 429s and
     # resource units (the job's telemetry sums them).
     graph: dict[str, int] = field(default_factory=dict)
@@ -265,6 +274,7 @@ class Job(_Row):
     # "errors", "changes".
     files: dict[str, Any] | None = None
     graph: dict[str, int] | None = None  # what its plan step asked of Graph (Checkpoint.graph)
+    report_time: str | None = None  # the oldest registration report row it used (commit)
     updated_at: datetime | None = None
     etag: str | None = None
     # Whether it was finished when read or last saved: the save that finishes it tells the

@@ -28,7 +28,7 @@ from . import budget, reasons
 from .blobsink import BlockStream, Stream
 from .budget import gather_all
 from .clients import Clients
-from .columns import SIGN_IN_ACTIVITY
+from .columns import REGISTRATION, SIGN_IN_ACTIVITY
 from .commit import finish_if_complete
 from .continuation import continue_later
 from .csvfile import encode_rows
@@ -39,6 +39,7 @@ from .errorsfile import (
     listing_changed_row,
     lookup_rows,
     not_looked_up_rows,
+    report_no_row_rows,
     sign_in_missing_rows,
 )
 from .filters import with_upn_prefix
@@ -51,10 +52,14 @@ from .graph import (
     LookupsCutShort,
     Position,
     RawPage,
+    RegistrationRefused,
+    Report,
     UsersListing,
     api_missing,
     meter,
+    read_report,
 )
+from .graph.registration import needs_lookup
 from .jobs import Job, Partition, PartitionStatus, Segment, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import limited_members, limited_members_reason
@@ -92,6 +97,10 @@ class PartitionRun:
         self._select = resolved.select(sign_in=self._sign_in == "listing")
         self._expand = resolved.expand
         self._query = resolved.query
+        # The registration report's rows for the prefix being listed (`_report_at`), read once
+        # per prefix and invocation.
+        self._report: Report | None = None
+        self._report_at: int | None = None
         self._rows = bytearray()
         self._errors: list[list[str]] = []
         self._held: list[list[str]] = []
@@ -153,6 +162,7 @@ class PartitionRun:
                     query=with_upn_prefix(self._query, prefixes[self._progress.prefix]),
                 )
                 position = self._position
+                await self._read_report()
                 try:
                     if ahead is not None and ahead[0] == position:
                         step = listing.step(position, await ahead[1])
@@ -220,6 +230,64 @@ class PartitionRun:
             )
         self._progress = replace(self._progress, position=asdict(position), sign_in_stopped=True)
 
+    async def _read_report(self) -> None:
+        """The registration report's rows for the prefix being listed, when the export reads it
+        (its columns, or fewerLookups). Graph refusing it while the export runs (a permission
+        withdrawn) stops the reading: the columns stay empty and the commit says so once."""
+        index = self._progress.prefix
+        if not self._resolved.report or self._progress.report_refused or self._report_at == index:
+            return
+        prefix = self._part.prefixes[index]
+        # A filtered or scoped listing holds few of the range's users: only theirs are kept.
+        keep = await self._listed_ids(prefix) if self._query.filter or self._query.scope else None
+        try:
+            report = await read_report(self._clients.graph, prefix, keep=keep)
+        except RegistrationRefused as error:
+            log.warning("Job %s: Graph refused the registration report.", self._job.id)
+            self._report, self._report_at = None, index
+            self._progress = replace(self._progress, report_refused=f"{error.status} {error.code}")
+            return
+        self._report, self._report_at = report, index
+        times = [t for t in (self._progress.report_time, report.oldest) if t]
+        self._progress = replace(self._progress, report_time=min(times, default=None))
+
+    async def _listed_ids(self, prefix: str) -> set[str]:
+        """The ids this partition's listing holds under `prefix` (ids only: 999 a page)."""
+        query = with_upn_prefix(self._query, prefix)
+        ids: set[str] = set()
+        link: str | None = None
+        while True:
+            page = await self._clients.graph.users_page(
+                next_link=link,
+                select=["id"],
+                filter=query.filter,
+                advanced=query.advanced,
+                scope=query.scope,
+            )
+            ids.update(str(u["id"]) for u in page.users)
+            link = page.next_link
+            if not link:
+                return ids
+
+    def _joined(
+        self, users: list[dict[str, Any]], found: LookupResult
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Each user's report row, put beside its lookups for the encoder; how many disabled
+        users had none (said once by the commit), and the enabled ones without a row."""
+        report = self._report
+        if report is None or not any(c.report for c in self._columns):
+            return 0, []
+        disabled, missing = 0, []
+        for user in users:
+            row = report.row(user["id"])
+            if row is not None:
+                found.methods.setdefault(user["id"], {})[REGISTRATION] = [row]
+            elif user.get("accountEnabled") is False:
+                disabled += 1
+            else:
+                missing.append(user)
+        return disabled, missing
+
     async def _read_sign_ins(self, users: list[dict[str, Any]]) -> set[str]:
         """signInActivity of users listed without it (Plan.sign_in "byId"), into their dicts;
         the ids of those Graph no longer lists (deleted since they were)."""
@@ -260,15 +328,22 @@ class PartitionRun:
         probe = progress.users // LOOKUP_USERS % PROBE_EVERY == 0
         looked_up = bool(self._lookups) and (not progress.lookups_stopped or probe)
         carried: dict[str, float] = {}  # failing lookups to finish in a later invocation
+        # fewerLookups: users whose report row rules out a phone and an email are not asked.
+        asked = users
+        if self._resolved.fewer_lookups and self._report is not None:
+            asked = [u for u in users if needs_lookup(self._report.row(u["id"]))]
         if looked_up:
             try:
                 found = await self._clients.auth_methods.read(
-                    [u["id"] for u in users],
+                    [u["id"] for u in asked],
                     self._lookups,
                     failing_since=progress.lookups_failing_since,
                 )
             except LookupsCutShort as error:
-                users = users[: error.partial.complete(users, self._lookups)]
+                answered = error.partial.complete(asked, self._lookups)
+                stop = asked[answered]["id"] if answered < len(asked) else None
+                cut = next((i for i, u in enumerate(users) if u["id"] == stop), len(users))
+                users = users[:cut]
                 written = {u["id"] for u in users}
                 carried = {
                     key: since
@@ -279,6 +354,8 @@ class PartitionRun:
                     self._progress = replace(progress, lookups_failing_since=carried)
                     raise
                 found, cut_short = error.partial.only(written), error
+            skipped = {u["id"] for u in users} - {u["id"] for u in asked}
+            found.methods.update({uid: {key: [] for key in self._lookups} for uid in skipped})
         missing = next((f for f in found.failures if api_missing(f.status, f.message)), None)
         if missing is not None:  # no such API here: no more lookups, and no row per user
             log.warning("Job %s: Graph has no authentication-methods API.", self._job.id)
@@ -289,6 +366,8 @@ class PartitionRun:
         allowed = progress.lookups_succeeded + found.succeeded
         errors = notes + lookup_rows([f for f in found.failures if f.status != 403], users)
         errors += sign_in_missing_rows([u for u in users if u["id"] in gone], self._columns)
+        disabled, unreported = self._joined(users, found)
+        errors += report_no_row_rows(unreported, self._progress.report_time)
         held: list[list[str]] = []
         (errors if allowed else held).extend(lookup_rows(refused, users))
         code = progress.refused_code or (refused[0].code if refused else None)
@@ -313,6 +392,7 @@ class PartitionRun:
             + (len(users) if progress.sign_in_stopped else 0),
             users_not_looked_up=progress.users_not_looked_up
             + (len(users) if progress.lookups_missing else 0),
+            users_disabled=progress.users_disabled + disabled,
         )
         if (
             looked_up

@@ -6,14 +6,14 @@ the estimate made; then one partition row and one queue message per partition.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from . import admission, budget, errorsfile, telemetry
 from .clients import Clients
 from .continuation import continue_later
 from .delta import plan_delta
 from .errors import JobConflict, JobStopped, OutOfTime
-from .graph import meter, page_size
+from .graph import REPORT_WINDOW, meter, page_size
 from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .planning import SECONDS_PER_USER, Pace, estimate, listing_cost, plan_listing
@@ -21,6 +21,8 @@ from .preflight import Preflight, preflight, sign_in_refused
 from .resolved import Resolved
 
 log = logging.getLogger(__name__)
+
+PROBE_USERS = 20  # lookups the plan's probe sends: one $batch
 
 
 async def plan_job(clients: Clients, job_id: str) -> Outcome:
@@ -109,12 +111,16 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         )
         return plan
     pace = await _known_pace(clients, "signIn" if sign_in == "listing" else "listing")
+    large = (counts.get("") or 0) > clients.settings.small_tenant_users
+    if checked.lookups and pace.auth_rate is None and (job.request.dry_run or large):
+        pace = await _probe(clients, job, resolved, checked.lookups[0], pace)
     cost = listing_cost(
         query,
         page_size=page_size(select, expand),
         expand=expand is not None,
         sign_in_by_id=sign_in == "byId",
         lookups=len(checked.lookups or ()),
+        report=bool(resolved.report and checked.report),
     )
     plan = await plan_listing(
         clients.graph,
@@ -126,9 +132,10 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         wanted=lambda total: pace.partitions_for(
             total, cost=cost, seconds=clients.settings.partition_seconds
         ),
+        window=REPORT_WINDOW if resolved.report and checked.report else None,
     )
     plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
-    plan.delta, plan.sign_in = delta, sign_in
+    plan.delta, plan.sign_in, plan.report = delta, sign_in, checked.report
     started = job.started_at or utcnow()
     plan.estimate = estimate(
         plan,
@@ -164,7 +171,35 @@ async def _known_pace(clients: Clients, listing: str) -> Pace:
         listing_rate=rates[0],
         auth_rate=rates[1],
         learnt=bool(per_user or rates[0] or rates[1]),
+        auth_source="learnt" if rates[1] else "documented",
     )
+
+
+async def _probe(clients: Clients, job: Job, resolved: Resolved, lookup: str, pace: Pace) -> Pace:
+    """Which world the tenant is in, before planning lookups nobody learnt a rate for: one
+    $batch of PROBE_USERS lookups (the first users the export lists). Throttled, the rate is
+    what Graph served of it per 10 s (the documented limit serves 5), and the instances learn
+    it; served whole, the lookups go at the app's budget (the limit is not applied here)."""
+    query = resolved.query
+    page = await clients.graph.users_page(
+        next_link=None,
+        select=["id"],
+        filter=query.filter,
+        advanced=query.advanced,
+        scope=query.scope,
+        page_size=PROBE_USERS,
+    )
+    served, throttled = await clients.auth_methods.probe([u["id"] for u in page.users], lookup)
+    log.info(
+        "Export job %s: probe of %d lookups, %d throttled.", job.id, served + throttled, throttled
+    )
+    if not served + throttled:
+        return pace
+    if throttled:
+        rate = max(served, 1) / 10.0
+        await clients.pace.learn("auth", rate=rate)
+        return replace(pace, auth_rate=rate, auth_source="probed")
+    return replace(pace, auth_source="probed")
 
 
 async def _plan_later(clients: Clients, job: Job, spent: budget.Budget) -> Outcome:

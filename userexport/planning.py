@@ -72,11 +72,14 @@ async def plan_listing(
     expand: bool = False,
     small: int = 0,
     wanted: Callable[[int], int] | None = None,
+    window: int | None = None,
 ) -> Plan:
     """The plan; `counts` (UPN prefix -> users, "" for all) holds what an earlier invocation
     counted, and receives every new count, also when OutOfTime cuts this one short. A listing
     of at most `small` users is one sequence; otherwise `wanted(total)` partitions, at most
-    `partitions`."""
+    `partitions`. With a `window`, no prefix holds more users than that where the counts
+    allow (an export reading the registration report keeps one prefix's rows in memory),
+    however few partitions list them."""
     counts = {} if counts is None else counts
     limit = asyncio.Semaphore(_COUNTS_AT_ONCE)
 
@@ -101,7 +104,8 @@ async def plan_listing(
         partitions = max(1, min(partitions, wanted(total)))
     if partitions > 1 and query.scope is not None and expand:
         return Plan(SEQUENTIAL, total, SCOPE_WITH_EXPAND)
-    if partitions <= 1 or total == 0:  # nobody to share out: one page says so
+    windowed = window is not None and total > window
+    if (partitions <= 1 and not windowed) or total == 0:  # nobody to share out
         return Plan(SEQUENTIAL, total)
 
     try:
@@ -116,7 +120,7 @@ async def plan_listing(
         # A first character holding more than a partition's share (names are skewed: m, j, a)
         # is split by its second character too, and a busy second one by its third ("ma"),
         # when those counts add up to it.
-        share = total / partitions
+        share = min(total / partitions, window or total)
 
         async def pieces_of(prefix: str, n: int) -> list[tuple[str, int]]:
             # Past the first character, each split lists up to 45 more (mostly tiny) prefixes:
@@ -131,7 +135,8 @@ async def plan_listing(
         pieces = [piece for prefix, n in firsts for piece in await pieces_of(prefix, n)]
     except GraphError as error:
         return Plan(SEQUENTIAL, total, f"Graph could not count a partition ({error.code}).")
-    return Plan([_collapse(run) for run in split(pieces, partitions)], total)
+    runs = split(pieces, partitions)
+    return Plan(runs if windowed else [_collapse(run) for run in runs], total)
 
 
 def uncounted_note(error: GraphError) -> str:
@@ -209,6 +214,14 @@ def _collapse(run: list[str]) -> list[str]:
         run = out
 
 
+# The authentication methods' documented limit until a rate is learnt or probed: "five requests
+# per 10 seconds" per app per tenant, each $batch item counting (throttling-limits.md, identity
+# and access reports service limits, which list authenticationMethod).
+DOCUMENTED_AUTH_RATE = 0.5
+# Rows a registration report page holds: not documented; about 1000, as users report.
+REPORT_PAGE_ROWS = 1000
+
+
 # Graph's documented budgets per app and tenant (RU per 10 s) by tenant size, for a bucket whose
 # pace nobody learnt yet: 3,500 under 50 users, 5,000 up to 500, 8,000 above.
 def default_rate(users: int) -> float:
@@ -230,6 +243,7 @@ class ListingCost:
     page_units: int = 1  # RU a page
     sign_in_by_id: bool = False  # signInActivity read by id, ID_BATCH users a request (1 RU)
     lookups: int = 0  # authentication-method requests per user
+    report: bool = False  # the registration report is read, a page per REPORT_PAGE_ROWS users
 
     def requests(self, users: int, pages: int) -> tuple[int, int, int]:
         """(RU of the listing's own bucket, sign-in reads by id, lookups) for this many."""
@@ -238,11 +252,22 @@ class ListingCost:
 
 
 def listing_cost(
-    query: GraphQuery, *, page_size: int, expand: bool, sign_in_by_id: bool, lookups: int
+    query: GraphQuery,
+    *,
+    page_size: int,
+    expand: bool,
+    sign_in_by_id: bool,
+    lookups: int,
+    report: bool = False,
 ) -> ListingCost:
     kind = query.scope.kind if query.scope else None
     units = max(1, _PAGE_UNITS[kind] - 1 + (1 if expand else 0))  # always with $select
-    return ListingCost(page_size, units, sign_in_by_id, lookups)
+    return ListingCost(page_size, units, sign_in_by_id, lookups, report)
+
+
+def report_requests(prefix_users: list[int]) -> int:
+    """The registration report's pages for prefixes holding these many users: one at least."""
+    return sum(max(1, -(-n // REPORT_PAGE_ROWS)) for n in prefix_users)
 
 
 SECONDS_PER_USER = 0.001  # a page of 999 users in about a second, until one is measured
@@ -264,12 +289,18 @@ class Pace:
     auth_rate: float | None = None
     learnt: bool = False
     concurrency: int = 32  # partitions one instance starts at once (host.json's queues batchSize)
+    # Where auth_rate comes from: "documented" (none known: DOCUMENTED_AUTH_RATE), "learnt"
+    # (the instances', pace.py) or "probed" (the plan's probe of lookups; None there: the probe
+    # was not throttled, and the lookups go at the app's whole budget).
+    auth_source: str = "documented"
 
     def main_rate(self, users: int) -> float:
         return self.listing_rate or default_rate(users)
 
     def auth(self, users: int) -> float:
-        return self.auth_rate or self.main_rate(users)
+        if self.auth_rate:
+            return self.auth_rate
+        return DOCUMENTED_AUTH_RATE if self.auth_source == "documented" else self.main_rate(users)
 
     def budget_seconds(self, users: int, units: int, lookups: int) -> float:
         """How long Graph's budgets take to serve this many RU and lookups: a bucket starts
@@ -291,7 +322,8 @@ class Pace:
         pages = -(-total // cost.page_size)
         units, _, lookups = cost.requests(total, pages)
         work = total * self.seconds_per_user + pages * PAGE_SECONDS + lookups / LOOKUPS_PER_SECOND
-        bound = self.budget_seconds(total, units, lookups)
+        reports = -(-total // REPORT_PAGE_ROWS) if cost.report else 0
+        bound = self.budget_seconds(total, units, lookups + reports)
         return max(1, math.ceil(work / max(seconds, bound)))
 
 
@@ -326,17 +358,25 @@ def estimate(
         pages = max(1, -(-total // size))
         users, page_runs = [total], [pages]
     listing_units, by_id, lookup_requests = cost.requests(total, pages)
+    reports = 0
+    if cost.report:
+        reports = report_requests([counts[p] for p in prefixes] if counted else [total])
     planning = len(counts) + preflight_requests
     out: dict[str, Any] = {
         "planningRequests": planning,
         "listingRequests": pages,
         "pageSize": size,
         "lookupRequests": lookup_requests,
-        "resourceUnits": planning + listing_units + lookup_requests,
+        "resourceUnits": planning + listing_units + lookup_requests + reports,
         "partitions": len(plan.partitions),
     }
     if by_id:
         out["signInRequests"] = by_id
+    if reports:
+        out["reportRequests"] = reports
+    if lookup_requests or reports:
+        out["authenticationRate"] = round(pace.auth(total) * 10, 2)  # requests per 10 s
+        out["authenticationRateSource"] = pace.auth_source
     if plan.estimated_total is None:
         return out | {"counted": False, "paceSource": "learned" if pace.learnt else "default"}
     per_partition = [
@@ -345,7 +385,7 @@ def estimate(
     ]
     work = max(max(per_partition), sum(per_partition) / pace.concurrency)
     cpu = CPU_NOT_OVERLAPPED * total * CPU_SECONDS_PER_USER
-    waits = pace.budget_waits(total, listing_units, lookup_requests)
+    waits = pace.budget_waits(total, listing_units, lookup_requests + reports)
     budget = max(*waits, 0.0)
     seconds = planning_seconds + OVERHEAD_SECONDS + max(work, budget) + cpu
     if work >= budget:

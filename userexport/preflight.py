@@ -11,6 +11,9 @@ Both authentication columns are read from one list per user (`/authentication/me
 needs UserAuthenticationMethod.Read.All. A tenant may have granted only the narrower
 UserAuthMethod-Phone.Read.All and UserAuthMethod-Email.Read.All: one user's lists tell, and
 the export then reads the phone and email lists, two requests per user, as before.
+
+The registration report (its columns, or fewerLookups) is checked with one request: refused, it
+is a notice like the others.
 """
 
 from __future__ import annotations
@@ -27,9 +30,16 @@ from .columns import (
     Column,
 )
 from .errors import CannotExport
-from .errorsfile import methods_missing_row, sign_in_columns
+from .errorsfile import methods_missing_row, report_refused_row, sign_in_columns
 from .filters import GraphQuery, Scope
-from .graph import NON_PREMIUM, GraphError, GraphReader, api_missing
+from .graph import (
+    NON_PREMIUM,
+    GraphError,
+    GraphReader,
+    RegistrationRefused,
+    api_missing,
+    check_report,
+)
 from .resolved import Resolved
 
 # How long the sign-in check retries Graph's "no premium licence" before it believes it: a few
@@ -54,6 +64,7 @@ class Preflight:
     requests: int = 0  # Graph requests it made
     lookups: list[str] | None = None  # the methods lists to read per user
     total: int | None = None  # the users the export lists, counted with the methods check's
+    report: bool | None = None  # the registration report: None (not needed), readable or not
     done: list[str] = field(default_factory=list)
 
 
@@ -89,6 +100,9 @@ async def preflight(graph: GraphReader, resolved: Resolved, result: Preflight) -
                 raise
             result.notices.append(_notice("subscribedSkus", error, reasons.licences_unread(error)))
         result.done.append("licences")
+    if resolved.report and "report" not in result.done:
+        await _check_report(graph, resolved, result)
+        result.done.append("report")
     if result.lookups and "methods" not in result.done:
         await _check_methods(graph, query, result)
         result.done.append("methods")
@@ -136,6 +150,22 @@ async def _check_sign_in(
     names = sign_in_columns(columns)
     advice = reasons.sign_in_unreadable(names, no_premium=refusal.code == NON_PREMIUM)
     result.notices.append(_notice(SIGN_IN_ACTIVITY, refusal, advice))
+
+
+async def _check_report(graph: GraphReader, resolved: Resolved, result: Preflight) -> None:
+    """One request of the registration report: refused (no AuditLog.Read.All, or no P1/P2),
+    its columns stay empty and fewerLookups looks every user up, with one notice."""
+    result.requests += 1
+    try:
+        await check_report(graph)
+        result.report = True
+    except RegistrationRefused as error:
+        result.report = False
+        result.notices.append(
+            report_refused_row(
+                resolved.columns, error.status, error.code, fewer_lookups=resolved.fewer_lookups
+            )
+        )
 
 
 async def _check_methods(graph: GraphReader, query: GraphQuery, result: Preflight) -> None:

@@ -323,3 +323,33 @@ def methods_missing(users: int | None) -> str:
         "cloud availability), so authenticationAlternativePhoneNumber and authenticationEmail "
         f"are empty for {which}."
     )
+
+
+def report_refused(columns: str, *, fewer_lookups: bool) -> str:
+    """Why the registration report's columns are empty (or fewerLookups looked everyone up)."""
+    what = f"The columns {columns} are empty" if columns else "No column is empty"
+    fewer = "; fewerLookups could not use it, so every user was looked up" if fewer_lookups else ""
+    return (
+        f"{what}: Graph refused the registration report (userRegistrationDetails), which needs "
+        "the AuditLog.Read.All application permission and a tenant with Microsoft Entra ID P1 "
+        f"or P2{fewer}. Grant the permission (and admin consent), then export again."
+    )
+
+
+def report_disabled(columns: str, users: int) -> str:
+    """Why the report's columns are empty for disabled users: it has no row for them."""
+    return (
+        f"The columns {columns} are empty for the {users} disabled user(s): Graph's "
+        "registration report leaves disabled users out (\"This method doesn't work for "
+        'disabled users").'
+    )
+
+
+def report_no_row(report_time: str | None) -> str:
+    """Why one enabled user's registration columns are empty."""
+    when = f" (its rows are from {report_time} or later)" if report_time else ""
+    return (
+        "The registration report has no row for this user yet: it is not live and lags by up "
+        f"to a few hours{when}, so a user created or renamed since is missing. Its columns "
+        "are empty; export again later."
+    )

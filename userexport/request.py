@@ -26,6 +26,8 @@ class ExportRequest:
     mode: str = "full"  # "delta": the changes since the series' last run (delta.py)
     snapshot: bool = False  # a delta run also hands out the full CSV rebuilt from the changes
     redefine: bool = False  # this run changes its series' definition on purpose (series.py)
+    # Look up only users whose registration report row lists a phone or email method.
+    fewer_lookups: bool = False
 
     @property
     def delta(self) -> bool:

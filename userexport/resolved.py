@@ -16,6 +16,7 @@ from .columns import (
     graph_expand,
     graph_select,
     lookups,
+    reads_report,
     resolve,
 )
 from .csvfile import CsvEncoder
@@ -33,11 +34,17 @@ class Resolved:
     sign_in: str | None
     lookups: tuple[str, ...]  # the authentication-method lists read per user
     formula_guard: bool
+    # The registration report: read by the partitions (its columns, or fewerLookups), unless
+    # Graph refused it (Plan.report False); `fewer_lookups`: only users it cannot rule out are
+    # looked up.
+    report: bool = False
+    fewer_lookups: bool = False
 
     @classmethod
     def request(cls, request: ExportRequest) -> Resolved:
         """What the plan step starts from: the request alone (no licence names, no plan)."""
         columns = resolve(request.columns)
+        fewer = request.fewer_lookups and bool(lookups(columns))
         return cls(
             columns=columns,
             query=to_graph_query(request.filter),
@@ -45,6 +52,8 @@ class Resolved:
             sign_in="listing" if SIGN_IN_ACTIVITY in graph_select(columns) else None,
             lookups=lookups(columns),
             formula_guard=request.formula_guard,
+            report=reads_report(columns) or fewer,
+            fewer_lookups=fewer,
         )
 
     @classmethod
@@ -53,15 +62,18 @@ class Resolved:
         plan, request = job.plan, job.request
         context = ColumnContext(skus=(plan.skus if plan else None) or {}, as_of=job.started_at)
         columns = resolve(request.columns, context)
+        chosen = tuple(plan.lookups) if plan is not None and plan.lookups is not None else None
+        fewer = request.fewer_lookups and bool(lookups(columns) if chosen is None else chosen)
+        readable = plan is None or plan.report is not False
         return cls(
             columns=columns,
             query=to_graph_query(request.filter),
             expand=graph_expand(columns),
             sign_in=plan.sign_in if plan else None,
-            lookups=tuple(plan.lookups)
-            if plan is not None and plan.lookups is not None
-            else lookups(columns),
+            lookups=lookups(columns) if chosen is None else chosen,
             formula_guard=request.formula_guard,
+            report=(reads_report(columns) or fewer) and readable,
+            fewer_lookups=fewer and readable,
         )
 
     def select(self, *, sign_in: bool | None = None) -> list[str]:

@@ -192,7 +192,7 @@ async def test_page_reads_wait_out_every_transient_failure_through_the_shared_li
         clock,
     )
     info = RequestInformation()
-    assert await reader._paced(info) == {"value": [{"id": "u1"}]}
+    assert await reader.paced(info) == {"value": [{"id": "u1"}]}
     assert len(reader.sent) == 6
     assert clock.now >= 4, "the Retry-After was honoured"
     assert reader.limiter.limit < 4, "failures lowered the shared concurrency"
@@ -201,12 +201,12 @@ async def test_page_reads_wait_out_every_transient_failure_through_the_shared_li
 
 async def test_page_reads_raise_refusals_at_once_and_run_out_of_time_on_an_outage(clock):
     with pytest.raises(GraphError):
-        await ScriptedReader([GraphError(403, "Forbidden", "no")], clock)._paced(
+        await ScriptedReader([GraphError(403, "Forbidden", "no")], clock).paced(
             RequestInformation()
         )
     reader = ScriptedReader([GraphError(503, "serviceNotAvailable", "y")] * 1000, clock)
     with budget.budget(120, clock=clock.clock) as spent, pytest.raises(budget.OutOfTime):
-        await reader._paced(RequestInformation())
+        await reader.paced(RequestInformation())
     assert clock.now <= 120
     assert spent.last_error == "Microsoft Graph answered 503 serviceNotAvailable"
 

@@ -133,8 +133,10 @@ def test_the_estimate_counts_a_page_per_prefix_and_a_request_per_lookup():
     counts = {"": 1250, "a": 1000, "b": 250, "c": 0}
     lookups = ListingCost(page_size=999, page_units=1, lookups=1)
     got = estimate(plan, counts, cost=lookups, preflight_requests=1)
-    shown = {k: v for k, v in got.items() if k not in ("durationSeconds", "paceSource")}
-    assert {k: v for k, v in shown.items() if k != "bindingLimit"} == {
+    hidden = ("durationSeconds", "paceSource", "bindingLimit", "authenticationRate")
+    shown = {k: v for k, v in got.items() if k not in hidden}
+    assert shown.pop("authenticationRateSource") == "documented"
+    assert shown == {
         "planningRequests": 5,
         "listingRequests": 2 + 1 + 1,
         "pageSize": 999,
@@ -213,7 +215,7 @@ async def test_a_small_tenant_is_one_count_and_one_listing():
 
 
 def test_the_partition_count_follows_the_work():
-    pace = Pace()
+    pace = Pace(auth_source="probed")  # a probe served every lookup: the app's whole budget
     lookups = ListingCost(page_size=999, page_units=1, lookups=1)
     assert pace.partitions_for(5_000, cost=PLAIN, seconds=10) == 1, "5 s of pages: one partition"
     assert pace.partitions_for(1_000_000, cost=PLAIN, seconds=10) == 103, "1,000 s of pages + 20"
@@ -226,8 +228,45 @@ def test_no_more_partitions_than_keep_the_budget_busy():
     partitions: 100 s of lookups at full speed needs no more than one."""
     slow = Pace(auth_rate=10.0, learnt=True)
     lookups = ListingCost(page_size=999, page_units=1, lookups=1)
-    assert Pace().partitions_for(10_000, cost=lookups, seconds=10) == 12
+    assert Pace(auth_source="probed").partitions_for(10_000, cost=lookups, seconds=10) == 12
     assert slow.partitions_for(10_000, cost=lookups, seconds=10) == 1
+
+
+def test_until_a_rate_is_known_lookups_are_planned_at_the_documented_limit():
+    """Five per 10 s (throttling-limits.md): 300 lookups take about 590 s, and one partition
+    does them all; the estimate says which limit binds and that it was assumed."""
+    lookups = ListingCost(page_size=999, page_units=1, lookups=1)
+    assert Pace().partitions_for(300, cost=lookups, seconds=10) == 1
+    assert Pace().partitions_for(1_000_000, cost=lookups, seconds=10) == 1
+    got = estimate(Plan([[""]], estimated_total=300), {"": 300}, cost=lookups, preflight_requests=2)
+    assert got["bindingLimit"] == "authenticationBudget"
+    assert got["authenticationRate"] == 5.0 and got["authenticationRateSource"] == "documented"
+    assert 590 <= got["durationSeconds"] <= 600
+    probed = estimate(
+        Plan([[""]], estimated_total=300),
+        {"": 300},
+        cost=lookups,
+        preflight_requests=2,
+        pace=Pace(auth_source="probed"),
+    )
+    assert probed["durationSeconds"] < 10 and probed["authenticationRateSource"] == "probed"
+
+
+def test_the_registration_report_is_a_page_per_thousand_users_of_each_prefix():
+    cost = ListingCost(page_size=999, page_units=1, report=True)
+    plan = Plan([["a", "b"], ["c"]], estimated_total=3500)
+    got = estimate(plan, {"": 3500, "a": 2500, "b": 1000, "c": 0}, cost=cost, preflight_requests=1)
+    assert got["reportRequests"] == 3 + 1 + 1 and got["lookupRequests"] == 0
+    assert got["bindingLimit"] == "work" and got["authenticationRateSource"] == "documented"
+
+
+async def test_a_window_cuts_prefixes_however_few_partitions():
+    graph = CountingGraph(
+        {None: 30, "a": 20, "m": 10, **{f"a{c}": 1 for c in "abcdefghijklmnopqrst"}}
+    )
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=1, window=12)
+    assert len(plan.partitions) == 1 and "a" not in plan.partitions[0]
+    assert plan.partitions[0][:2] == ["aa", "ab"] and "m" in plan.partitions[0]
 
 
 async def test_the_wanted_partitions_are_bounded_by_the_setting():

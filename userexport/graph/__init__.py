@@ -3,6 +3,7 @@
 - reader.py: GraphReader, users through msgraph-sdk's request adapter as raw JSON pages;
 - listing.py: UsersListing and its Position, a listing a checkpoint can resume;
 - authmethods.py: the authentication methods, in $batches;
+- registration.py: the registration report, a UPN-prefix range at a time;
 - errors.py: GraphError; headers.py: what the headers of an answer say;
 - meter.py: what a task asked of Graph (requests, 429s, resource units), for a job's telemetry;
 - limiter.py: one bucket's adaptive limiter, made of concurrency.py, bucket.py, pause.py and
@@ -26,11 +27,13 @@ from .listing import ListingStep, Position, UsersListing
 from .meter import GraphUsage, metered
 from .pace import PaceBoard, SharedPace
 from .reader import ID_BATCH, GraphReader, RawPage, UsersPage, page_size
+from .registration import REPORT_WINDOW, RegistrationRefused, Report, check_report, read_report
 
 __all__ = [
     "EXPIRED_PAGE_TOKEN",
     "ID_BATCH",
     "NON_PREMIUM",
+    "REPORT_WINDOW",
     "AdaptiveLimiter",
     "AuthMethodsReader",
     "GraphError",
@@ -43,11 +46,15 @@ __all__ = [
     "PaceBoard",
     "Position",
     "RawPage",
+    "RegistrationRefused",
+    "Report",
     "SharedPace",
     "UsersListing",
     "UsersPage",
     "api_missing",
+    "check_report",
     "metered",
     "page_size",
+    "read_report",
     "retry_after_seconds",
 ]

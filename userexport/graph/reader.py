@@ -99,6 +99,11 @@ class GraphReader:
         # invocations, so that a short budget still comes to believe a refusal that lasts.
         self._premium_refused: tuple[float, float] | None = None
 
+    @property
+    def client(self) -> GraphServiceClient:
+        """The SDK client whose request builders make each request's URL."""
+        return self._client
+
     def resume_in(self) -> int:
         """Whole seconds until every bucket's paused callers may go on (0: none paused)."""
         return max(x.resume_in() for x in (self.limiter, self.sign_in_limiter, self.auth_limiter))
@@ -150,7 +155,7 @@ class GraphReader:
         sign_in = "signInActivity" in select
         limiter = self.sign_in_limiter if sign_in else self.limiter
         began = limiter.now()
-        body = await self._paced(info, limiter, raw=True, patience=patience)
+        body = await self.paced(info, limiter, raw=True, patience=patience)
         return RawPage(body, limiter.now() - began, limiter)
 
     async def users_by_id(self, user_ids: list[str], select: list[str]) -> dict[str, Any]:
@@ -165,7 +170,7 @@ class GraphReader:
         info = users.to_get_request_information(RequestConfiguration(query_parameters=query))
         sign_in = "signInActivity" in select
         limiter = self.sign_in_limiter if sign_in else self.limiter
-        body = await self._paced(info, limiter)
+        body = await self.paced(info, limiter)
         return {u["id"]: u for u in body.get("value", [])}
 
     async def count_users(self, *, filter: str | None, scope: Scope | None = None) -> int:
@@ -174,7 +179,7 @@ class GraphReader:
         query = _query_parameters(counter, filter=filter)
         info = counter.to_get_request_information(RequestConfiguration(query_parameters=query))
         info.headers.try_add("ConsistencyLevel", "eventual")
-        return int(await self._paced(info))  # a bare number is a JSON document too
+        return int(await self.paced(info))  # a bare number is a JSON document too
 
     async def check_scope(self, scope: Scope) -> None:
         """Reads the group or administrative unit itself: GraphError (404) when there is none."""
@@ -183,7 +188,7 @@ class GraphReader:
         else:
             item = self._client.directory.administrative_units.by_administrative_unit_id(scope.id)
         query = _query_parameters(item, select=["id"])
-        await self._paced(
+        await self.paced(
             item.to_get_request_information(RequestConfiguration(query_parameters=query))
         )
 
@@ -195,7 +200,7 @@ class GraphReader:
             "phoneMethods": authentication.phone_methods,
             "emailMethods": authentication.email_methods,
         }[lookup]
-        body = await self._paced(builder.to_get_request_information())
+        body = await self.paced(builder.to_get_request_information())
         return list(body.get("value", []))
 
     async def users_delta(
@@ -213,19 +218,19 @@ class GraphReader:
             base = str(self._client.request_adapter.base_url).rstrip("/")
             info.path_parameters["baseurl"] = base
             info.url = f"{info.url}&$deltatoken=latest"
-        return dict(await self._paced(info))
+        return dict(await self.paced(info))
 
     async def subscribed_skus(self) -> dict[str, str]:
         """The tenant's SKU part numbers by SKU id (GET /subscribedSkus, one page)."""
         info = self._client.subscribed_skus.to_get_request_information()
-        body = await self._paced(info)
+        body = await self.paced(info)
         return {
             str(sku["skuId"]): str(sku["skuPartNumber"])
             for sku in body.get("value", [])
             if sku.get("skuId") and sku.get("skuPartNumber")
         }
 
-    async def _paced(
+    async def paced(
         self,
         info: RequestInformation,
         limiter: AdaptiveLimiter | None = None,

@@ -1,0 +1,152 @@
+"""The registration report, `GET /reports/authenticationMethods/userRegistrationDetails`, read a
+UPN-prefix range at a time and kept by user id for the partition listing that range.
+
+As Microsoft documents it (authenticationmethodsroot-list-userregistrationdetails.md,
+userregistrationdetails.md, throttling-limits.md in microsoft-graph-docs-contrib):
+- application permission AuditLog.Read.All and Entra ID P1/P2; without either Graph answers
+  403 (Authentication_MSGraphPermissionMissing, Authentication_RequestFromNonPremiumTenantOr
+  B2CTenant): RegistrationRefused, and the columns stay empty with one notice;
+- `$filter` takes `startswith(userPrincipalName, ...)` and `userPrincipalName eq ...`; `$top`
+  and `$select` are not documented for it and never sent; pages follow `@odata.nextLink`, of
+  a size Graph chooses (about 1000 rows, as users report);
+- "This method doesn't work for disabled users": they have no row;
+- its rows lag ("a latency of up to a few hours"): each says when it was refreshed
+  (lastUpdatedDateTime), which the export keeps;
+- it counts against the identity and access reports limit, "five requests per 10 seconds" per
+  app and tenant, the limit that lists authenticationMethod too: its requests go through the
+  authentication lookups' limiter (GraphReader.auth_limiter), one bucket for both.
+
+A prefix's rows are kept compactly (only the properties the export reads), so the memory a
+partition holds is its largest prefix's rows; the plan keeps every prefix of an export that
+reads the report under REPORT_WINDOW users (planning.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+
+from .errors import GraphError
+from .reader import GraphReader, _query_parameters
+
+# The most users a listing prefix of an export that reads the report may hold (planning.py):
+# their rows, a few hundred bytes each, are what a partition keeps in memory.
+REPORT_WINDOW = 5000
+# What Graph answers when the report cannot be read for this app or tenant (403, either code).
+REFUSED_CODES = (
+    "Authentication_MSGraphPermissionMissing",
+    "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+)
+# methodsRegistered values that are neither a phone nor an email (userregistrationdetails.md
+# and the authentication-methods overview). A user whose methods are all among these has empty
+# phone and email lookups; any other value, known or new, is looked up (the set is open).
+NEITHER_PHONE_NOR_EMAIL = frozenset(
+    {
+        "microsoftAuthenticatorPush",
+        "microsoftAuthenticatorPasswordless",
+        "softwareOneTimePasscode",
+        "hardwareOneTimePasscode",
+        "fido2",
+        "passKeyDeviceBound",
+        "passKeyDeviceBoundAuthenticator",
+        "passKeyDeviceBoundWindowsHello",
+        "windowsHelloForBusiness",
+        "macOsPlatformCredential",
+        "temporaryAccessPass",
+        "securityQuestion",
+        "appPassword",
+    }
+)
+_KEPT = (
+    "isMfaRegistered",
+    "isMfaCapable",
+    "isSsprRegistered",
+    "isSsprCapable",
+    "isPasswordlessCapable",
+    "methodsRegistered",
+    "userPreferredMethodForSecondaryAuthentication",
+    "systemPreferredAuthenticationMethods",
+    "isSystemPreferredAuthenticationMethodEnabled",
+    "isAdmin",
+    "lastUpdatedDateTime",
+)
+
+
+class RegistrationRefused(GraphError):
+    """Graph will not give this app the report (no AuditLog.Read.All, or no P1/P2)."""
+
+
+def refused(error: GraphError) -> bool:
+    return error.status == 403
+
+
+@dataclass
+class Report:
+    """One prefix's rows by user id, and the oldest refresh time among them."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: int = 0
+    oldest: str | None = None
+
+    def row(self, user_id: str) -> dict[str, Any] | None:
+        return self.rows.get(user_id)
+
+
+def needs_lookup(row: dict[str, Any] | None) -> bool:
+    """Whether a user's phone and email methods must be looked up: yes without a row (disabled,
+    or newer than the report), or when a registered method may be a phone or an email."""
+    if row is None:
+        return True
+    return any(m not in NEITHER_PHONE_NOR_EMAIL for m in row.get("methodsRegistered") or [])
+
+
+async def read_report(graph: GraphReader, prefix: str, *, keep: set[str] | None = None) -> Report:
+    """The rows of the users whose UPN starts with `prefix` ("" for all), every page; through
+    the authentication limiter, retried as any Graph read; with `keep`, only those users' rows
+    (a filtered or scoped listing needs few of the range's). RegistrationRefused on a 403."""
+    builder = graph.client.reports.authentication_methods.user_registration_details
+    report = Report()
+    link: str | None = None
+    while True:
+        if link:
+            info = builder.with_url(link).to_get_request_information()
+        else:
+            escaped = prefix.replace("'", "''")
+            upn = f"startswith(userPrincipalName,'{escaped}')" if prefix else None
+            query = _query_parameters(builder, filter=upn)
+            info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
+        try:
+            body = await graph.paced(info, graph.auth_limiter)
+        except GraphError as error:
+            if refused(error):
+                raise RegistrationRefused(
+                    error.status, error.code, error.message, retry_after=error.retry_after
+                ) from error
+            raise
+        report.requests += 1
+        for row in body.get("value", []):
+            if row.get("id") and (keep is None or row["id"] in keep):
+                kept = {key: row.get(key) for key in _KEPT}
+                report.rows[str(row["id"])] = kept
+                when = kept.get("lastUpdatedDateTime")
+                if isinstance(when, str) and (report.oldest is None or when < report.oldest):
+                    report.oldest = when
+        link = body.get("@odata.nextLink")
+        if not link:
+            return report
+
+
+async def check_report(graph: GraphReader) -> None:
+    """One request that only Graph's permission and licence checks answer: a UPN no user has.
+    RegistrationRefused when the report cannot be read."""
+    builder = graph.client.reports.authentication_methods.user_registration_details
+    query = _query_parameters(builder, filter="userPrincipalName eq 'preflight@userexport.invalid'")
+    info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
+    try:
+        await graph.paced(info, graph.auth_limiter)
+    except GraphError as error:
+        if refused(error):
+            raise RegistrationRefused(error.status, error.code, error.message) from error
+        raise
