@@ -16,7 +16,14 @@ from .errors import JobConflict, JobStopped, OutOfTime
 from .graph import REPORT_WINDOW, meter, page_size
 from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
-from .planning import SECONDS_PER_USER, Pace, estimate, listing_cost, plan_listing
+from .planning import (
+    DOCUMENTED_AUTH_RATE,
+    SECONDS_PER_USER,
+    Pace,
+    estimate,
+    listing_cost,
+    plan_listing,
+)
 from .preflight import Preflight, preflight, sign_in_refused
 from .resolved import Resolved
 
@@ -196,7 +203,9 @@ async def _probe(clients: Clients, job: Job, resolved: Resolved, lookup: str, pa
     if not served + throttled:
         return pace
     if throttled:
-        rate = max(served, 1) / 10.0
+        # Served fewer than the documented five: the bucket was partly spent already (the
+        # preflight's check), so the documented limit is the rate; more: the tenant's own.
+        rate = max(served / 10.0, DOCUMENTED_AUTH_RATE)
         await clients.pace.learn("auth", rate=rate)
         return replace(pace, auth_rate=rate, auth_source="probed")
     return replace(pace, auth_source="probed")

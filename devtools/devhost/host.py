@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
@@ -45,6 +46,12 @@ def _resolve(value: str) -> str:
     return value
 
 
+# Each app's functions, built once per process: azure-functions builds them anew on every
+# get_functions() and refuses the second build's names as duplicates (a test process hosts
+# the app once per stack).
+_FUNCTIONS: dict[str, list[Any]] = {}
+
+
 @contextlib.asynccontextmanager
 async def hosted(
     app_module: str = "function_app",
@@ -74,7 +81,9 @@ async def hosted(
         credential = ManagedIdentityCredential(client_id=settings.client_id)
     pumps: list[QueuePump] = []
     queue_clients: list[QueueClient] = []
-    for function in app.get_functions():
+    if app_module not in _FUNCTIONS:
+        _FUNCTIONS[app_module] = app.get_functions()
+    for function in _FUNCTIONS[app_module]:
         trigger = function.get_trigger().get_dict_repr()
         kind, arg_name, user_function = (
             trigger["type"],

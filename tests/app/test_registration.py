@@ -132,3 +132,14 @@ async def test_a_delta_run_refuses_report_columns_and_fewer_lookups(app, field):
     body = {"mode": "delta", "series": "reg", field: True}
     answer = await app.post("/api/exports", json=body)
     assert answer.status_code == 400 and answer.json()["field"] == field, answer.text
+
+
+async def test_a_dry_run_in_a_generous_tenant_probes_and_plans_at_the_apps_budget(app):
+    """The probe's twenty lookups all served: the lookups go at the app's budget, and the
+    estimate says the work binds (test_auth_limit.py plays the documented world)."""
+    job = await export(app, {"dryRun": True})
+    shown = job["estimate"]
+    assert job["status"] == "estimated", job
+    assert shown["authenticationRateSource"] == "probed", shown
+    assert shown["bindingLimit"] == "work" and shown["authenticationRate"] > 5.0
+    assert shown["durationSeconds"] < 60
