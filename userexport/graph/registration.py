@@ -23,6 +23,7 @@ reads the report under REPORT_WINDOW users (planning.py).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,8 @@ NEITHER_PHONE_NOR_EMAIL = frozenset(
         "appPassword",
     }
 )
-_KEPT = (
+# The properties kept of each row, in this order (the columns read them by name).
+PROPERTIES = (
     "isMfaRegistered",
     "isMfaCapable",
     "isSsprRegistered",
@@ -82,16 +84,26 @@ def refused(error: GraphError) -> bool:
     return error.status == 403
 
 
+def _compact(value: Any) -> Any:
+    """A row's value as kept: text interned (most rows repeat the same few method lists and
+    times), a list joined with ';' as its column shows it; booleans and None as they are."""
+    if isinstance(value, list):
+        value = ";".join(str(v) for v in value)
+    return sys.intern(value) if isinstance(value, str) else value
+
+
 @dataclass
 class Report:
-    """One prefix's rows by user id, and the oldest refresh time among them."""
+    """One prefix's rows by user id, each a tuple of PROPERTIES (a few hundred bytes), and the
+    oldest refresh time among them."""
 
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     requests: int = 0
     oldest: str | None = None
 
     def row(self, user_id: str) -> dict[str, Any] | None:
-        return self.rows.get(user_id)
+        kept = self.rows.get(user_id)
+        return None if kept is None else dict(zip(PROPERTIES, kept, strict=True))
 
 
 def needs_lookup(row: dict[str, Any] | None) -> bool:
@@ -99,7 +111,10 @@ def needs_lookup(row: dict[str, Any] | None) -> bool:
     or newer than the report), or when a registered method may be a phone or an email."""
     if row is None:
         return True
-    return any(m not in NEITHER_PHONE_NOR_EMAIL for m in row.get("methodsRegistered") or [])
+    methods = row.get("methodsRegistered") or []
+    if isinstance(methods, str):  # as kept: joined
+        methods = methods.split(";")
+    return any(m not in NEITHER_PHONE_NOR_EMAIL for m in methods if m)
 
 
 async def read_report(graph: GraphReader, prefix: str, *, keep: set[str] | None = None) -> Report:
@@ -128,9 +143,8 @@ async def read_report(graph: GraphReader, prefix: str, *, keep: set[str] | None 
         report.requests += 1
         for row in body.get("value", []):
             if row.get("id") and (keep is None or row["id"] in keep):
-                kept = {key: row.get(key) for key in _KEPT}
-                report.rows[str(row["id"])] = kept
-                when = kept.get("lastUpdatedDateTime")
+                report.rows[str(row["id"])] = tuple(_compact(row.get(k)) for k in PROPERTIES)
+                when = row.get("lastUpdatedDateTime")
                 if isinstance(when, str) and (report.oldest is None or when < report.oldest):
                     report.oldest = when
         link = body.get("@odata.nextLink")
