@@ -25,7 +25,7 @@ import logging
 import math
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .budget import gather_all
@@ -272,8 +272,13 @@ def report_requests(prefix_users: list[int]) -> int:
 
 SECONDS_PER_USER = 0.001  # a page of 999 users in about a second, until one is measured
 PAGE_SECONDS = 0.02  # a page's own cost, however few users it holds
-LOOKUPS_PER_SECOND = 100.0  # one partition's lookups without throttling: 5 $batches of 20 a second
-OVERHEAD_SECONDS = 3.0  # the partition messages' delivery and the commit
+# One partition's lookups without throttling: 5 $batches of 20 in flight, a second each (a dry
+# run's probe times a $batch: Pace.lookups_per_second).
+BATCHES_IN_FLIGHT, BATCH_ITEMS = 5, 20
+LOOKUPS_PER_SECOND = BATCHES_IN_FLIGHT * BATCH_ITEMS / 1.0
+# The plan and partition messages' delivery (an idle queue is polled every 2 s at most, a busy
+# one at once) and the commit: 1 to 2 s on the local stack (bench h's generous world).
+OVERHEAD_SECONDS = 1.5
 # An instance's own work per user listed (parse, encode, stage: 33 CPU-seconds per million in
 # bench (d)); about half of it does not overlap the waits for Graph.
 CPU_SECONDS_PER_USER = 0.00003
@@ -293,6 +298,12 @@ class Pace:
     # (the instances', pace.py) or "probed" (the plan's probe of lookups; None there: the probe
     # was not throttled, and the lookups go at the app's whole budget).
     auth_source: str = "documented"
+    lookups_per_second: float = LOOKUPS_PER_SECOND  # one partition's, unthrottled
+
+    def timed_batch(self, seconds: float) -> Pace:
+        """This pace with a partition's lookup rate from how long one $batch took."""
+        rate = BATCHES_IN_FLIGHT * BATCH_ITEMS / max(seconds, 0.005)
+        return replace(self, lookups_per_second=rate)
 
     def main_rate(self, users: int) -> float:
         return self.listing_rate or default_rate(users)
@@ -321,7 +332,8 @@ class Pace:
             return 1 << 30
         pages = -(-total // cost.page_size)
         units, _, lookups = cost.requests(total, pages)
-        work = total * self.seconds_per_user + pages * PAGE_SECONDS + lookups / LOOKUPS_PER_SECOND
+        lookup_seconds = lookups / self.lookups_per_second
+        work = total * self.seconds_per_user + pages * PAGE_SECONDS + lookup_seconds
         reports = -(-total // REPORT_PAGE_ROWS) if cost.report else 0
         bound = self.budget_seconds(total, units, lookups + reports)
         return max(1, math.ceil(work / max(seconds, bound)))
@@ -380,7 +392,7 @@ def estimate(
     if plan.estimated_total is None:
         return out | {"counted": False, "paceSource": "learned" if pace.learnt else "default"}
     per_partition = [
-        n * pace.seconds_per_user + p * PAGE_SECONDS + n * cost.lookups / LOOKUPS_PER_SECOND
+        n * pace.seconds_per_user + p * PAGE_SECONDS + n * cost.lookups / pace.lookups_per_second
         for n, p in zip(users, page_runs, strict=True)
     ]
     work = max(max(per_partition), sum(per_partition) / pace.concurrency)

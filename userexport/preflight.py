@@ -65,6 +65,7 @@ class Preflight:
     lookups: list[str] | None = None  # the methods lists to read per user
     total: int | None = None  # the users the export lists, counted with the methods check's
     report: bool | None = None  # the registration report: None (not needed), readable or not
+    user_id: str | None = None  # the user the methods check read (the plan's probe asks again)
     done: list[str] = field(default_factory=list)
 
 
@@ -186,6 +187,7 @@ async def _check_methods(graph: GraphReader, query: GraphQuery, result: Prefligh
     if user is None:
         return
     user_id, lookup = user["id"], result.lookups[0]
+    result.user_id = user_id
     result.requests += 1
     try:
         await graph.authentication_methods(user_id, lookup)

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--columns",
         metavar="A,B,C",
         help="column names in order, or a preset: adminCenter (the default: the admin "
-        "center's 25), preview, all",
+        "center's 25), preview, mfa (MFA and self-service password reset registration, from "
+        "Graph's registration report), all",
     )
     for key, (flag, dest) in FILTER_FLAGS.items():
         metavar, help_ = FILTER_HELP[key]
@@ -125,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --series: change the series' definition (columns, filter, mode, formula "
         "guard, snapshot) to this run's on purpose; its latest and retention then go by it",
+    )
+    start.add_argument(
+        "--fewer-lookups",
+        action="store_true",
+        help="read Graph's registration report first and look up authentication methods only "
+        "for users it lists with a phone or email method (fewer requests; the report may lag "
+        "a few hours, so a method registered since is missed); not with --mode delta",
     )
     start.add_argument("--wait", action="store_true", help="follow the export until it ends")
     add_wait_flags(start)

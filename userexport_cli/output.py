@@ -102,14 +102,21 @@ def delta_rows(job: dict[str, Any]) -> list[tuple[str, object]]:
 
 def estimate_text(job: dict[str, Any]) -> str:
     """What a job's plan says it takes: `2,500 users, 2 partitions, 7 Graph requests (9 RU),
-    about 12 s` (the parts the app gave)."""
+    about 12 s`, then the authentication-methods pace it assumed (`authentication methods at 5
+    requests per 10 s (documented)`) when it gave one (the parts the app gave)."""
     estimate = job.get("estimate") if isinstance(job.get("estimate"), dict) else {}
     total = job.get("estimatedTotal")
     parts = [f"{total:,} users" if isinstance(total, int) else "users not counted"]
     partitions = estimate.get("partitions", job.get("partitions"))
     if isinstance(partitions, int):
         parts.append(f"{partitions} partition{'' if partitions == 1 else 's'}")
-    kinds = ("planningRequests", "listingRequests", "signInRequests", "lookupRequests")
+    kinds = (
+        "planningRequests",
+        "listingRequests",
+        "signInRequests",
+        "lookupRequests",
+        "reportRequests",
+    )
     counted = [estimate.get(k) for k in kinds]
     if any(isinstance(n, int) for n in counted):
         requests = sum(n for n in counted if isinstance(n, int))
@@ -120,6 +127,14 @@ def estimate_text(job: dict[str, Any]) -> str:
     if isinstance(seconds, int | float) and not isinstance(seconds, bool):
         pace = estimate.get("paceSource")
         parts.append(f"about {duration(seconds)}" + (f" ({pace} pace)" if pace else ""))
+    rate = estimate.get("authenticationRate")
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        source = estimate.get("authenticationRateSource")
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.3g}"
+        parts.append(
+            f"authentication methods at {shown} requests per 10 s"
+            + (f" ({source})" if source else "")
+        )
     return ", ".join(parts)
 
 
@@ -184,6 +199,8 @@ def describe(job: dict[str, Any]) -> list[str]:
         ("series", job.get("series")),
         ("mode", job.get("mode") if job.get("series") or job.get("mode") == "delta" else None),
         ("snapshot", True if job.get("snapshot") else None),
+        ("fewer lookups", True if job.get("fewerLookups") else None),
+        ("registration report", job.get("registrationReportTime")),
         *delta_rows(job),
         ("estimate", estimate_text(job) if job.get("estimate") else None),
         ("plan note", job.get("planNote")),

@@ -23,7 +23,7 @@ FILTER_FLAGS: dict[str, tuple[str, str]] = {
     "group": ("--group", "group"),
     "administrativeUnit": ("--administrative-unit", "administrative_unit"),
 }
-PRESETS = ("adminCenter", "preview", "all")  # names --columns passes as they are
+PRESETS = ("adminCenter", "preview", "mfa", "all")  # names --columns passes as they are
 FIELD_FLAGS = {
     "columns": "--columns",
     "fileName": "--file-name",
@@ -36,6 +36,7 @@ FIELD_FLAGS = {
     "mode": "--mode",
     "snapshot": "--snapshot",
     "redefine": "--redefine",
+    "fewerLookups": "--fewer-lookups",
 }
 _FIELD_HEAD = re.compile(r"[A-Za-z-]+")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
@@ -67,6 +68,8 @@ def export_body(args: argparse.Namespace) -> dict[str, Any]:
         body["snapshot"] = True
     if getattr(args, "redefine", False):
         body["redefine"] = True
+    if getattr(args, "fewer_lookups", False):
+        body["fewerLookups"] = True
     return body
 
 

@@ -17,6 +17,7 @@ from .faults import (
     FaultSettings,
     Outage,
 )
+from .generator import ShapedSeed
 
 DEFAULT_ROLES: tuple[str, ...] = (
     "User.Read.All",
@@ -38,6 +39,9 @@ class SimConfig:
     port: int = 0
     users: int = 100
     seed: int = 1
+    # Share of the generated users with a phone or email authentication method (0..1; None:
+    # the generator's own, about 70 %). Set, `seed` becomes a generator.ShapedSeed carrying it.
+    phone_email_share: float | None = None
     tenant: Path | None = None
     dump: Path | None = None
     # Identity
@@ -105,6 +109,12 @@ class SimConfig:
             raise ValueError("delta_page_size must be within 1..10000")
         if self.budget <= 0 or self.auth_budget <= 0 or self.signin_budget <= 0:
             raise ValueError("budgets must be > 0")
+        if isinstance(self.seed, ShapedSeed) and self.phone_email_share is None:
+            self.phone_email_share = self.seed.phone_email_share
+        if self.phone_email_share is not None:
+            if self.tenant is not None:
+                raise ValueError("phone_email_share shapes a generated tenant, not a tenant file")
+            self.seed = ShapedSeed(self.seed, self.phone_email_share)  # ValueError outside 0..1
         self.fault_targets = frozenset(self.fault_targets)
         self.outages = tuple(self.outages)
         # Graph's spelling, as /_sim/faults shows them (ValueError on an unknown name).
@@ -155,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--port", type=int, default=d.port, help="0 picks a free port (default)")
     a("--users", type=int, default=d.users, help="generated tenant size (default %(default)s)")
     a("--seed", type=int, default=d.seed, help="tenant seed (default %(default)s)")
+    a(
+        "--phone-email-share",
+        type=float,
+        default=d.phone_email_share,
+        metavar="SHARE",
+        help="share (0..1) of generated users with a phone or email authentication method, "
+        "the others without (default: the generator's own, about 70 %%)",
+    )
     a("--tenant", type=Path, help="serve the users of this JSON Lines file instead")
     a("--dump", type=Path, help="write the tenant as JSON Lines to this file and exit")
     a("--identity-header", help="secret the identity endpoint expects (default: random)")

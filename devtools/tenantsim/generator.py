@@ -6,6 +6,10 @@ and generation stays fast (no random.Random per user). signInActivity, the group
 the authentication methods beyond phones and email (the "additions" at the end) draw from
 digests with other personalisations, so the original values stay byte-identical; listings
 that need none of them use generate_user_lite.
+
+A ShapedSeed (SimConfig's --phone-email-share) is the same tenant with another share of users
+holding a phone or email authentication method; a plain int seed gives the tenant as it
+always was.
 """
 
 from __future__ import annotations
@@ -270,13 +274,97 @@ def candidate_indexes(seed: int, key: str) -> list[int]:
     return out
 
 
+class ShapedSeed(int):
+    """A tenant seed that also says which share of the users have a phone or email
+    authentication method (`phone_email_share`, 0..1). It is the seed's tenant in every other
+    respect (the same users, ids, tenant id, directory and other methods; str() and f-strings
+    give the plain number), but compares and hashes apart from the plain seed and from other
+    shares, so caches keyed by seed keep the tenants apart.
+
+    Which users have them: in every block of PHONE_EMAIL_BLOCK users by index (0-99,
+    100-199, ...), exactly as many as the share gives, counted cumulatively (users 0..100k-1
+    hold floor(share x 100k), the share rounded to millionths), the block's users with the
+    lowest keyed BLAKE2b digest of a personalisation of their own: a pure function of (seed,
+    share, index), whatever the tenant's size. A chosen user keeps the phones and email it has
+    with the plain seed; one that has none there gets phones drawn from the same bytes. The
+    others have neither (their other methods stay)."""
+
+    phone_email_share: float
+
+    def __new__(cls, seed: int, phone_email_share: float) -> ShapedSeed:
+        if not 0.0 <= phone_email_share <= 1.0:
+            raise ValueError("phone_email_share must be within 0..1")
+        shaped = super().__new__(cls, seed)
+        shaped.phone_email_share = float(phone_email_share)
+        return shaped
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, int):
+            return NotImplemented
+        share = getattr(other, "phone_email_share", None)
+        return int(self) == int(other) and share == self.phone_email_share
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((int(self), self.phone_email_share))
+
+    def __getnewargs__(self) -> tuple[int, float]:  # pickle, copy
+        return int(self), self.phone_email_share
+
+
+PHONE_EMAIL_BLOCK = 100
+_SHARE_PERSON = b"tenantsim-share"
+_PER_MILLION = 1_000_000
+
+
+def _phone_email_share(seed: int) -> float | None:
+    """The seed's share of users with a phone or email method; None: the generator's own."""
+    return seed.phone_email_share if isinstance(seed, ShapedSeed) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _phone_email_block(key: bytes, block: int, per_million: int) -> frozenset[int]:
+    """The offsets in block `block` of the users who have a phone or email method."""
+    size = PHONE_EMAIL_BLOCK
+    start = block * size
+    chosen = ((start + size) * per_million) // _PER_MILLION - (start * per_million) // _PER_MILLION
+    ranked = sorted(
+        range(size),
+        key=lambda k: hashlib.blake2b(
+            (start + k).to_bytes(8, "little"), digest_size=8, key=key, person=_SHARE_PERSON
+        ).digest(),
+    )
+    return frozenset(ranked[:chosen])
+
+
+def has_phone_or_email(seed: int, index: int) -> bool:
+    """Whether generated user `index` of tenant `seed` has a phone or email authentication
+    method (without generating the user)."""
+    ctx = _context(seed)
+    share = _phone_email_share(seed)
+    if share is None:
+        d = _digest(ctx, index)
+        return d[46] < 150 or d[49] < 80
+    return _chosen(ctx, index, share)
+
+
+def _chosen(ctx: _SeedContext, index: int, share: float) -> bool:
+    block, offset = divmod(index, PHONE_EMAIL_BLOCK)
+    per_million = round(share * _PER_MILLION)
+    return offset in _phone_email_block(ctx.key, block, per_million)
+
+
 def generate_user(seed: int, index: int) -> dict[str, Any]:
     """The full user `index` of tenant `seed`: with "authentication" (phoneMethods,
     emailMethods and the full "methods" list, a password for everyone), "manager" if any and
-    "signInActivity" unless the user never signed in."""
+    "signInActivity" unless the user never signed in. A ShapedSeed sets who has phone or
+    email methods."""
     ctx = _context(seed)
     d = _digest(ctx, index)
-    user = _base_user(ctx, index, d)
+    user = _base_user(ctx, index, d, _phone_email_share(seed))
     _add_extras(ctx, index, d, user)
     return user
 
@@ -285,10 +373,12 @@ def generate_user_lite(seed: int, index: int) -> dict[str, Any]:
     """User `index` without signInActivity and without the "methods" list: what listings,
     filters and scans read (they never need those), about a third cheaper to produce."""
     ctx = _context(seed)
-    return _base_user(ctx, index, _digest(ctx, index))
+    return _base_user(ctx, index, _digest(ctx, index), _phone_email_share(seed))
 
 
-def _base_user(ctx: _SeedContext, index: int, d: bytes) -> dict[str, Any]:
+def _base_user(
+    ctx: _SeedContext, index: int, d: bytes, phone_email_share: float | None = None
+) -> dict[str, Any]:
     # Every value here comes from the digest `d` exactly as before signInActivity and the
     # other additions existed: those draw from digests of their own (_extra_digest).
     uid = _user_id(ctx, index, d)
@@ -446,7 +536,13 @@ def _base_user(ctx: _SeedContext, index: int, d: bytes) -> dict[str, Any]:
         user["manager"] = {"id": _user_id(ctx, mgr, _digest(ctx, mgr))}
 
     p = d[46]
-    if p < 150 or d[49] < 80:
+    has_methods = p < 150 or d[49] < 80
+    if phone_email_share is not None:
+        chosen = _chosen(ctx, index, phone_email_share)
+        if chosen and not has_methods:
+            p -= 150  # 0..105: a mobile phone at least, drawn from the same bytes
+        has_methods = chosen
+    if has_methods:
         phones: list[dict[str, Any]] = []
         cc = prefix.split(" ", 1)[0]
         if p < 120:

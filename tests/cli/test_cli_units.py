@@ -102,9 +102,67 @@ def test_every_filter_key_has_a_flag():
     assert unit == {"filter": {"administrativeUnit": group}}
 
 
-@pytest.mark.parametrize("preset", ["adminCenter", "preview", "all"])
+@pytest.mark.parametrize("preset", ["adminCenter", "preview", "mfa", "all"])
 def test_a_preset_name_is_sent_as_the_preset(preset):
     assert export_body(parse("start", "--columns", preset)) == {"columns": preset}
+
+
+def test_the_presets_are_the_apps():
+    from userexport.columns import PRESETS as APP_PRESETS
+    from userexport_cli.request import PRESETS
+
+    assert PRESETS == tuple(APP_PRESETS)
+
+
+def test_fewer_lookups_is_sent_only_when_asked_for():
+    assert export_body(parse("start", "--fewer-lookups")) == {"fewerLookups": True}
+    assert "fewerLookups" not in export_body(parse("start", "--columns", "mfa"))
+    assert flag_for("fewerLookups") == "--fewer-lookups"
+    help_text = build_parser()._subparsers._group_actions[0].choices["start"].format_help()
+    assert "--fewer-lookups" in help_text and "mfa" in help_text
+
+
+def test_fewer_lookups_and_the_report_time_are_described():
+    job = {
+        **RUNNING,
+        "fewerLookups": True,
+        "registrationReportTime": "2025-06-01T09:30:00Z",
+    }
+    lines = describe(job)
+    assert any(re.match(r"fewer lookups:\s+True$", line) for line in lines), lines
+    assert any(re.match(r"registration report:\s+2025-06-01T09:30:00Z$", line) for line in lines), (
+        lines
+    )
+    assert not any(
+        line.startswith(("fewer lookups", "registration report")) for line in describe(RUNNING)
+    )
+
+
+def test_the_estimate_counts_report_pages_and_says_the_authentication_pace():
+    from userexport_cli.output import estimate_text
+
+    job = {
+        "estimatedTotal": 1_000_000,
+        "estimate": {
+            "planningRequests": 3,
+            "listingRequests": 1_100,
+            "lookupRequests": 0,
+            "reportRequests": 1_000,
+            "resourceUnits": 2_103,
+            "durationSeconds": 2_000,
+            "paceSource": "default",
+            "authenticationRate": 5,
+            "authenticationRateSource": "documented",
+        },
+    }
+    assert estimate_text(job) == (
+        "1,000,000 users, 2,103 Graph requests (2,103 RU), about 33 min (default pace), "
+        "authentication methods at 5 requests per 10 s (documented)"
+    )
+    probed = {"estimatedTotal": 10, "estimate": {"authenticationRate": 6.25}}
+    assert estimate_text(probed) == "10 users, authentication methods at 6.25 requests per 10 s"
+    learnt = {"estimatedTotal": 10, "estimate": {"authenticationRate": 8000.0}}
+    assert estimate_text(learnt).endswith("at 8,000 requests per 10 s")
 
 
 @pytest.mark.parametrize(

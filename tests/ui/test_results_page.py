@@ -404,6 +404,7 @@ def test_the_form_is_labelled_and_works_from_the_keyboard(ui, api):
         "Created on or before",
         "File name",
         "Protect against spreadsheet formulas",
+        "Fewer authentication lookups",
     ]
     for label in labels:
         expect(page.get_by_label(label, exact=True)).to_be_visible()
@@ -419,12 +420,22 @@ def test_the_form_is_labelled_and_works_from_the_keyboard(ui, api):
 
     # Tab order follows the form: the search box, its buttons, the columns, the filter...
     seen = []
-    for _ in range(120):
+    for _ in range(160):
         page.keyboard.press("Tab")
         seen.append(page.evaluate("document.activeElement.id"))
         if seen[-1] == "start-export":
             break
-    order = [seen.index(i) for i in ("column-search", "select-all", "col-0", "f-userType")]
+    order = [
+        seen.index(i)
+        for i in (
+            "column-search",
+            "select-all",
+            "select-mfa",
+            "col-0",
+            "f-fewerLookups",
+            "f-userType",
+        )
+    ]
     assert order == sorted(order), seen
     for field in ("f-department", "f-fileName", "f-formulaGuard", "start-export"):
         assert field in seen, seen
@@ -436,6 +447,7 @@ def test_the_form_is_labelled_and_works_from_the_keyboard(ui, api):
     page.keyboard.press("Tab")  # Clear shown
     page.keyboard.press("Tab")  # Default columns
     page.keyboard.press("Tab")  # Preview columns
+    page.keyboard.press("Tab")  # MFA columns
     page.keyboard.press("Tab")  # the one column shown
     expect(page.get_by_role("checkbox", name="employeeId")).to_be_focused()
     page.keyboard.press("Space")

@@ -95,11 +95,33 @@ def test_every_operation_takes_the_function_key_as_code():
 
 def test_request_fields_match_the_code():
     assert set(SCHEMAS["ExportRequest"]["properties"]) == set(FIELDS)
+    # A job's description carries its request's fields (ExportRequest.to_json).
+    assert set(FIELDS) <= set(SCHEMAS["Export"]["properties"])
     assert set(FILTER) == set(KEYS)
 
 
 def test_statuses_match_the_code():
     assert SCHEMAS["Export"]["properties"]["status"]["enum"] == [s.value for s in Status]
+
+
+def test_presets_are_the_codes_wherever_they_are_listed():
+    from userexport.columns import PRESETS
+
+    listed = SPEC["paths"]["/api/columns"]["get"]["responses"]["200"]["content"]
+    schema = listed["application/json"]["schema"]["properties"]
+    assert schema["value"]["items"]["properties"]["presets"]["items"]["enum"] == list(PRESETS)
+    assert list(schema["presets"]["properties"]) == list(PRESETS)
+    assert schema["presets"]["required"] == list(PRESETS)
+    preset = SCHEMAS["ExportRequest"]["properties"]["columns"]["oneOf"][1]
+    assert preset["enum"] == list(PRESETS)
+
+
+def test_the_estimate_describes_the_authentication_rate_and_the_report():
+    estimate = SCHEMAS["Estimate"]["properties"]
+    assert {"reportRequests", "authenticationRate", "authenticationRateSource"} <= set(estimate)
+    assert estimate["authenticationRateSource"]["enum"] == ["documented", "learnt", "probed"]
+    assert estimate["bindingLimit"]["enum"] == ["work", "graphBudget", "authenticationBudget"]
+    assert SCHEMAS["Export"]["properties"]["registrationReportTime"]["format"] == "date-time"
 
 
 def test_column_names_are_the_catalogue_in_order():
@@ -340,11 +362,26 @@ DELTA = {"series": "s", "mode": "delta"}
         {"mode": None},
         {"snapshot": None},
         {"snapshot": "true", **DELTA},
+        # the registration report's columns and fewerLookups: full exports only
+        {"columns": "mfa"},
+        {"columns": "mfa", "filter": {"domain": "contoso.com"}},
+        {"columns": ["objectId", "isMfaRegistered"], "mode": "full", "series": "s"},
+        {"fewerLookups": True},
+        {"fewerLookups": False, **DELTA},
+        {"fewerLookups": True, "mode": "full", "series": "s"},
+        {**DELTA, "columns": "mfa"},
+        {**DELTA, "columns": ["objectId", "isMfaRegistered"]},
+        {**DELTA, "columns": ["objectId", "lastUpdatedDateTime"]},
+        {**DELTA, "columns": ["methodsRegistered", "objectId"]},
+        {**DELTA, "fewerLookups": True},
+        {"fewerLookups": "true"},
+        {"fewerLookups": None},
     ],
 )
 def test_the_request_schema_states_the_delta_rules_as_the_code_checks_them(body):
     """series, mode and snapshot: delta needs a series, no filter, objectId and no column
-    /users/delta cannot give; snapshot only with delta."""
+    /users/delta cannot give (nor the registration report's); snapshot only with delta;
+    fewerLookups only without it."""
     assert _schema_allows(body) == _code_accepts(body), body
 
 

@@ -184,26 +184,35 @@ class AuthMethodsReader:
             raise LookupsCutShort(result)
         return result
 
-    async def probe(self, user_ids: Sequence[str], lookup: str) -> tuple[int, int]:
+    async def probe(self, user_ids: Sequence[str], lookup: str) -> tuple[int, int, float]:
         """One $batch of these users' lookups (at most BATCH_SIZE), not retried: how many Graph
-        served and how many it throttled. Graph counts each item against the authentication
-        methods' limit (throttling-limits.md): a tenant held to the documented five per 10 s
-        serves five of twenty and throttles the rest; the limiter learns from that as from any
-        lookup."""
+        served, how many it throttled, and how long it took (seconds). Graph counts each item
+        against the authentication methods' limit (throttling-limits.md): a tenant held to the
+        documented five per 10 s serves five of twenty and throttles the rest; the limiter
+        learns from that as from any lookup."""
         items = [_Item(uid, lookup) for uid in list(user_ids)[:BATCH_SIZE]]
         if not items:
-            return 0, 0
+            return 0, 0, 0.0
         async with self._limiter.batch(len(items), most=BATCH_SIZE) as size:
+            began = time.monotonic()
             answers = await self._send(items[:size])
+            took = time.monotonic() - began
         statuses = [int(a.get("status", 0)) for a in answers]
         served = sum(200 <= s < 300 for s in statuses)
-        throttled = statuses.count(THROTTLED)
-        meter.count(resource_units=served, throttled=throttled)
+        # Only a 429 about the budget says what the limit is; one about CPU or data volume
+        # (x-ms-throttle-information) teaches nothing (throttling-limits.md).
+        throttled = sum(
+            s == THROTTLED and about_budget(a.get("headers"))
+            for s, a in zip(statuses, answers, strict=True)
+        )
+        meter.count(resource_units=served, throttled=statuses.count(THROTTLED))
         self._limiter.served(served)
         if throttled:
             waits = [retry_after_seconds(a.get("headers")) or 0.0 for a in answers]
             self._limiter.throttled(max(waits) or None, learn_rate=True)
-        return served, throttled
+        elif THROTTLED in statuses:
+            self._limiter.congested()
+        return served, throttled, took
 
     async def _read_chunk(self, items: list[_Item], result: LookupResult) -> None:
         pending = items

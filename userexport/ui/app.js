@@ -836,6 +836,12 @@
       ...detail("Snapshot", job.mode === "delta"
         ? (job.snapshot ? "Yes: the full CSV too" : "No: the changes file only (runs of changes)")
         : null),
+      ...detail("Fewer lookups", job.fewerLookups === true
+        ? "Yes: only users the registration report lists with a phone or email method"
+        : null),
+      ...detail("Registration report", job.registrationReportTime
+        ? el("span", null, "As of ", when(job.registrationReportTime), " (it lags by up to a few hours)")
+        : null),
       ...(dryRun ? [] : [
         ...detail(FINAL.has(job.status) ? "Users exported" : "Users so far", count(users) || nothing()),
         ...detail("Errors", count(job.errorCount) || nothing()),
@@ -915,7 +921,9 @@
     const took = expectedDuration(estimate);
     const byId = typeof estimate.signInRequests === "number"
       ? `${count(estimate.signInRequests)} sign-in reads by id, ` : "";
-    return `${n("listingRequests")} pages of up to ${n("pageSize")} users, ` + byId +
+    const report = typeof estimate.reportRequests === "number"
+      ? `${count(estimate.reportRequests)} registration report pages, ` : "";
+    return `${n("listingRequests")} pages of up to ${n("pageSize")} users, ` + byId + report +
       `${n("lookupRequests")} lookups, ${n("planningRequests")} to plan; ` +
       `${n("resourceUnits")} resource units` + (took ? `; ${took}` : "");
   }
@@ -924,6 +932,20 @@
     learned: "the pace learned from this tenant's recent Graph answers",
     default: "the documented default pace (nothing learned from this tenant yet)",
   };
+  const AUTHENTICATION_RATE_WORDS = {
+    documented: "Graph's documented limit, assumed",
+    learnt: "learnt from this tenant's Graph answers",
+    probed: "measured by the plan's probe",
+  };
+
+  /** The pace the estimate assumed for authentication lookups and report pages, or null. */
+  function authenticationPace(estimate) {
+    const rate = estimate.authenticationRate;
+    if (typeof rate !== "number") return null;
+    const source = AUTHENTICATION_RATE_WORDS[estimate.authenticationRateSource];
+    const shown = rate >= 10 ? numberFormat.format(Math.round(rate)) : numberFormat.format(rate);
+    return `${shown} requests per 10 s` + (source ? ` (${source})` : "");
+  }
 
   /** A dry run's answer: how many users, how long, and what it costs in Graph requests. */
   function renderEstimate(job) {
@@ -940,7 +962,7 @@
     $("estimate-summary").replaceChildren(
       el("strong", { text: users }),
       took ? ` would take ${took} to export.` : " would be exported; no duration was estimated.");
-    const requests = ["planningRequests", "listingRequests", "lookupRequests"]
+    const requests = ["planningRequests", "listingRequests", "signInRequests", "lookupRequests", "reportRequests"]
       .map(number).filter((value) => value !== null);
     const partitions = number("partitions") ?? (typeof job.partitions === "number" ? job.partitions : null);
     replaceKeepingFocus($("estimate-details"), [
@@ -949,11 +971,14 @@
       ...detail("Graph requests", requests.length ? count(requests.reduce((a, b) => a + b, 0)) : null),
       ...detail("Of which", requests.length
         ? `${count(number("listingRequests")) ?? "?"} listing pages, ` +
+          (number("signInRequests") !== null ? `${count(number("signInRequests"))} sign-in reads by id, ` : "") +
+          (number("reportRequests") !== null ? `${count(number("reportRequests"))} registration report pages, ` : "") +
           `${count(number("lookupRequests")) ?? "?"} lookups, ` +
           `${count(number("planningRequests")) ?? "?"} to plan`
         : null),
       ...detail("Resource units", count(number("resourceUnits"))),
       ...detail("Pace", PACE_WORDS[estimate.paceSource] || null),
+      ...detail("Authentication pace", authenticationPace(estimate)),
     ]);
   }
 
@@ -1154,8 +1179,14 @@
     for (const box of shownBoxes()) box.checked = false;
     updateCount();
   });
-  // The admin center's 25, or its "Download users (Preview)" set (the `preview` preset).
-  for (const [button, preset] of [["select-defaults", "adminCenter"], ["select-preview", "preview"]]) {
+  // The admin center's 25, its "Download users (Preview)" set (the `preview` preset), or the
+  // MFA registration columns (the `mfa` preset: who the user is, then the registration report).
+  const PRESET_BUTTONS = [
+    ["select-defaults", "adminCenter"],
+    ["select-preview", "preview"],
+    ["select-mfa", "mfa"],
+  ];
+  for (const [button, preset] of PRESET_BUTTONS) {
     $(button).addEventListener("click", () => {
       if (!form.catalogue) return;
       columnBoxes().forEach((box, index) => {
@@ -1169,7 +1200,7 @@
   // Field errors: shown next to the field, tied to it with aria-describedby and aria-invalid.
 
   function fieldTarget(field) {
-    if (field === "series" || field === "mode" || field === "snapshot") {
+    if (["series", "mode", "snapshot", "fewerLookups"].includes(field)) {
       return { input: $(`f-${field}`), error: $(`f-${field}-error`) };
     }
     if (field === "columns" || /^columns\[\d+\]$/.test(field || "")) {
@@ -1228,19 +1259,23 @@
       clearFieldError(input.id === "f-fileName" ? "fileName" : `filter.${input.getAttribute("data-filter")}`);
     });
   }
-  for (const field of ["series", "mode", "snapshot"]) {
+  for (const field of ["series", "mode", "snapshot", "fewerLookups"]) {
     $(`f-${field}`).addEventListener(field === "series" ? "input" : "change", () => clearFieldError(field));
   }
 
-  // A snapshot is for delta mode only: the box is off and disabled in full mode.
+  // A snapshot is for delta mode only: the box is off and disabled in full mode. Fewer
+  // lookups is for full mode only: off and disabled in delta mode.
   function syncSnapshot() {
     const delta = $("f-mode").value === "delta";
     $("f-snapshot").disabled = !delta;
     if (!delta) $("f-snapshot").checked = false;
+    $("f-fewerLookups").disabled = delta;
+    if (delta) $("f-fewerLookups").checked = false;
   }
   $("f-mode").addEventListener("change", () => {
     syncSnapshot();
     clearFieldError("snapshot");
+    clearFieldError("fewerLookups");
   });
 
   // A preset's columns, chosen as a whole, go in its order, as `"columns": "preview"` would.
@@ -1294,6 +1329,8 @@
     if ($("f-mode").value === "delta") {
       body.mode = "delta";
       if ($("f-snapshot").checked) body.snapshot = true;
+    } else if ($("f-fewerLookups").checked) {
+      body.fewerLookups = true;
     }
     return { body, problems };
   }
