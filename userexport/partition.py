@@ -345,6 +345,9 @@ class PartitionRun:
                 cut = next((i for i, u in enumerate(users) if u["id"] == stop), len(users))
                 users = users[:cut]
                 written = {u["id"] for u in users}
+                self._clients.auth_methods.keep(
+                    error.partial, (u["id"] for u in asked if u["id"] not in written)
+                )
                 carried = {
                     key: since
                     for key, since in error.partial.failing_since.items()

@@ -366,3 +366,28 @@ async def test_a_429_about_cpu_is_waited_out_but_teaches_no_pace(clock):
     graph = FakeGraph({url("a"): [(200, {})], url("b"): [(429, budget_429), (200, {})]})
     await AuthMethodsReader(graph, limiter=limiter).read(["a", "b"], ["emailMethods"])  # type: ignore[arg-type]
     assert limiter.rate is not None, "a 429 about the budget teaches its rate"
+
+
+async def test_answers_a_cut_short_chunk_could_not_write_are_not_asked_again(clock):
+    """d was answered while c was not: the chunk writes a and b; the next invocation in this
+    process asks Graph for c alone (and d comes from what was kept)."""
+    graph = FakeGraph(
+        {
+            url("a"): [(200, {})],
+            url("b"): [(200, {})],
+            url("c"): [(429, {"Retry-After": "100"})] * 5 + [(200, {})],
+            url("d"): [(200, {})],
+        }
+    )
+    methods = reader(graph, clock)
+    with budget.budget(50, clock=clock.clock), pytest.raises(LookupsCutShort) as cut:
+        await methods.read(["a", "b", "c", "d"], ["emailMethods"])
+    methods.keep(cut.value.partial, ["c", "d"])
+    graph.batches.clear()
+    graph.script[url("c")] = [(200, {})]
+    result = await methods.read(["c", "d"], ["emailMethods"])
+    assert set(result.methods) == {"c", "d"} and result.succeeded == 2
+    assert graph.batches == [[url("c")]], "d was not asked again"
+    graph.script[url("d")] = [(200, {})]
+    await methods.read(["d"], ["emailMethods"])
+    assert graph.batches[-1] == [url("d")], "a kept answer is used once"
