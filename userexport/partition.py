@@ -28,7 +28,7 @@ from . import budget, reasons
 from .blobsink import BlockStream, Stream
 from .budget import gather_all
 from .clients import Clients
-from .columns import REGISTRATION, SIGN_IN_ACTIVITY
+from .columns import REGISTRATION, REGISTRATION_COLUMN_NAMES, SIGN_IN_ACTIVITY
 from .commit import finish_if_complete
 from .continuation import continue_later
 from .csvfile import encode_rows
@@ -73,6 +73,9 @@ MAX_RELISTS = 10  # page tokens expiring again and again before a user is writte
 
 
 SIGN_IN_SELECT = ["id", SIGN_IN_ACTIVITY]
+# What a partition keeps of each registration report row: its columns' properties (each column
+# is named after the property it shows), and methodsRegistered for fewerLookups.
+REPORT_PROPERTIES = REGISTRATION_COLUMN_NAMES
 
 
 # Stage a block once this much CSV is buffered: with 32 partitions at once on an instance,
@@ -241,7 +244,9 @@ class PartitionRun:
         # A filtered or scoped listing holds few of the range's users: only theirs are kept.
         keep = await self._listed_ids(prefix) if self._query.filter or self._query.scope else None
         try:
-            report = await read_report(self._clients.graph, prefix, keep=keep)
+            report = await read_report(
+                self._clients.graph, prefix, properties=REPORT_PROPERTIES, keep=keep
+            )
         except RegistrationRefused as error:
             log.warning("Job %s: Graph refused the registration report.", self._job.id)
             self._report, self._report_at = None, index

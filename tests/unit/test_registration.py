@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from userexport.graph.registration import PROPERTIES, Report, _compact, needs_lookup
+from userexport.columns import REGISTRATION_COLUMN_NAMES
+from userexport.graph.registration import Report, needs_lookup
 
 
 def test_a_kept_row_reads_back_as_the_columns_show_it():
@@ -13,7 +14,8 @@ def test_a_kept_row_reads_back_as_the_columns_show_it():
         "userPreferredMethodForSecondaryAuthentication": "",
         "lastUpdatedDateTime": "2026-12-06T10:00:00Z",
     }
-    report = Report({"u1": tuple(_compact(row.get(k)) for k in PROPERTIES)})
+    report = Report(REGISTRATION_COLUMN_NAMES)
+    report.add({"id": "u1", **row})
     got = report.row("u1")
     assert got is not None and report.row("u2") is None
     assert got["isMfaRegistered"] is True and got["isAdmin"] is None

@@ -60,20 +60,6 @@ NEITHER_PHONE_NOR_EMAIL = frozenset(
         "appPassword",
     }
 )
-# The properties kept of each row, in this order (the columns read them by name).
-PROPERTIES = (
-    "isMfaRegistered",
-    "isMfaCapable",
-    "isSsprRegistered",
-    "isSsprCapable",
-    "isPasswordlessCapable",
-    "methodsRegistered",
-    "userPreferredMethodForSecondaryAuthentication",
-    "systemPreferredAuthenticationMethods",
-    "isSystemPreferredAuthenticationMethodEnabled",
-    "isAdmin",
-    "lastUpdatedDateTime",
-)
 
 
 class RegistrationRefused(GraphError):
@@ -94,16 +80,23 @@ def _compact(value: Any) -> Any:
 
 @dataclass
 class Report:
-    """One prefix's rows by user id, each a tuple of PROPERTIES (a few hundred bytes), and the
-    oldest refresh time among them."""
+    """One prefix's rows by user id, each a tuple of the `properties` the export reads (a few
+    hundred bytes), and the oldest refresh time among them."""
 
+    properties: tuple[str, ...]
     rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     requests: int = 0
     oldest: str | None = None
 
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows[str(row["id"])] = tuple(_compact(row.get(k)) for k in self.properties)
+        when = row.get("lastUpdatedDateTime")
+        if isinstance(when, str) and (self.oldest is None or when < self.oldest):
+            self.oldest = when
+
     def row(self, user_id: str) -> dict[str, Any] | None:
         kept = self.rows.get(user_id)
-        return None if kept is None else dict(zip(PROPERTIES, kept, strict=True))
+        return None if kept is None else dict(zip(self.properties, kept, strict=True))
 
 
 def needs_lookup(row: dict[str, Any] | None) -> bool:
@@ -117,12 +110,19 @@ def needs_lookup(row: dict[str, Any] | None) -> bool:
     return any(m not in NEITHER_PHONE_NOR_EMAIL for m in methods if m)
 
 
-async def read_report(graph: GraphReader, prefix: str, *, keep: set[str] | None = None) -> Report:
-    """The rows of the users whose UPN starts with `prefix` ("" for all), every page; through
-    the authentication limiter, retried as any Graph read; with `keep`, only those users' rows
-    (a filtered or scoped listing needs few of the range's). RegistrationRefused on a 403."""
+async def read_report(
+    graph: GraphReader,
+    prefix: str,
+    *,
+    properties: tuple[str, ...],
+    keep: set[str] | None = None,
+) -> Report:
+    """These properties of the rows of the users whose UPN starts with `prefix` ("" for all),
+    every page; through the authentication limiter, retried as any Graph read; with `keep`,
+    only those users' rows (a filtered or scoped listing needs few of the range's).
+    RegistrationRefused on a 403."""
     builder = graph.client.reports.authentication_methods.user_registration_details
-    report = Report()
+    report = Report(properties)
     link: str | None = None
     while True:
         if link:
@@ -143,10 +143,7 @@ async def read_report(graph: GraphReader, prefix: str, *, keep: set[str] | None 
         report.requests += 1
         for row in body.get("value", []):
             if row.get("id") and (keep is None or row["id"] in keep):
-                report.rows[str(row["id"])] = tuple(_compact(row.get(k)) for k in PROPERTIES)
-                when = row.get("lastUpdatedDateTime")
-                if isinstance(when, str) and (report.oldest is None or when < report.oldest):
-                    report.oldest = when
+                report.add(row)
         link = body.get("@odata.nextLink")
         if not link:
             return report
