@@ -57,9 +57,9 @@ from .graph import (
     UsersListing,
     api_missing,
     meter,
+    needs_lookup,
     read_report,
 )
-from .graph.registration import needs_lookup
 from .jobs import Job, Partition, PartitionStatus, Segment, utcnow
 from .messages import ExportMessage, Outcome
 from .preflight import limited_members, limited_members_reason
@@ -73,9 +73,6 @@ MAX_RELISTS = 10  # page tokens expiring again and again before a user is writte
 
 
 SIGN_IN_SELECT = ["id", SIGN_IN_ACTIVITY]
-# What a partition keeps of each registration report row: its columns' properties (each column
-# is named after the property it shows), and methodsRegistered for fewerLookups.
-REPORT_PROPERTIES = REGISTRATION_COLUMN_NAMES
 
 
 # Stage a block once this much CSV is buffered: with 32 partitions at once on an instance,
@@ -244,8 +241,10 @@ class PartitionRun:
         # A filtered or scoped listing holds few of the range's users: only theirs are kept.
         keep = await self._listed_ids(prefix) if self._query.filter or self._query.scope else None
         try:
+            # Each report column is named after the property it shows (methodsRegistered, which
+            # fewerLookups reads, among them).
             report = await read_report(
-                self._clients.graph, prefix, properties=REPORT_PROPERTIES, keep=keep
+                self._clients.graph, prefix, properties=REGISTRATION_COLUMN_NAMES, keep=keep
             )
         except RegistrationRefused as error:
             log.warning("Job %s: Graph refused the registration report.", self._job.id)

@@ -27,7 +27,14 @@ from .listing import ListingStep, Position, UsersListing
 from .meter import GraphUsage, metered
 from .pace import PaceBoard, SharedPace
 from .reader import ID_BATCH, GraphReader, RawPage, UsersPage, page_size
-from .registration import REPORT_WINDOW, RegistrationRefused, Report, check_report, read_report
+from .registration import (
+    REPORT_WINDOW,
+    RegistrationRefused,
+    Report,
+    check_report,
+    needs_lookup,
+    read_report,
+)
 
 __all__ = [
     "EXPIRED_PAGE_TOKEN",
@@ -54,6 +61,7 @@ __all__ = [
     "api_missing",
     "check_report",
     "metered",
+    "needs_lookup",
     "page_size",
     "read_report",
     "retry_after_seconds",
