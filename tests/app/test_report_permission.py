@@ -32,9 +32,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield stack
 
 
-async def test_without_the_permission_the_columns_are_empty_and_every_user_is_looked_up(
-    local, app
-):
+async def test_without_the_permission_the_columns_are_empty_and_every_user_is_looked_up(local, app):
     before = httpx.get(local.sim["stats"], timeout=30).json()["requests"]
     job = await export(
         app,
