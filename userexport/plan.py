@@ -13,7 +13,8 @@ from .clients import Clients
 from .continuation import continue_later
 from .delta import plan_delta
 from .errors import JobConflict, JobStopped, OutOfTime
-from .graph import REPORT_WINDOW, GraphError, meter, page_size
+from .graph import REPORT_ROWS, GraphError, meter, page_size
+from .graph.registration import PROBE_URL
 from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
 from .planning import (
@@ -29,7 +30,7 @@ from .resolved import Resolved
 
 log = logging.getLogger(__name__)
 
-PROBE_USERS = 20  # lookups the plan's probe sends: one $batch
+PROBE_USERS = 20  # requests the plan's probe sends: one $batch
 
 
 async def plan_job(clients: Clients, job_id: str) -> Outcome:
@@ -118,8 +119,12 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         )
         return plan
     pace = await _known_pace(clients, "signIn" if sign_in == "listing" else "listing")
-    if checked.lookups and checked.user_id and pace.auth_rate is None:
-        pace = await _probe(clients, job, checked.user_id, checked.lookups[0], pace)
+    if pace.auth_rate is None:
+        if checked.lookups and checked.user_id:
+            lookup = f"/users/{checked.user_id}/authentication/{checked.lookups[0]}"
+            pace = await _probe(clients, job, [lookup] * PROBE_USERS, pace)
+        elif resolved.report and checked.report:
+            pace = await _probe(clients, job, [PROBE_URL] * PROBE_USERS, pace)
     cost = listing_cost(
         query,
         page_size=page_size(select, expand),
@@ -138,7 +143,7 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         wanted=lambda total: pace.partitions_for(
             total, cost=cost, seconds=clients.settings.partition_seconds
         ),
-        window=REPORT_WINDOW if resolved.report and checked.report else None,
+        report_rows=REPORT_ROWS if resolved.report and checked.report else None,
     )
     plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
     plan.delta, plan.sign_in, plan.report = delta, sign_in, checked.report
@@ -181,15 +186,15 @@ async def _known_pace(clients: Clients, listing: str) -> Pace:
     )
 
 
-async def _probe(clients: Clients, job: Job, user_id: str, lookup: str, pace: Pace) -> Pace:
-    """Which world the tenant is in, before planning lookups nobody learnt a rate for: one
-    timed $batch of PROBE_USERS lookups of the user the methods check read (each counts
-    against the limit, the same user or not: no listing request for it). Throttled, the rate is
-    what Graph served of it per 10 s, at least the documented five, and the instances learn it;
-    served whole, the lookups go at the app's budget, as fast as a partition's $batches of
-    that latency go."""
+async def _probe(clients: Clients, job: Job, urls: list[str], pace: Pace) -> Pace:
+    """Which world the tenant is in, before planning lookups or report pages nobody learnt a
+    rate for: one timed $batch of PROBE_USERS of them, all of the one user the methods check
+    read, or of a report query nobody answers (each counts against the limit all the same: no
+    listing request for it). Throttled, the rate is what Graph served of it per 10 s, at least
+    the documented five, and the instances learn it; served whole, the lookups go at the app's
+    budget, as fast as a partition's $batches of that latency go."""
     try:
-        served, throttled, took = await clients.auth_methods.probe([user_id] * PROBE_USERS, lookup)
+        served, throttled, took = await clients.auth_methods.probe(urls)
     except GraphError as error:  # it only informs the estimate: the documented limit stands
         log.warning("Export job %s: the lookups' probe failed (%s).", job.id, error.summary)
         return pace

@@ -72,14 +72,14 @@ async def plan_listing(
     expand: bool = False,
     small: int = 0,
     wanted: Callable[[int], int] | None = None,
-    window: int | None = None,
+    report_rows: int | None = None,
 ) -> Plan:
     """The plan; `counts` (UPN prefix -> users, "" for all) holds what an earlier invocation
     counted, and receives every new count, also when OutOfTime cuts this one short. A listing
     of at most `small` users is one sequence; otherwise `wanted(total)` partitions, at most
-    `partitions`. With a `window`, no prefix holds more users than that where the counts
-    allow (an export reading the registration report keeps one prefix's rows in memory),
-    however few partitions list them."""
+    `partitions`. With `report_rows`, no prefix holds more than a partition's share of them
+    where the counts allow (a partition keeps one prefix's registration report rows in
+    memory), however few partitions list them."""
     counts = {} if counts is None else counts
     limit = asyncio.Semaphore(_COUNTS_AT_ONCE)
 
@@ -104,6 +104,7 @@ async def plan_listing(
         partitions = max(1, min(partitions, wanted(total)))
     if partitions > 1 and query.scope is not None and expand:
         return Plan(SEQUENTIAL, total, SCOPE_WITH_EXPAND)
+    window = report_rows // max(1, partitions) if report_rows else None
     windowed = window is not None and total > window
     if (partitions <= 1 and not windowed) or total == 0:  # nobody to share out
         return Plan(SEQUENTIAL, total)

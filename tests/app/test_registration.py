@@ -54,13 +54,17 @@ def stats(local: LocalStack) -> dict[str, Any]:
 async def test_the_mfa_preset_is_the_report_for_every_user_and_says_once_why_disabled_are_empty(
     local, app, monkeypatch
 ):
-    # A small report window, so the plan cuts the listing into UPN ranges a partition reads
-    # the report of one at a time (at most 50 users here; 5,000 in production).
-    monkeypatch.setattr(plan_step, "REPORT_WINDOW", 50)
+    # Few report rows in memory, so the plan cuts the listing into UPN ranges a partition
+    # reads the report of one at a time: 400 among the suite's 8 partitions, at most 50 users
+    # a range (200,000 in production: 6,250 a range among 32 partitions).
+    monkeypatch.setattr(plan_step, "REPORT_ROWS", 400)
     job = await export(app, {"columns": "mfa"})
     assert job["status"] == "completedWithErrors", job
     assert job["userCount"] == USERS
     assert job["registrationReportTime"] == REPORT_TIME
+    # The plan probed the report's bucket (one $batch of report queries): a generous tenant.
+    assert job["estimate"]["authenticationRateSource"] == "probed", job["estimate"]
+    assert job["estimate"]["reportRequests"] >= len(await prefixes_of(local, job["id"]))
     prefixes = await prefixes_of(local, job["id"])
     users = list(iter_users(CONFIG))
     for prefix in prefixes:

@@ -264,7 +264,7 @@ async def test_a_window_cuts_prefixes_however_few_partitions():
     graph = CountingGraph(
         {None: 30, "a": 20, "m": 10, **{f"a{c}": 1 for c in "abcdefghijklmnopqrst"}}
     )
-    plan = await plan_listing(graph, GraphQuery(None, False), partitions=1, window=12)
+    plan = await plan_listing(graph, GraphQuery(None, False), partitions=1, report_rows=12)
     assert len(plan.partitions) == 1 and "a" not in plan.partitions[0]
     assert plan.partitions[0][:2] == ["aa", "ab"] and "m" in plan.partitions[0]
 

@@ -28,7 +28,7 @@ from .meter import GraphUsage, metered
 from .pace import PaceBoard, SharedPace
 from .reader import ID_BATCH, GraphReader, RawPage, UsersPage, page_size
 from .registration import (
-    REPORT_WINDOW,
+    REPORT_ROWS,
     RegistrationRefused,
     Report,
     check_report,
@@ -40,7 +40,7 @@ __all__ = [
     "EXPIRED_PAGE_TOKEN",
     "ID_BATCH",
     "NON_PREMIUM",
-    "REPORT_WINDOW",
+    "REPORT_ROWS",
     "AdaptiveLimiter",
     "AuthMethodsReader",
     "GraphError",

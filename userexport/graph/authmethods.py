@@ -219,18 +219,18 @@ class AuthMethodsReader:
             raise LookupsCutShort(result)
         return result
 
-    async def probe(self, user_ids: Sequence[str], lookup: str) -> tuple[int, int, float]:
-        """One $batch of these users' lookups (at most BATCH_SIZE), not retried: how many Graph
-        served, how many it throttled, and how long it took (seconds). Graph counts each item
-        against the authentication methods' limit (throttling-limits.md): a tenant held to the
+    async def probe(self, urls: Sequence[str]) -> tuple[int, int, float]:
+        """One $batch of these GETs (at most BATCH_SIZE: lookups, or registration report
+        queries), not retried: how many Graph served, how many it throttled, and how long it
+        took (seconds). Graph counts each item against the identity and access reports limit,
+        which lists authenticationMethod (throttling-limits.md): a tenant held to the
         documented five per 10 s serves five of twenty and throttles the rest; the limiter
         learns from that as from any lookup."""
-        items = [_Item(uid, lookup) for uid in list(user_ids)[:BATCH_SIZE]]
-        if not items:
+        if not urls:
             return 0, 0, 0.0
-        async with self._limiter.batch(len(items), most=BATCH_SIZE) as size:
+        async with self._limiter.batch(len(urls), most=BATCH_SIZE) as size:
             began = time.monotonic()
-            answers = await self._send(items[:size])
+            answers = await self._send_urls(list(urls)[:size])
             took = time.monotonic() - began
         statuses = [int(a.get("status", 0)) for a in answers]
         served = sum(200 <= s < 300 for s in statuses)
@@ -329,15 +329,14 @@ class AuthMethodsReader:
             pending = [item for item, _ in retry] + later
 
     async def _send(self, items: list[_Item]) -> list[dict[str, Any]]:
-        """One $batch; the answers in the order of the items."""
-        requests = [
-            {
-                "id": str(i),
-                "method": "GET",
-                "url": f"/users/{item.user_id}/authentication/{item.lookup}",
-            }
-            for i, item in enumerate(items)
-        ]
+        """One $batch of these lookups; the answers in the order of the items."""
+        return await self._send_urls(
+            [f"/users/{item.user_id}/authentication/{item.lookup}" for item in items]
+        )
+
+    async def _send_urls(self, urls: list[str]) -> list[dict[str, Any]]:
+        """One $batch of GETs; the answers in the order of the urls."""
+        requests = [{"id": str(i), "method": "GET", "url": url} for i, url in enumerate(urls)]
         info = RequestInformation(Method.POST, "{+baseurl}/$batch")
         info.headers.try_add("Accept", "application/json")
         info.set_stream_content(orjson.dumps({"requests": requests}), "application/json")
@@ -347,4 +346,4 @@ class AuthMethodsReader:
             "status": 500,
             "body": {"error": {"code": "missingResponse", "message": "Not in the batch answer."}},
         }
-        return [by_id.get(str(i), missing) for i in range(len(items))]
+        return [by_id.get(str(i), missing) for i in range(len(urls))]

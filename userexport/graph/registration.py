@@ -18,7 +18,7 @@ userregistrationdetails.md, throttling-limits.md in microsoft-graph-docs-contrib
 
 A prefix's rows are kept compactly (only the properties the export reads), so the memory a
 partition holds is its largest prefix's rows; the plan keeps every prefix of an export that
-reads the report under REPORT_WINDOW users (planning.py).
+reads the report under REPORT_ROWS users, shared by its partitions (planning.py).
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 
 from .errors import GraphError
 from .reader import GraphReader, _query_parameters
 
-# The most users a listing prefix of an export that reads the report may hold (planning.py):
-# their rows, a few hundred bytes each, are what a partition keeps in memory.
-REPORT_WINDOW = 5000
+# The report rows an export's partitions may keep at once (planning.py gives each partition's
+# prefixes at most its share): about 250 bytes each, id included, so some 50 MB. Fewer,
+# larger prefixes mean fewer report requests (one at least per prefix, at 5 per 10 s).
+REPORT_ROWS = 200_000
 # What Graph answers when the report cannot be read for this app or tenant (403, either code).
 REFUSED_CODES = (
     "Authentication_MSGraphPermissionMissing",
@@ -149,11 +151,16 @@ async def read_report(
             return report
 
 
+# A query of the report no user answers: what the preflight's check and the plan's probe ask.
+_NOBODY = "userPrincipalName eq 'preflight@userexport.invalid'"
+PROBE_URL = "/reports/authenticationMethods/userRegistrationDetails?$filter=" + quote(_NOBODY)
+
+
 async def check_report(graph: GraphReader) -> None:
     """One request that only Graph's permission and licence checks answer: a UPN no user has.
     RegistrationRefused when the report cannot be read."""
     builder = graph.client.reports.authentication_methods.user_registration_details
-    query = _query_parameters(builder, filter="userPrincipalName eq 'preflight@userexport.invalid'")
+    query = _query_parameters(builder, filter=_NOBODY)
     info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
     try:
         await graph.paced(info, graph.auth_limiter)
