@@ -11,7 +11,10 @@ generated tenant with authentication methods under `--auth-budget` (two exports 
 the second at the pace the first taught), and a small one under a tight auth budget; (f) a
 generated tenant under a tight auth budget, exported by one devhost and then by four on the
 same stack; (g) a delta series on a generated tenant: its full run, changes made through Graph's
-write APIs, then its changes run.
+write APIs, then its changes run; (h) a dry run and exports of a tenant with few phone and email
+methods at Graph's documented limit for authentication methods (fewerLookups too), a dry
+run and export at the default budget, and (optional, --limit-million-users) an export of the
+`mfa` column preset, which reads the registration report, on a (d)-like tenant file.
 """
 
 from __future__ import annotations
@@ -38,13 +41,22 @@ from bench.pipelines import PAGE_SIZE, PROFILE_COLUMNS
 from bench.procs import BenchError
 from devtools.stack import ROOT, LocalStack, StackError
 from devtools.tenantsim.changes import TenantWriter
-from devtools.tenantsim.generator import generate_user
-from userexport.columns import ADMIN_CENTER_COLUMNS, graph_select
+from devtools.tenantsim.generator import (
+    ShapedSeed,
+    generate_user,
+    generate_user_lite,
+    has_phone_or_email,
+)
+from userexport.columns import ADMIN_CENTER_COLUMNS, PRESETS, Column, graph_select, resolve
 
 MILLION = 1_000_000
 # Authentication-method reads, 1 RU each on the auth bucket: the whole methods list (one per
 # user when both columns are asked for), or the phone or email list alone.
 AUTH_LOOKUPS = ("methods", "phoneMethods", "emailMethods")
+# (h): what the simulator charges to the auth bucket: those reads and the registration report's
+# pages (Graph's identity and access reports limit covers both).
+REPORT_PAGES = "userRegistrationDetails"
+AUTH_BUCKET = (*AUTH_LOOKUPS, REPORT_PAGES)
 # Keys of the simulator's request counters that are not Graph requests of their own: $batch
 # envelopes (their items are counted by endpoint), the item tally, and token requests.
 NOT_GRAPH_REQUESTS = ("batch", "batchItems", "identity")
@@ -131,9 +143,20 @@ class ExportRun:
 
 
 # ------------------------------------------------------------------------------ the tenant
-def write_tenants(folder: Path, seed: int, sizes: list[int]) -> dict[int, Path]:
+def write_tenants(
+    folder: Path,
+    seed: int,
+    sizes: list[int],
+    *,
+    columns: tuple[Column, ...] = PROFILE_COLUMNS,
+    method_types: bool = False,
+) -> dict[int, Path]:
     """Tenant files holding the first n users of the generated tenant `seed`, for each size,
-    written in one generation pass; each user keeps only what the profile columns select.
+    written in one generation pass; each user keeps only what `columns` select (by default
+    the profile columns). With `method_types`, each user also keeps the types of its
+    authentication methods (and each phone's phoneType): what the simulator derives the
+    registration report's row from (tenantsim registration.py), so the report's rows are
+    those of the generated tenant, without the methods' numbers, addresses and ids.
 
     Why a file: the plan counts users per UPN first character with startsWith filters, and
     the simulator answers a filter by scanning the tenant once per filter text (16 cached).
@@ -142,7 +165,7 @@ def write_tenants(folder: Path, seed: int, sizes: list[int]) -> dict[int, Path]:
     costs the client. A file tenant is held in memory and scans in about 0.5 s. (d) selects
     only these properties, so the answers and the CSV are the same as from the generated
     tenant."""
-    keep = graph_select(PROFILE_COLUMNS)
+    keep = graph_select(columns)
     paths = {n: folder / f"tenant-{n}.jsonl" for n in sorted(set(sizes))}
     files = {n: open(path, "wb") for n, path in paths.items()}  # closed below
     try:
@@ -150,7 +173,10 @@ def write_tenants(folder: Path, seed: int, sizes: list[int]) -> dict[int, Path]:
         total = max(paths)
         for index in range(total):
             user = generate_user(seed, index)
-            chunk.append(orjson.dumps({k: user[k] for k in keep if k in user}) + b"\n")
+            line = {k: user[k] for k in keep if k in user}
+            if method_types:
+                line["authentication"] = {"methods": _method_types(user)}
+            chunk.append(orjson.dumps(line) + b"\n")
             done = index + 1
             if len(chunk) == 10_000 or done == total or done in paths:
                 data = b"".join(chunk)
@@ -162,6 +188,15 @@ def write_tenants(folder: Path, seed: int, sizes: list[int]) -> dict[int, Path]:
         for f in files.values():
             f.close()
     return paths
+
+
+def _method_types(user: dict[str, Any]) -> list[dict[str, Any]]:
+    """A generated user's methods list reduced to what the registration report reads: each
+    method's @odata.type, and a phone's phoneType (mobile, alternateMobile, office)."""
+    return [
+        {k: m[k] for k in ("@odata.type", "phoneType") if k in m}
+        for m in user["authentication"]["methods"]
+    ]
 
 
 # ---------------------------------------------------------------------------- one export
@@ -344,7 +379,7 @@ def run_export(
         problems.append(f"userCount {run.users}, the tenant has {expect_users}")
     if records != expect_users + 1:
         problems.append(f"the CSV has {records} records, expected {expect_users + 1}")
-    wanted_columns = len(body.get("columns") or ADMIN_CENTER_COLUMNS)
+    wanted_columns = expected_columns(body)
     if columns != wanted_columns:
         problems.append(f"the CSV has {columns} columns, expected {wanted_columns}")
     if expect_partitions is not None and run.partitions != expect_partitions:
@@ -353,6 +388,74 @@ def run_export(
     if problems:
         raise BenchError(f"{name}: " + "; ".join(problems))
     return run
+
+
+def expected_columns(body: dict[str, Any]) -> int:
+    """The CSV columns an export with this body writes: the columns asked for, a preset's
+    (`"columns": "mfa"`), or the admin center's 25."""
+    asked = body.get("columns")
+    if isinstance(asked, str):
+        return len(PRESETS[asked])
+    return len(asked or ADMIN_CENTER_COLUMNS)
+
+
+@dataclass
+class DryRun:
+    """One dry run (`"dryRun": true`) through the stack: POST, polled until it ends
+    `estimated`; its estimate is the job's `estimate` in the final answer."""
+
+    name: str
+    wall_s: float  # POST to the 200 answer
+    estimate: dict[str, Any]
+    partitions: int  # the job's partition count (the plan a real export would run)
+    finished_at: float = 0.0  # time.monotonic() of the 200 answer
+    sim_before: dict[str, Any] = field(default_factory=dict)
+    sim_after: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+
+    def estimate_s(self) -> float | None:
+        """The estimate's durationSeconds, if it has one."""
+        value = self.estimate.get("durationSeconds")
+        return float(value) if isinstance(value, int | float) else None
+
+    def error_against(self, run: ExportRun) -> float | None:
+        """|estimate - the export's wall time| / that wall time."""
+        estimate = self.estimate_s()
+        return None if estimate is None else abs(estimate - run.wall_s) / run.wall_s
+
+
+def run_dry(stack: LocalStack, name: str, body: dict[str, Any], *, timeout: float) -> DryRun:
+    """POST the body with "dryRun": true, poll until 200; fails unless the job ends
+    `estimated`."""
+    with httpx.Client(timeout=60, trust_env=False) as api:
+        sim_before = api.get(stack.sim["stats"]).json()
+        started = time.perf_counter()
+        answer = api.post(f"{stack.api_url}/api/exports", json={**body, "dryRun": True})
+        if answer.status_code != 202:
+            raise BenchError(f"{name}: POST answered {answer.status_code}: {answer.text[:500]}")
+        location = answer.headers["Location"]
+        while answer.status_code == 202:
+            if time.perf_counter() - started > timeout:
+                raise BenchError(f"{name}: not estimated after {timeout:.0f} s; stopped")
+            time.sleep(float(answer.headers.get("Retry-After", "1")))
+            answer = api.get(location)
+        wall = time.perf_counter() - started
+        finished_at = time.monotonic()
+        sim_after = api.get(stack.sim["stats"]).json()
+    job = answer.json()
+    if answer.status_code != 200 or job.get("status") != "estimated":
+        raise BenchError(f"{name}: the dry run ended {answer.status_code}: {job}")
+    estimate = job.get("estimate") if isinstance(job.get("estimate"), dict) else {}
+    return DryRun(
+        name=name,
+        wall_s=wall,
+        estimate=estimate,
+        partitions=int(job.get("partitions") or estimate.get("partitions") or 0),
+        finished_at=finished_at,
+        sim_before=sim_before,
+        sim_after=sim_after,
+        final=job,
+    )
 
 
 @contextlib.contextmanager
@@ -411,7 +514,19 @@ class _Stack:
         )
         return run
 
-    def wait_for_full_buckets(self, after: ExportRun) -> None:
+    def dry_run(self, name: str, body: dict[str, Any], *, timeout: float) -> DryRun:
+        run = run_dry(self.local, name, body, timeout=timeout)
+        estimate = run.estimate_s()
+        said = "no durationSeconds" if estimate is None else f"{estimate:.1f} s"
+        print(
+            f"  {name}: estimated in {run.wall_s:.1f} s (POST to 200): {said} "
+            f"({run.estimate.get('paceSource', '?')} pace, bound by "
+            f"{run.estimate.get('bindingLimit', '?')}), {run.partitions} partition(s)",
+            flush=True,
+        )
+        return run
+
+    def wait_for_full_buckets(self, after: ExportRun | DryRun) -> None:
         """Sleeps until the simulator's buckets, which refill over SIM_WINDOW_S, are full again
         after the previous run (so the next run's budget is its full bucket plus refill)."""
         time.sleep(max(0.0, after.finished_at + SIM_WINDOW_S - time.monotonic()))
@@ -705,6 +820,166 @@ def _check_delta_run(run: ExportRun, kind: str, counts: dict[str, int] | None = 
         raise BenchError(f"{run.name}: " + "; ".join(problems) + f" (delta: {delta})")
 
 
+# (h): the 25 default columns (one methods lookup per user); fewerLookups reads the registration
+# report first and looks up only the users whose row does not rule out a phone and an email.
+FEWER_BODY: dict[str, Any] = {"fewerLookups": True}
+
+
+@dataclass(frozen=True)
+class AuthShape:
+    """(h)'s tenant: generated (seed), `users` of whom `phone_email_share` have a phone or
+    email authentication method (tenantsim --phone-email-share)."""
+
+    seed: int
+    users: int
+    phone_email_share: float
+
+    def sim_args(self) -> list[str]:
+        # With Graph's latency, as in (g): a generous world's export takes the time its
+        # requests take, which the dry run's probe times.
+        return [*DELTA_LATENCY, "--phone-email-share", str(self.phone_email_share)]
+
+    def facts(self) -> dict[str, int]:
+        """What the tenant holds, from the generator (no simulator): users with a phone or
+        email method, disabled users (the registration report leaves them out, so fewerLookups
+        cannot rule them out), and enabled users without either (those it can skip)."""
+        seed = ShapedSeed(self.seed, self.phone_email_share)
+        with_methods = disabled = skippable = 0
+        for index in range(self.users):
+            has = has_phone_or_email(seed, index)
+            enabled = generate_user_lite(seed, index)["accountEnabled"] is not False
+            with_methods += has
+            disabled += not enabled
+            skippable += enabled and not has
+        return {
+            "phone_email_users": with_methods,
+            "disabled_users": disabled,
+            "enabled_without_phone_email": skippable,
+        }
+
+
+@dataclass
+class AuthLimitResult:
+    """(h)'s runs, put here as they finish (kept if a later one fails)."""
+
+    documented_dry: DryRun | None = None
+    documented: ExportRun | None = None
+    fewer: ExportRun | None = None
+    generous_dry: DryRun | None = None
+    generous: ExportRun | None = None
+    budget: int = 0  # the documented world's tenantsim --auth-budget
+    worlds: tuple[str, ...] = ("documented", "generous")  # the worlds asked for
+    shape: AuthShape | None = None
+    facts: dict[str, int] = field(default_factory=dict)
+    mfa_users: int = 0  # --limit-million-users: the mfa preset's run on so many (0: not run)
+    mfa: ExportRun | None = None
+    mfa_error_codes: dict[str, int] = field(default_factory=dict)  # its errors file's errorCode
+
+    def exports(self) -> list[ExportRun]:
+        every = (self.documented, self.fewer, self.generous, self.mfa)
+        return [r for r in every if r is not None]
+
+    def dry_runs(self) -> list[DryRun]:
+        return [r for r in (self.documented_dry, self.generous_dry) if r is not None]
+
+
+def run_auth_limit_documented(
+    *, shape: AuthShape, budget: int, log_root: Path | None, result: AuthLimitResult
+) -> None:
+    """(h), the documented world: tenantsim --auth-budget `budget` (5: Graph's documented five
+    requests per 10 s for authentication methods and the registration report). On one stack,
+    each run starting with the buckets full: a dry run (cold: nothing learned yet), the
+    export of the 25 default columns, then the same export with fewerLookups."""
+    lookups_s = shape.users / (budget / SIM_WINDOW_S)  # one lookup per user at the refill
+    timeout = 300 + 2 * lookups_s  # 300 users at 5 per 10 s: 1,500 s
+    result.budget = budget
+    with bench_stack(
+        log_root,
+        "h-documented",
+        users=shape.users,
+        seed=shape.seed,
+        sim_args=[*shape.sim_args(), "--auth-budget", str(budget)],
+        app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
+    ) as stack:
+        dry = stack.dry_run("h-dry-documented", {}, timeout=300)
+        result.documented_dry = dry
+        stack.wait_for_full_buckets(dry)
+        export = stack.export(
+            "h-documented", {}, expect_users=shape.users, timeout=timeout, sim_every_poll=True
+        )
+        result.documented = export
+        stack.wait_for_full_buckets(export)
+        fewer = stack.export(
+            "h-fewer", FEWER_BODY, expect_users=shape.users, timeout=timeout, sim_every_poll=True
+        )
+        result.fewer = fewer
+
+
+def run_auth_limit_generous(
+    *, shape: AuthShape, log_root: Path | None, result: AuthLimitResult
+) -> None:
+    """(h), the generous world: the same tenant at tenantsim's default auth budget; a dry run
+    (cold), then the export, starting with the buckets full."""
+    with bench_stack(
+        log_root,
+        "h-generous",
+        users=shape.users,
+        seed=shape.seed,
+        sim_args=shape.sim_args(),
+        app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
+    ) as stack:
+        dry = stack.dry_run("h-dry-generous", {}, timeout=300)
+        result.generous_dry = dry
+        stack.wait_for_full_buckets(dry)
+        result.generous = stack.export(
+            "h-generous", {}, expect_users=shape.users, timeout=600, sim_every_poll=True
+        )
+
+
+# (h), optional: the `mfa` column preset (userPrincipalName, displayName, objectId,
+# accountEnabled, userType and the registration report's 11 columns), asked for by name.
+MFA_BODY: dict[str, Any] = {"columns": "mfa"}
+MFA_COLUMNS = resolve(PRESETS["mfa"])
+
+
+def run_mfa_million(
+    *, seed: int, users: int, log_root: Path | None, result: AuthLimitResult
+) -> None:
+    """(h), optional: the mfa preset at scale (--limit-million-users). As (d)'s partitioned
+    run: a tenant file of the first `users` users of the generated tenant `seed` (the preset's
+    properties, plus the types of each user's authentication methods, which the simulator's
+    registration report derives its rows from), about 1 s per page of 999 (users and report
+    rows alike), USEREXPORT_PARTITIONS at its default; tenantsim's default auth budget. Each
+    partition reads the report one UPN-prefix range at a time (the plan keeps each under
+    REPORT_WINDOW users) and joins it by user id: what the devhost's peak measures."""
+    result.mfa_users = users
+    with tempfile.TemporaryDirectory(prefix="userexport-bench-h-") as tmp:
+        started = time.perf_counter()
+        files = write_tenants(Path(tmp), seed, [users], columns=MFA_COLUMNS, method_types=True)
+        print(
+            f"  (h) tenant file of {users:,} users (mfa preset's properties, method types) "
+            f"written in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        with bench_stack(
+            log_root,
+            "h-mfa",
+            tenant_file=files[users],
+            seed=seed,
+            sim_args=LATENCY,
+            # USEREXPORT_PARTITIONS at its default: the app picks the count from its estimate.
+            app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
+        ) as stack:
+            # The app plans the report's requests at Graph's documented five per 10 s unless
+            # it learnt another rate, so it may well run one partition: about 2 s per 999 users.
+            run = stack.export(
+                "h-mfa", MFA_BODY, expect_users=users, timeout=600 + 4 * pages(users)
+            )
+            result.mfa = run
+            result.mfa_error_codes = error_codes_at(stack.local, run.final.get("errorsUrl"))
+            print(f"  h-mfa: errors file by errorCode {result.mfa_error_codes}", flush=True)
+
+
 def count_csv_at(stack: LocalStack, url: str | None) -> int:
     """Records of the CSV at a SAS URL (0 when there is none), streamed."""
     if not url:
@@ -712,6 +987,28 @@ def count_csv_at(stack: LocalStack, url: str | None) -> int:
     ca = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
     with httpx.Client(timeout=600, verify=ca, trust_env=False) as storage:
         return _count_csv(storage, url)[0]
+
+
+def error_codes_at(stack: LocalStack, url: str | None) -> dict[str, int]:
+    """The data rows of an errors file at a SAS URL by their errorCode, streamed."""
+    if not url:
+        return {}
+    ca = ssl.create_default_context(cafile=stack.env["SSL_CERT_FILE"])
+    codes: dict[str, int] = {}
+    with (
+        httpx.Client(timeout=600, verify=ca, trust_env=False) as storage,
+        storage.stream("GET", url) as response,
+    ):
+        response.raise_for_status()
+        raw = _Download(response.iter_bytes(1 << 20))
+        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8-sig", newline="")
+        reader = csv.reader(text)
+        header = next(reader, [])
+        column = header.index("errorCode") if "errorCode" in header else 4
+        for record in reader:
+            code = record[column] if len(record) > column else ""
+            codes[code] = codes.get(code, 0) + 1
+    return codes
 
 
 def pages(users: int) -> int:
@@ -764,3 +1061,18 @@ def auth_units(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]
         for k in AUTH_LOOKUPS
     )
     return requests - throttled, throttled
+
+
+def auth_bucket(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """(h): the requests the simulator charged to the auth bucket between two stats, by
+    endpoint (methods, phoneMethods, emailMethods reads, registration report pages; throttled
+    ones cost nothing and are left out); endpoints without any are left out."""
+    out = {}
+    for key in AUTH_BUCKET:
+        requests = after["requests"].get(key, 0) - before["requests"].get(key, 0)
+        throttled = after["throttledByEndpoint"].get(key, 0) - before["throttledByEndpoint"].get(
+            key, 0
+        )
+        if requests - throttled:
+            out[key] = requests - throttled
+    return out

@@ -9,11 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.exports import (
+    AUTH_BUCKET,
     MILLION,
     PAGE_SIZE,
+    REPORT_PAGES,
     SIM_WINDOW_S,
+    AuthLimitResult,
     DeltaResult,
+    DryRun,
     ExportRun,
+    auth_bucket,
     auth_timeline,
     auth_units,
     graph_calls,
@@ -40,7 +45,15 @@ TARGETS: dict[str, tuple[str, float]] = {
     "multi_instance_failed_rows": ("<=", 0.0),
     "delta_requests_share": ("<=", 0.05),
     "delta_time_share": ("<=", 0.20),
+    "h_estimate_error_cold": ("<=", 0.25),
+    "h_estimate_error_generous": ("<=", 0.25),
+    "h_partitions": ("==", 1.0),
+    "h_lookups_fewer": ("<=", 0.35),  # x h_lookups (RELATIVE_TARGETS)
+    "h_mfa_peak_mb": ("<=", 250.0),  # only with --limit-million-users
 }
+# Targets that are a factor of another key of the same run: target = factor x that key's value
+# (written as target_<key> in results.json).
+RELATIVE_TARGETS: dict[str, str] = {"h_lookups_fewer": "h_lookups"}
 # The part each target key comes from (peak_rss_mb: from (a) or (d), whichever ran).
 TARGET_PARTS: dict[str, str] = {
     "pipeline_vs_sdk_models": "a",
@@ -61,12 +74,23 @@ TARGET_PARTS: dict[str, str] = {
     "multi_instance_failed_rows": "f",
     "delta_requests_share": "g",
     "delta_time_share": "g",
+    "h_estimate_error_cold": "h",
+    "h_estimate_error_generous": "h",
+    "h_partitions": "h",
+    "h_lookups_fewer": "h",
+    "h_mfa_peak_mb": "h",
+}
+# (h)'s target keys by the world that measures them (--limit-worlds may leave one out).
+H_WORLD_KEYS: dict[str, tuple[str, ...]] = {
+    "documented": ("h_partitions", "h_estimate_error_cold", "h_lookups_fewer"),
+    "generous": ("h_estimate_error_generous",),
 }
 NO_ESTIMATE = "no GET answer had estimate.durationSeconds"
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda v, t: v >= t,
     "<": lambda v, t: v < t,
     "<=": lambda v, t: v <= t,
+    "==": lambda v, t: v == t,
 }
 
 # The headline keys of the parts that run through the local stack, for "not run" lines.
@@ -87,6 +111,16 @@ STACK_KEYS: dict[str, tuple[str, ...]] = {
         "multi_instance_failed_rows",
     ),
     "g": ("full_run_s", "delta_run_s", "delta_requests_share", "delta_time_share"),
+    "h": (
+        "h_wall_s",
+        "h_lookups",
+        "h_partitions",
+        "h_estimate_error_cold",
+        "h_wall_s_fewer",
+        "h_lookups_fewer",
+        "h_estimate_error_generous",
+        "h_mfa_peak_mb",
+    ),
 }
 
 PARTS: dict[str, tuple[str, str]] = {
@@ -116,7 +150,7 @@ class PartRuns:
 
 @dataclass
 class StackRuns:
-    """The exports of (d), (e), (f) and (g) through the local stack."""
+    """The exports of (d)-(h) through the local stack."""
 
     sequential: ExportRun | None = None
     partitioned: ExportRun | None = None
@@ -130,6 +164,7 @@ class StackRuns:
     multi_budget: int = 0
     multi_batch_size: int = 0  # (f)'s devhosts' host.json queues batchSize
     delta: DeltaResult = field(default_factory=DeltaResult)  # (g)
+    auth_limit: AuthLimitResult = field(default_factory=AuthLimitResult)  # (h)
     failed: dict[str, str] = field(default_factory=dict)  # part -> why it stopped
 
     def runs(self) -> list[ExportRun]:
@@ -144,7 +179,7 @@ class StackRuns:
             self.delta.full,
             self.delta.changes,
         )
-        return [r for r in every if r is not None]
+        return [r for r in every if r is not None] + self.auth_limit.exports()
 
 
 def results(
@@ -183,6 +218,7 @@ def results(
     out |= _auth(stack, missing)
     out |= _multi(stack, missing)
     out |= _delta(stack.delta)
+    out |= _auth_limit(stack.auth_limit, missing)
     # The issue's "peak RSS for (a) and (d)": the larger of the two processes' peaks.
     peaks = [out[k] for k in ("peak_rss_pipeline_mb", "peak_rss_partitioned_mb") if k in out]
     if peaks:
@@ -190,14 +226,35 @@ def results(
     for key, (_, target) in TARGETS.items():
         part = TARGET_PARTS[key]
         ran = part in run_parts or (key == "peak_rss_mb" and "a" in run_parts)
-        if key in out:
+        base = RELATIVE_TARGETS.get(key)
+        if key in out and base is None:
             out[f"target_{key}"] = target
+        elif key in out and base in out:
+            out[f"target_{key}"] = round(target * out[base], 3)
+        elif key in out:
+            pass  # a relative target whose base was not measured: the value, no verdict
         elif part in stack.failed and ran:
             missing[key] = f"part {part} failed: {stack.failed[part]}"
         elif ran and part in STACK_KEYS:
             missing.setdefault(key, "not measured")
+    for key in _h_not_run(stack.auth_limit):
+        missing.pop(key, None)  # left out on purpose, as a part not in --only
     if missing:
         out["missing"] = missing
+    return out
+
+
+def _h_not_run(result: AuthLimitResult) -> dict[str, str]:
+    """(h)'s target keys of the runs left out, with why: the worlds --limit-worlds left out,
+    and the mfa preset's run without --limit-million-users."""
+    out = {
+        key: f"the {world} world not in --limit-worlds"
+        for world, keys in H_WORLD_KEYS.items()
+        if world not in result.worlds
+        for key in keys
+    }
+    if not result.mfa_users:
+        out["h_mfa_peak_mb"] = "--limit-million-users 0"
     return out
 
 
@@ -414,6 +471,108 @@ def _delta(result: DeltaResult) -> dict[str, Any]:
     return out
 
 
+def _auth_limit(result: AuthLimitResult, missing: dict[str, str]) -> dict[str, Any]:
+    """(h): the documented world's dry run and exports (plain, then fewerLookups), and the
+    generous world's dry run and export. Lookups are the requests the simulator charged to the
+    auth bucket (auth_bucket: methods reads and registration report pages)."""
+    out: dict[str, Any] = {}
+    if result.shape is not None:
+        out |= {
+            "h_users": result.shape.users,
+            "h_phone_email_share": result.shape.phone_email_share,
+            **{f"h_tenant_{key}": value for key, value in result.facts.items()},
+        }
+    if result.budget:
+        out["h_auth_budget"] = result.budget
+    runs = (("", result.documented), ("_fewer", result.fewer), ("_generous", result.generous))
+    for suffix, run in runs:
+        if run is None:
+            continue
+        charged = auth_bucket(run.sim_before, run.sim_after)
+        throttled = sum(
+            run.sim_after["throttledByEndpoint"].get(k, 0)
+            - run.sim_before["throttledByEndpoint"].get(k, 0)
+            for k in AUTH_BUCKET
+        )
+        out |= {
+            f"h_wall_s{suffix}": round(run.wall_s, 1),
+            f"h_lookups{suffix}": sum(charged.values()),
+            f"h_lookups{suffix}_by_endpoint": dict(sorted(charged.items())),
+            f"h_report_pages{suffix}": charged.get(REPORT_PAGES, 0),
+            f"h_auth_429s{suffix}": throttled,
+            f"h_partitions{suffix}": run.partitions,
+            f"h_failed_rows{suffix}": run.error_rows,
+            f"h_status{suffix}": run.status,
+        }
+        if suffix != "_generous" and result.budget:
+            out[f"h_auth_budget_share{suffix}"] = _budget_use(run, result.budget)["share"]
+    if "h_lookups" in out and "h_lookups_fewer" in out and out["h_lookups"]:
+        out["h_lookups_fewer_share"] = round(out["h_lookups_fewer"] / out["h_lookups"], 3)
+    pairs = (
+        ("cold", result.documented_dry, result.documented),
+        ("generous", result.generous_dry, result.generous),
+    )
+    for label, dry, run in pairs:
+        if dry is None:
+            continue
+        estimate = dry.estimate_s()
+        out |= {
+            f"h_dry_wall_s_{label}": round(dry.wall_s, 1),
+            f"h_dry_lookups_{label}": sum(auth_bucket(dry.sim_before, dry.sim_after).values()),
+            f"h_dry_partitions_{label}": dry.partitions,
+        }
+        for key in ("paceSource", "bindingLimit", "lookupRequests", "partitions"):
+            if key in dry.estimate:
+                out[f"h_estimate_{_snake(key)}_{label}"] = dry.estimate[key]
+        if estimate is not None:
+            out[f"h_estimate_s_{label}"] = round(estimate, 1)
+        if run is None:
+            continue
+        error = dry.error_against(run)
+        if error is None:
+            missing[f"h_estimate_error_{label}"] = (
+                f"the dry run's estimate has no durationSeconds (it has {sorted(dry.estimate)})"
+            )
+        else:
+            out[f"h_estimate_error_{label}"] = round(error, 3)
+    if result.mfa is not None:
+        out |= _mfa(result.mfa)
+        out["h_mfa_error_codes"] = dict(sorted(result.mfa_error_codes.items()))
+    return out
+
+
+def _mfa(run: ExportRun) -> dict[str, Any]:
+    """(h)'s optional run: the mfa preset on a (d)-like tenant, devhost's peak RSS (VmHWM)
+    and the registration report's requests (every one the simulator saw, throttled included)."""
+    requests = run.sim_after["requests"]
+    before = run.sim_before["requests"]
+    throttled = run.sim_after["throttledByEndpoint"].get(REPORT_PAGES, 0) - run.sim_before[
+        "throttledByEndpoint"
+    ].get(REPORT_PAGES, 0)
+    out: dict[str, Any] = {
+        "h_mfa_users": run.users,
+        "h_mfa_wall_s": round(run.wall_s, 1),
+        "h_mfa_peak_mb": round(run.peak_rss_mb, 1),
+        "h_mfa_report_requests": requests.get(REPORT_PAGES, 0) - before.get(REPORT_PAGES, 0),
+        "h_mfa_report_429s": throttled,
+        "h_mfa_user_pages": run.pages(),
+        "h_mfa_partitions": run.partitions,
+        "h_mfa_csv_records": run.csv_records,
+        "h_mfa_csv_columns": run.csv_columns,
+        "h_mfa_error_rows": run.error_rows,
+        "h_mfa_status": run.status,
+        "h_mfa_cpu_share_devhost": round(run.cpu_share("devhost"), 3),
+    }
+    estimate = run.estimate_s()
+    if estimate is not None:
+        out["h_mfa_estimate_s"] = round(estimate, 1)
+    return out
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
 def _idle_seconds(run: ExportRun) -> float:
     """Seconds between polls in which no auth-method read was charged, from the first such
     read to the last: the time the limiter left the refilling bucket unused (or waited)."""
@@ -433,12 +592,122 @@ def _num(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _verdict(key: str, value: float) -> tuple[str, str]:
-    """(target, PASS/MISS) for a key with a target, or two empty strings."""
-    if key not in TARGETS:
+def _verdict(key: str, res: dict[str, Any]) -> tuple[str, str]:
+    """(target, PASS/MISS) for a key with a target, or two empty strings (also for a relative
+    target whose base was not measured)."""
+    if key not in TARGETS or f"target_{key}" not in res:
         return "", ""
+    op, target = TARGETS[key][0], res[f"target_{key}"]
+    return f"{op} {target:.4g}", "PASS" if _COMPARE[op](res[key], target) else "MISS"
+
+
+def _goal(key: str) -> str:
+    """A target as the table shows it without a value: `<= 0.25`, `<= 0.35x` (relative)."""
+    if key not in TARGETS:
+        return ""
     op, target = TARGETS[key]
-    return f"{op} {target:g}", "PASS" if _COMPARE[op](value, target) else "MISS"
+    return f"{op} {target:g}" + ("x" if key in RELATIVE_TARGETS else "")
+
+
+def _auth_limit_rows(
+    res: dict[str, Any],
+    row: Callable[[str, str, str], None],
+    row_or_missing: Callable[[str, Callable[[float], str], Callable[[], str]], None],
+) -> None:
+    """(h)'s headline rows, added through the table's `row` and `row_or_missing`."""
+    tenant = (
+        f"{res['h_users']:,} users, {res.get('h_tenant_phone_email_users', '?')} with a phone or "
+        f"email method, {res.get('h_tenant_disabled_users', '?')} disabled"
+        if "h_users" in res
+        else ""
+    )
+    budget = res.get("h_auth_budget", "?")
+    if "h_wall_s" in res:
+        row(
+            "h_wall_s",
+            f"{res['h_wall_s']:.1f}",
+            f"(h) documented world (auth budget {budget} per 10 s): {tenant}; 25 columns, POST "
+            f"to 200; {res['h_auth_budget_share']:.2f} of the auth budget used",
+        )
+    if "h_lookups" in res:
+        row(
+            "h_lookups",
+            f"{res['h_lookups']:g}",
+            f"(h) auth-bucket requests charged {res['h_lookups_by_endpoint']}; "
+            f"{res['h_auth_429s']:g} throttled, {res['h_failed_rows']:g} failed rows",
+        )
+    row_or_missing(
+        "h_partitions",
+        lambda v: f"{v:g}",
+        lambda: f"(h) the documented export's partitions (its job); {res['h_status']}",
+    )
+    row_or_missing(
+        "h_estimate_error_cold",
+        _share,
+        lambda: (
+            f"(h) documented dry run (cold, {res.get('h_estimate_pace_source_cold', '?')} pace, "
+            f"bound by {res.get('h_estimate_binding_limit_cold', '?')}): "
+            f"{res['h_estimate_s_cold']:.1f} s estimated vs {res['h_wall_s']:.1f} s measured"
+        ),
+    )
+    if "h_wall_s_fewer" in res:
+        row(
+            "h_wall_s_fewer",
+            f"{res['h_wall_s_fewer']:.1f}",
+            f"(h) fewerLookups, same stack after the export; "
+            f"{res['h_auth_budget_share_fewer']:.2f} of the auth budget used",
+        )
+    row_or_missing(
+        "h_lookups_fewer",
+        lambda v: f"{v:g}",
+        lambda: (
+            f"(h) {res['h_lookups_fewer_by_endpoint']} ({res['h_lookups_fewer_share']:.3f} of "
+            f"h_lookups); {res['h_auth_429s_fewer']:g} throttled, "
+            f"{res['h_failed_rows_fewer']:g} failed rows; the report rules out at most "
+            f"{res.get('h_tenant_enabled_without_phone_email', '?')} users"
+        ),
+    )
+    row_or_missing(
+        "h_estimate_error_generous",
+        _share,
+        lambda: (
+            f"(h) generous world (default auth budget) dry run (cold, "
+            f"{res.get('h_estimate_pace_source_generous', '?')} pace, bound by "
+            f"{res.get('h_estimate_binding_limit_generous', '?')}): "
+            f"{res['h_estimate_s_generous']:.1f} s estimated vs {res['h_wall_s_generous']:.1f} s "
+            "measured"
+        ),
+    )
+    if "h_mfa_wall_s" in res:
+        row(
+            "h_mfa_wall_s",
+            f"{res['h_mfa_wall_s']:.1f}",
+            f"(h) mfa preset ({res['h_mfa_csv_columns']:g} columns), {res['h_mfa_users']:,} users, "
+            f"{res['h_mfa_partitions']:g} partitions: POST to 200"
+            + (f" (estimate {res['h_mfa_estimate_s']:.1f} s)" if "h_mfa_estimate_s" in res else ""),
+        )
+    row_or_missing(
+        "h_mfa_peak_mb",
+        lambda v: f"{v:.1f}",
+        lambda: (
+            f"(h) mfa preset: devhost VmHWM; {res['h_mfa_report_requests']:,} report requests "
+            f"({res['h_mfa_report_429s']:g} throttled), {res['h_mfa_user_pages']:,} /users pages, "
+            f"{res['h_mfa_error_rows']:g} error rows {res.get('h_mfa_error_codes', {})}, "
+            f"{res['h_mfa_status']}"
+        ),
+    )
+
+
+def _dry_line(run: DryRun) -> str:
+    est = run.estimate_s()
+    return (
+        f"{run.name:<18} wall {run.wall_s:6.1f} s  est "
+        f"{'-' if est is None else f'{est:.1f} s':>9}  "
+        f"{run.estimate.get('paceSource', '?')} pace, bound by "
+        f"{run.estimate.get('bindingLimit', '?')}, lookupRequests "
+        f"{run.estimate.get('lookupRequests', '?')}, {run.partitions} partition(s), "
+        f"auth-bucket requests {sum(auth_bucket(run.sim_before, run.sim_after).values())}"
+    )
 
 
 def _share(value: float) -> str:
@@ -454,16 +723,15 @@ def table(
     missing: dict[str, str] = res.get("missing", {})
 
     def row(key: str, value: str, note: str = "") -> None:
-        target, status = _verdict(key, res[key])
+        target, status = _verdict(key, res)
         lines.append(f"{key:<{width}} {value:>10}  {target:>8}  {status:<6}  {note}".rstrip())
 
     def row_or_missing(key: str, value: Callable[[float], str], note: Callable[[], str]) -> None:
         if key in res:
             row(key, value(res[key]), note())
         elif key in missing:
-            op, target = TARGETS.get(key, ("", 0.0))
-            goal = f"{op} {target:g}" if op else ""
-            status = "MISS" if op else ""
+            goal = _goal(key)
+            status = "MISS" if goal else ""
             lines.append(f"{key:<{width}} {'n/a':>10}  {goal:>8}  {status:<6}  {missing[key]}")
 
     for part, (key, what) in PARTS.items():
@@ -643,10 +911,14 @@ def table(
             f"{res['full_run_s']:.1f} s (POST to 200)"
         ),
     )
+    _auth_limit_rows(res, row, row_or_missing)
     for part, keys in STACK_KEYS.items():
         if part not in run_parts:
             for key in keys:
                 lines.append(f"{key:<{width}} not run (part {part} not in --only)")
+    if "h" in run_parts:
+        for key, why in _h_not_run(stack.auth_limit).items():
+            lines.append(f"{key:<{width}} not run ({why})")
     for part, why in stack.failed.items():
         lines.append(f"part {part} FAILED: {why}")
 
@@ -690,6 +962,10 @@ def table(
                 f"{run.cpu_share('azurite'):>9.2f}{run.peak_rss_mb:>9.1f}"
                 f"{run.csv_records:>13,}{run.csv_crlf:>11,}{run.error_rows:>8,}"
             )
+    dry_runs = stack.auth_limit.dry_runs()
+    if dry_runs:
+        lines += ["", "dry runs (wall: POST to 200; est: the estimate's durationSeconds)"]
+        lines += [_dry_line(run) for run in dry_runs]
     for run in stack.runs():
         if len(run.sim_timeline) < 2:
             continue

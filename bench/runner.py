@@ -1,6 +1,6 @@
 """The parent process of `python -m bench`: starts the simulator, runs each part of (a)-(c)
-in a child process, checks the simulator saw a clean run, runs (d), (e), (f) and (g) as real
-exports on local stacks, prints the table and writes results.json."""
+in a child process, checks the simulator saw a clean run, runs (d)-(h) as real exports on local
+stacks, prints the table and writes results.json."""
 
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ import orjson
 
 from bench.exports import (
     MILLION,
+    AuthShape,
     DeltaChanges,
     ExportRun,
     run_auth,
+    run_auth_limit_documented,
+    run_auth_limit_generous,
     run_auth_tight,
     run_delta,
+    run_mfa_million,
     run_million,
     run_multi,
 )
@@ -38,7 +42,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sdk-users", type=int, default=8000, help="sample for (b), in whole pages of 999"
     )
-    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="parts to run, e.g. a,c,d")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,h", help="parts to run, e.g. a,c,d")
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (c), interleaved")
     parser.add_argument("--sdk-repeat", type=int, default=1, help="runs of (b)")
     parser.add_argument("--seed", type=int, default=1, help="tenant seed")
@@ -106,9 +110,38 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="(g) tenant size: a delta series' full run, 500 changes, its changes run",
     )
     parser.add_argument(
+        "--limit-users", type=int, default=300, help="(h) tenant size (generated, seed --seed)"
+    )
+    parser.add_argument(
+        "--limit-phone-email-share",
+        type=float,
+        default=0.3,
+        help="(h) share of its users with a phone or email method (tenantsim --phone-email-share)",
+    )
+    parser.add_argument(
+        "--limit-auth-budget",
+        type=int,
+        default=5,
+        help="(h) the documented world's tenantsim --auth-budget (Graph's 5 requests per 10 s)",
+    )
+    parser.add_argument(
+        "--limit-worlds",
+        default="documented,generous",
+        help="(h) which worlds to run: documented (dry run, export, fewerLookups export at "
+        "--limit-auth-budget), generous (dry run, export at the default budget), both, or none "
+        "(with --limit-million-users: that run alone)",
+    )
+    parser.add_argument(
+        "--limit-million-users",
+        type=int,
+        default=0,
+        help="(h) also export this many users with the mfa column preset (registration report; "
+        "a tenant file as (d)'s) and measure devhost's peak RSS; 0 (default): not run",
+    )
+    parser.add_argument(
         "--stack-logs",
         type=Path,
-        help="keep the logs of the stacks of (d)-(g) in DIR/<stack>/ (default: deleted)",
+        help="keep the logs of the stacks of (d)-(h) in DIR/<stack>/ (default: deleted)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args(argv)
@@ -129,7 +162,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.multi_devhosts,
         args.multi_partitions,
         args.delta_users,
+        args.limit_users,
+        args.limit_auth_budget,
     )
+    args.limit_worlds = [w.strip() for w in args.limit_worlds.split(",") if w.strip()]
+    if args.limit_worlds == ["none"]:
+        args.limit_worlds = []
+    elif set(args.limit_worlds) - {"documented", "generous"} or not args.limit_worlds:
+        parser.error("--limit-worlds: documented, generous, both or none")
+    if args.limit_million_users < 0:
+        parser.error("--limit-million-users must be >= 0")
+    if not args.limit_worlds and not args.limit_million_users:
+        parser.error("--limit-worlds none runs nothing without --limit-million-users")
+    if not 0.0 <= args.limit_phone_email_share <= 1.0:
+        parser.error("--limit-phone-email-share must be within 0..1")
     changes = DeltaChanges()
     if args.delta_users <= changes.updates + changes.deletes:
         parser.error(f"--delta-users must be > {changes.updates + changes.deletes}")
@@ -258,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_stack_parts(args: argparse.Namespace, stack: StackRuns) -> None:
-    """(d), (e), (f) and (g), each on stacks of its own. A part that fails is recorded (its keys
+    """(d)-(h), each on stacks of its own. A part that fails is recorded (its keys
     are reported as MISS with the reason, and the exit code is 1) and the next part runs."""
     if "d" in args.parts:
         print("(d) 1,000,000 users, about 1 s per page: sequential sample, then partitioned")
@@ -349,6 +395,56 @@ def _run_stack_parts(args: argparse.Namespace, stack: StackRuns) -> None:
             )
 
         _part(stack, "g", part_g)
+    if "h" in args.parts:
+        _run_auth_limit(args, stack)
+
+
+def _run_auth_limit(args: argparse.Namespace, stack: StackRuns) -> None:
+    """(h): each world on a stack of its own; a world that fails does not stop the other."""
+    shape = AuthShape(args.seed, args.limit_users, args.limit_phone_email_share)
+    result = stack.auth_limit
+    result.shape, result.facts = shape, shape.facts()
+    result.worlds = tuple(args.limit_worlds)
+    result.mfa_users = args.limit_million_users
+    mfa = (
+        f"; then the mfa preset on {args.limit_million_users:,} users"
+        if args.limit_million_users
+        else ""
+    )
+    print(
+        f"(h) auth-bound at the documented limit: {shape.users:,} users, "
+        f"{result.facts['phone_email_users']} with a phone or email method "
+        f"({result.facts['disabled_users']} disabled); worlds: "
+        f"{', '.join(args.limit_worlds) or 'none'}{mfa}"
+    )
+    if "documented" in args.limit_worlds:
+
+        def documented() -> None:
+            run_auth_limit_documented(
+                shape=shape,
+                budget=args.limit_auth_budget,
+                log_root=args.stack_logs,
+                result=result,
+            )
+
+        _part(stack, "h", documented)
+    if "generous" in args.limit_worlds:
+
+        def generous() -> None:
+            run_auth_limit_generous(shape=shape, log_root=args.stack_logs, result=result)
+
+        _part(stack, "h", generous)
+    if args.limit_million_users:
+
+        def mfa_million() -> None:
+            run_mfa_million(
+                seed=args.seed,
+                users=args.limit_million_users,
+                log_root=args.stack_logs,
+                result=result,
+            )
+
+        _part(stack, "h", mfa_million)
 
 
 def _part(stack: StackRuns, part: str, run: Callable[[], None]) -> None:
