@@ -334,7 +334,8 @@ class Pace:
         pages = -(-total // cost.page_size)
         units, _, lookups = cost.requests(total, pages)
         lookup_seconds = lookups / self.lookups_per_second
-        work = total * self.seconds_per_user + pages * PAGE_SECONDS + lookup_seconds
+        reading = 2 if cost.report else 1  # a report page per listing page, as long
+        work = reading * (total * self.seconds_per_user + pages * PAGE_SECONDS) + lookup_seconds
         reports = -(-total // REPORT_PAGE_ROWS) if cost.report else 0
         bound = self.budget_seconds(total, units, lookups + reports)
         return max(1, math.ceil(work / max(seconds, bound)))
@@ -392,8 +393,11 @@ def estimate(
         out["authenticationRateSource"] = pace.auth_source
     if plan.estimated_total is None:
         return out | {"counted": False, "paceSource": "learned" if pace.learnt else "default"}
+    # A report page holds as many users as a listing page and is read before it: as long.
+    reading = 2 if cost.report else 1
     per_partition = [
-        n * pace.seconds_per_user + p * PAGE_SECONDS + n * cost.lookups / pace.lookups_per_second
+        reading * (n * pace.seconds_per_user + p * PAGE_SECONDS)
+        + n * cost.lookups / pace.lookups_per_second
         for n, p in zip(users, page_runs, strict=True)
     ]
     work = max(max(per_partition), sum(per_partition) / pace.concurrency)

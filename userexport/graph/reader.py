@@ -7,6 +7,7 @@ every retry goes through the shared adaptive limiter and the invocation's time b
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,8 @@ class GraphReader:
         self.sign_in_limiter = sign_in_limiter or AdaptiveLimiter(bucket="signIn")
         self.auth_limiter = auth_limiter or AdaptiveLimiter(bucket="auth")
         self.storm_seconds = storm_seconds
+        # Registration report pages parsed at once (graph/registration.py).
+        self.report_pages = asyncio.Semaphore(4)
         # The current run of NON_PREMIUM refusals of this process's signInActivity requests
         # (monotonic: its first and its last; None: the last request was served), across
         # invocations, so that a short budget still comes to believe a refusal that lasts.
