@@ -13,7 +13,7 @@ from .clients import Clients
 from .continuation import continue_later
 from .delta import plan_delta
 from .errors import JobConflict, JobStopped, OutOfTime
-from .graph import REPORT_ROWS, GraphError, meter, page_size
+from .graph import REPORT_PARTITIONS, REPORT_ROWS, GraphError, meter, page_size
 from .graph.registration import PROBE_URL
 from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
@@ -125,25 +125,28 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
             pace = await _probe(clients, job, [lookup] * PROBE_USERS, pace)
         elif resolved.report and checked.report:
             pace = await _probe(clients, job, [PROBE_URL] * PROBE_USERS, pace)
+    reads_report = bool(resolved.report and checked.report)
     cost = listing_cost(
         query,
         page_size=page_size(select, expand),
         expand=expand is not None,
         sign_in_by_id=sign_in == "byId",
         lookups=len(checked.lookups or ()),
-        report=bool(resolved.report and checked.report),
+        report=reads_report,
     )
     plan = await plan_listing(
         clients.graph,
         query,
-        partitions=clients.settings.partitions,
+        partitions=min(clients.settings.partitions, REPORT_PARTITIONS)
+        if reads_report
+        else clients.settings.partitions,
         counts=counts,
         expand=expand is not None,
         small=clients.settings.small_tenant_users,
         wanted=lambda total: pace.partitions_for(
             total, cost=cost, seconds=clients.settings.partition_seconds
         ),
-        report_rows=REPORT_ROWS if resolved.report and checked.report else None,
+        report_rows=REPORT_ROWS if reads_report else None,
     )
     plan.skus, plan.notices, plan.lookups = checked.skus, checked.notices, checked.lookups
     plan.delta, plan.sign_in, plan.report = delta, sign_in, checked.report

@@ -28,6 +28,7 @@ from .meter import GraphUsage, metered
 from .pace import PaceBoard, SharedPace
 from .reader import ID_BATCH, GraphReader, RawPage, UsersPage, page_size
 from .registration import (
+    REPORT_PARTITIONS,
     REPORT_ROWS,
     RegistrationRefused,
     Report,
@@ -40,6 +41,7 @@ __all__ = [
     "EXPIRED_PAGE_TOKEN",
     "ID_BATCH",
     "NON_PREMIUM",
+    "REPORT_PARTITIONS",
     "REPORT_ROWS",
     "AdaptiveLimiter",
     "AuthMethodsReader",
