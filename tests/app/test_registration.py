@@ -17,6 +17,7 @@ from userexport import plan as plan_step
 from userexport.columns import PRESETS, REGISTRATION, resolve
 from userexport.csvfile import CsvEncoder
 from userexport.graph.registration import needs_lookup
+from userexport.plan import PROBE_USERS
 
 from .conftest import SEED, USERS
 from .test_app import export, fetch, records
@@ -121,10 +122,11 @@ async def test_fewer_lookups_writes_the_same_csv_with_only_the_users_the_report_
     needed = sum(needs_lookup(details(u)) for u in users)
     asked_exact = sum(middle.get(k, 0) - before.get(k, 0) for k in ("phoneMethods", "methods"))
     asked_fewer = sum(after.get(k, 0) - middle.get(k, 0) for k in ("phoneMethods", "methods"))
-    # Each plan step asks the same of Graph before the partitions do (a check of one user's
-    # methods, a probe): the difference is the users the report ruled out.
+    # Each plan step checks one user's methods before the partitions ask, and probes the
+    # limit with PROBE_USERS lookups unless the instances learnt a rate meanwhile (one may, the
+    # other not): past that, the difference is the users the report ruled out.
     assert needed < USERS  # disabled users (no row) are among those asked
-    assert asked_exact - asked_fewer == USERS - needed
+    assert asked_exact - asked_fewer - (USERS - needed) in (0, PROBE_USERS, -PROBE_USERS)
     assert after["userRegistrationDetails"] > middle.get("userRegistrationDetails", 0)
 
 
