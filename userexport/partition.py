@@ -28,7 +28,7 @@ from . import budget, reasons
 from .blobsink import BlockStream, Stream
 from .budget import gather_all
 from .clients import Clients
-from .columns import REGISTRATION, REGISTRATION_COLUMN_NAMES, SIGN_IN_ACTIVITY
+from .columns import REGISTRATION, REGISTRATION_COLUMN_NAMES, SIGN_IN_ACTIVITY, reads_report
 from .commit import finish_if_complete
 from .continuation import continue_later
 from .csvfile import encode_rows
@@ -101,6 +101,7 @@ class PartitionRun:
         # per prefix and invocation.
         self._report: Report | None = None
         self._report_at: int | None = None
+        self._joins_report = reads_report(self._columns)  # its columns (not fewerLookups alone)
         self._rows = bytearray()
         self._errors: list[list[str]] = []
         self._held: list[list[str]] = []
@@ -279,7 +280,7 @@ class PartitionRun:
         """Each user's report row, put beside its lookups for the encoder; how many disabled
         users had none (said once by the commit), and the enabled ones without a row."""
         report = self._report
-        if report is None or not any(c.report for c in self._columns):
+        if report is None or not self._joins_report:
             return 0, []
         disabled, missing = 0, []
         for user in users:

@@ -13,7 +13,7 @@ from .clients import Clients
 from .continuation import continue_later
 from .delta import plan_delta
 from .errors import JobConflict, JobStopped, OutOfTime
-from .graph import REPORT_PARTITIONS, REPORT_ROWS, GraphError, meter, page_size
+from .graph import BATCH_SIZE, REPORT_PARTITIONS, REPORT_ROWS, GraphError, meter, page_size
 from .graph.registration import PROBE_URL
 from .jobs import Job, Partition, PartitionStatus, Plan, Status, utcnow
 from .messages import ExportMessage, Outcome
@@ -30,7 +30,7 @@ from .resolved import Resolved
 
 log = logging.getLogger(__name__)
 
-PROBE_USERS = 20  # requests the plan's probe sends: one $batch
+PROBE_USERS = BATCH_SIZE  # requests the plan's probe sends: one $batch
 
 
 async def plan_job(clients: Clients, job_id: str) -> Outcome:
@@ -119,13 +119,13 @@ async def _make_plan(clients: Clients, job: Job, counts: dict[str, int]) -> Plan
         )
         return plan
     pace = await _known_pace(clients, "signIn" if sign_in == "listing" else "listing")
+    reads_report = bool(resolved.report and checked.report)
     if pace.auth_rate is None:
         if checked.lookups and checked.user_id:
             lookup = f"/users/{checked.user_id}/authentication/{checked.lookups[0]}"
             pace = await _probe(clients, job, [lookup] * PROBE_USERS, pace)
-        elif resolved.report and checked.report:
+        elif reads_report:
             pace = await _probe(clients, job, [PROBE_URL] * PROBE_USERS, pace)
-    reads_report = bool(resolved.report and checked.report)
     cost = listing_cost(
         query,
         page_size=page_size(select, expand),

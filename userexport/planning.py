@@ -30,7 +30,7 @@ from typing import Any
 
 from .budget import gather_all
 from .filters import GraphQuery, with_upn_prefix
-from .graph import ID_BATCH, GraphError, GraphReader
+from .graph import BATCH_SIZE, ID_BATCH, GraphError, GraphReader
 from .jobs import Plan
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,12 @@ class ListingCost:
     lookups: int = 0  # authentication-method requests per user
     report: bool = False  # the registration report is read, a page per REPORT_PAGE_ROWS users
 
+    @property
+    def reading(self) -> int:
+        """Pages read per listing page: a report page holds as many users as a listing page,
+        is read before it and takes as long."""
+        return 2 if self.report else 1
+
     def requests(self, users: int, pages: int) -> tuple[int, int, int]:
         """(RU of the listing's own bucket, sign-in reads by id, lookups) for this many."""
         by_id = -(-users // ID_BATCH) if self.sign_in_by_id else 0
@@ -275,8 +281,8 @@ SECONDS_PER_USER = 0.001  # a page of 999 users in about a second, until one is 
 PAGE_SECONDS = 0.02  # a page's own cost, however few users it holds
 # One partition's lookups without throttling: 5 $batches of 20 in flight, a second each (a dry
 # run's probe times a $batch: Pace.lookups_per_second).
-BATCHES_IN_FLIGHT, BATCH_ITEMS = 5, 20
-LOOKUPS_PER_SECOND = BATCHES_IN_FLIGHT * BATCH_ITEMS / 1.0
+BATCHES_IN_FLIGHT = 5
+LOOKUPS_PER_SECOND = BATCHES_IN_FLIGHT * BATCH_SIZE / 1.0
 # The plan and partition messages' delivery (an idle queue is polled every 2 s at most, a busy
 # one at once) and the commit: 1 to 2 s on the local stack (bench h's generous world).
 OVERHEAD_SECONDS = 1.5
@@ -303,7 +309,7 @@ class Pace:
 
     def timed_batch(self, seconds: float) -> Pace:
         """This pace with a partition's lookup rate from how long one $batch took."""
-        rate = BATCHES_IN_FLIGHT * BATCH_ITEMS / max(seconds, 0.005)
+        rate = BATCHES_IN_FLIGHT * BATCH_SIZE / max(seconds, 0.005)
         return replace(self, lookups_per_second=rate)
 
     def main_rate(self, users: int) -> float:
@@ -334,9 +340,9 @@ class Pace:
         pages = -(-total // cost.page_size)
         units, _, lookups = cost.requests(total, pages)
         lookup_seconds = lookups / self.lookups_per_second
-        reading = 2 if cost.report else 1  # a report page per listing page, as long
-        work = reading * (total * self.seconds_per_user + pages * PAGE_SECONDS) + lookup_seconds
-        reports = -(-total // REPORT_PAGE_ROWS) if cost.report else 0
+        listing = total * self.seconds_per_user + pages * PAGE_SECONDS
+        work = cost.reading * listing + lookup_seconds
+        reports = report_requests([total]) if cost.report else 0
         bound = self.budget_seconds(total, units, lookups + reports)
         return max(1, math.ceil(work / max(seconds, bound)))
 
@@ -393,10 +399,8 @@ def estimate(
         out["authenticationRateSource"] = pace.auth_source
     if plan.estimated_total is None:
         return out | {"counted": False, "paceSource": "learned" if pace.learnt else "default"}
-    # A report page holds as many users as a listing page and is read before it: as long.
-    reading = 2 if cost.report else 1
     per_partition = [
-        reading * (n * pace.seconds_per_user + p * PAGE_SECONDS)
+        cost.reading * (n * pace.seconds_per_user + p * PAGE_SECONDS)
         + n * cost.lookups / pace.lookups_per_second
         for n, p in zip(users, page_runs, strict=True)
     ]

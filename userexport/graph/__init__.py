@@ -14,6 +14,7 @@ a PaceBoard (userexport/pacestore.py).
 """
 
 from .authmethods import (
+    BATCH_SIZE,
     AuthMethodsReader,
     LookupFailure,
     LookupResult,
@@ -38,6 +39,7 @@ from .registration import (
 )
 
 __all__ = [
+    "BATCH_SIZE",
     "EXPIRED_PAGE_TOKEN",
     "ID_BATCH",
     "NON_PREMIUM",

@@ -38,6 +38,7 @@ EXPAND_PAGE_SIZE = 100
 # (microsoft-graph-docs-contrib concepts/includes/known-issues/query-parameters.md).
 ID_BATCH = 15
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
+REPORT_PAGES_AT_ONCE = 4  # a parsed report page is a few MB: a few at once per process
 
 
 def page_size(select: list[str], expand: list[str] | None) -> int:
@@ -96,7 +97,7 @@ class GraphReader:
         self.auth_limiter = auth_limiter or AdaptiveLimiter(bucket="auth")
         self.storm_seconds = storm_seconds
         # Registration report pages parsed at once (graph/registration.py).
-        self.report_pages = asyncio.Semaphore(4)
+        self.report_pages = asyncio.Semaphore(REPORT_PAGES_AT_ONCE)
         # The current run of NON_PREMIUM refusals of this process's signInActivity requests
         # (monotonic: its first and its last; None: the last request was served), across
         # invocations, so that a short budget still comes to believe a refusal that lasts.

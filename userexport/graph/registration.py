@@ -42,11 +42,6 @@ REPORT_ROWS = 64_000
 # 8 MB more at its peak (its pages in flight; bench (h), 1,000,000 users: 182 MB with 8
 # partitions, 405 MB with 32), so 12 keep an instance under 250 MB.
 REPORT_PARTITIONS = 12
-# What Graph answers when the report cannot be read for this app or tenant (403, either code).
-REFUSED_CODES = (
-    "Authentication_MSGraphPermissionMissing",
-    "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-)
 # methodsRegistered values that are neither a phone nor an email (userregistrationdetails.md
 # and the authentication-methods overview). A user whose methods are all among these has empty
 # phone and email lookups; any other value, known or new, is looked up (the set is open).
@@ -70,11 +65,12 @@ NEITHER_PHONE_NOR_EMAIL = frozenset(
 
 
 class RegistrationRefused(GraphError):
-    """Graph will not give this app the report (no AuditLog.Read.All, or no P1/P2)."""
+    """Graph will not give this app the report (no AuditLog.Read.All, or no P1/P2): its 403,
+    either code (module docstring)."""
 
-
-def refused(error: GraphError) -> bool:
-    return error.status == 403
+    @classmethod
+    def of(cls, error: GraphError) -> RegistrationRefused:
+        return cls(error.status, error.code, error.message, retry_after=error.retry_after)
 
 
 def _compact(value: Any) -> Any:
@@ -92,7 +88,6 @@ class Report:
 
     properties: tuple[str, ...]
     rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    requests: int = 0
     oldest: str | None = None
 
     def add(self, row: dict[str, Any]) -> None:
@@ -142,12 +137,9 @@ async def read_report(
         try:
             raw = await graph.paced(info, graph.auth_limiter, raw=True)
         except GraphError as error:
-            if refused(error):
-                raise RegistrationRefused(
-                    error.status, error.code, error.message, retry_after=error.retry_after
-                ) from error
+            if error.status == 403:
+                raise RegistrationRefused.of(error) from error
             raise
-        report.requests += 1
         # A parsed page (about 1,000 rows of dicts) is several times its bytes: a few at once
         # per process, whatever the partitions, keep the peak down.
         async with graph.report_pages:
@@ -175,6 +167,6 @@ async def check_report(graph: GraphReader) -> None:
     try:
         await graph.paced(info, graph.auth_limiter)
     except GraphError as error:
-        if refused(error):
-            raise RegistrationRefused(error.status, error.code, error.message) from error
+        if error.status == 403:
+            raise RegistrationRefused.of(error) from error
         raise
