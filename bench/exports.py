@@ -950,8 +950,8 @@ def run_mfa_million(
     properties, plus the types of each user's authentication methods, which the simulator's
     registration report derives its rows from), about 1 s per page of 999 (users and report
     rows alike), USEREXPORT_PARTITIONS at its default; tenantsim's default auth budget. Each
-    partition reads the report one UPN-prefix range at a time (the plan keeps each under
-    REPORT_WINDOW users) and joins it by user id: what the devhost's peak measures."""
+    partition reads the report one UPN-prefix range at a time (the plan keeps each under its
+    share of REPORT_ROWS users) and joins it by user id: what the devhost's peak measures."""
     result.mfa_users = users
     with tempfile.TemporaryDirectory(prefix="userexport-bench-h-") as tmp:
         started = time.perf_counter()
@@ -970,8 +970,7 @@ def run_mfa_million(
             # USEREXPORT_PARTITIONS at its default: the app picks the count from its estimate.
             app_env={"USEREXPORT_STATUS_RETRY_AFTER_SECONDS": "1"},
         ) as stack:
-            # The app plans the report's requests at Graph's documented five per 10 s unless
-            # it learnt another rate, so it may well run one partition: about 2 s per 999 users.
+            # One partition (a documented-rate plan) takes about 2 s per 999 users: the bound.
             run = stack.export(
                 "h-mfa", MFA_BODY, expect_users=users, timeout=600 + 4 * pages(users)
             )
